@@ -1,0 +1,231 @@
+use super::*;
+
+/// A fake machine with cores 0-3 online.
+/// Written once: tests run in parallel and must not see a half-written file.
+fn system() -> System {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("sluice-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
+        std::fs::write(root.join("sys/devices/system/cpu/online"), "0-3\n").unwrap();
+        root
+    });
+    System::new(root)
+}
+
+const GOOD: &str = r#"
+[eal]
+workers = [1, 2]
+control_core = 0
+hugepages = "auto"
+file_prefix = "t1"
+
+[[ports]]
+name = "lan"
+device = "net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap"
+ipv4 = ["192.0.2.1/24"]
+ipv6 = ["2001:db8:1::1/64"]
+mtu = 9000
+
+[[ports]]
+name = "wan"
+device = "0000:03:00.0"
+mac = "02:00:00:00:00:02"
+rx_queues = 1
+
+[[routes]]
+prefix = "198.18.0.0/15"
+port = "wan"
+next_hop_mac = "02:00:00:00:01:01"
+
+[[routes]]
+prefix = "2001:db8:100::/48"
+port = "lan"
+next_hop_mac = "02:00:00:00:01:02"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "t.toml", &system())
+}
+
+/// Replaces `from` in GOOD with `to` and returns the error, which must exist.
+fn err_with(from: &str, to: &str) -> ConfigError {
+    assert!(GOOD.contains(from), "test bug: {from:?} not in GOOD");
+    parse(&GOOD.replacen(from, to, 1)).expect_err("the change must be refused")
+}
+
+fn at(e: &ConfigError) -> (usize, String, String) {
+    match e {
+        ConfigError::At {
+            line, field, msg, ..
+        } => (*line, field.clone(), msg.clone()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn good_config() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.eal.workers, vec![1, 2]);
+    assert_eq!(c.eal.control_core, 0);
+    assert_eq!(c.eal.mbuf_cache, 256);
+    assert_eq!(c.ports.len(), 2);
+    assert_eq!(c.ports[0].mtu, 9000);
+    assert_eq!(c.ports[0].ipv4[0].to_string(), "192.0.2.1/24");
+    assert!(c.ports[1].is_pci());
+    assert_eq!(c.ports[1].rx_queues, Some(1));
+    assert_eq!(c.ports[1].rx_descriptors, 1024);
+    assert_eq!(c.routes[0].port, 1);
+    assert_eq!(c.routes[1].prefix.to_string(), "2001:db8:100::/48");
+    assert_eq!(c.routes[1].next_hop_mac.to_string(), "02:00:00:00:01:02");
+}
+
+#[test]
+fn unknown_key() {
+    let e = err_with("mtu = 9000", "mtu = 9000\nspeed = 10");
+    let (line, field, msg) = at(&e);
+    assert_eq!(line, 14);
+    assert_eq!(field, "ports[0].speed");
+    assert!(msg.contains("unknown field `speed`"), "{msg}");
+    assert!(msg.contains("`mtu`"), "should list accepted keys: {msg}");
+    assert!(
+        e.to_string().starts_with("t.toml:14:1: ports[0].speed: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_address_and_prefix() {
+    let (line, field, msg) = at(&err_with("192.0.2.1/24", "192.0.2.300/24"));
+    assert_eq!((line, field.as_str()), (11, "ports[0].ipv4[0]"));
+    assert!(
+        msg.contains("192.0.2.300") && msg.contains("not a valid address"),
+        "{msg}"
+    );
+    let (_, field, msg) = at(&err_with("192.0.2.1/24", "192.0.2.1/33"));
+    assert_eq!(field, "ports[0].ipv4[0]");
+    assert!(msg.contains("0 to 32"), "{msg}");
+    let (line, field, msg) = at(&err_with("198.18.0.0/15", "198.18.0.1/15"));
+    assert_eq!((line, field.as_str()), (22, "routes[0].prefix"));
+    assert!(msg.contains("did you mean 198.18.0.0/15"), "{msg}");
+    let (_, field, msg) = at(&err_with("2001:db8:100::/48", "2001:db8:100::/200"));
+    assert_eq!(field, "routes[1].prefix");
+    assert!(msg.contains("0 to 128"), "{msg}");
+    let (_, field, msg) = at(&err_with("02:00:00:00:01:01", "02:00:00:00:01"));
+    assert_eq!(field, "routes[0].next_hop_mac");
+    assert!(msg.contains("MAC"), "{msg}");
+}
+
+#[test]
+fn undefined_port() {
+    let e = err_with("port = \"wan\"", "port = \"wan9\"");
+    let (line, field, msg) = at(&e);
+    assert_eq!((line, field.as_str()), (23, "routes[0].port"));
+    assert!(
+        msg.contains("\"wan9\" is not defined") && msg.contains("\"lan\", \"wan\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn duplicates() {
+    let (line, field, msg) = at(&err_with("name = \"wan\"", "name = \"lan\""));
+    assert_eq!((line, field.as_str()), (16, "ports[1].name"));
+    assert!(msg.contains("used twice"), "{msg}");
+    let (_, field, msg) = at(&err_with("2001:db8:100::/48", "198.18.0.0/15"));
+    assert_eq!(field, "routes[1].prefix");
+    assert!(msg.contains("already routed by routes[0]"), "{msg}");
+    let (_, field, msg) = at(&err_with("0000:03:00.0", "net_pcap0,rx_pcap=x.pcap"));
+    assert_eq!(field, "ports[1].device");
+    assert!(msg.contains("already used by port \"lan\""), "{msg}");
+    let (_, field, _) = at(&err_with("workers = [1, 2]", "workers = [1, 1]"));
+    assert_eq!(field, "eal.workers[1]");
+}
+
+#[test]
+fn cores() {
+    let (line, field, msg) = at(&err_with("workers = [1, 2]", "workers = [1, 7]"));
+    assert_eq!((line, field.as_str()), (3, "eal.workers[1]"));
+    assert!(
+        msg.contains("core 7 does not exist") && msg.contains("online cores: 0,1,2,3"),
+        "{msg}"
+    );
+    let (_, field, msg) = at(&err_with("workers = [1, 2]", "workers = [0, 2]"));
+    assert_eq!(field, "eal.workers[0]");
+    assert!(msg.contains("control core"), "{msg}");
+    let (_, field, _) = at(&err_with("workers = [1, 2]", "workers = []"));
+    assert_eq!(field, "eal.workers");
+    let (_, field, _) = at(&err_with("control_core = 0", "control_core = 200"));
+    assert_eq!(field, "eal.control_core");
+}
+
+#[test]
+fn ranges_and_types() {
+    let (_, field, msg) = at(&err_with("mtu = 9000", "mtu = 9001"));
+    assert_eq!(field, "ports[0].mtu");
+    assert!(msg.contains("68 to 9000"), "{msg}");
+    let (_, field, _) = at(&err_with("mtu = 9000", "mtu = 70000"));
+    assert_eq!(field, "ports[0].mtu");
+    let (_, field, msg) = at(&err_with("mtu = 9000", "mtu = \"big\""));
+    assert_eq!(field, "ports[0].mtu");
+    assert!(msg.contains("expected"), "{msg}");
+    let (_, field, _) = at(&err_with("rx_queues = 1", "rx_queues = 3"));
+    assert_eq!(field, "ports[1].rx_queues");
+    let (_, field, _) = at(&err_with("rx_queues = 1", "rx_descriptors = 100"));
+    assert_eq!(field, "ports[1].rx_descriptors");
+    let (_, field, msg) = at(&err_with("hugepages = \"auto\"", "hugepages = \"maybe\""));
+    assert_eq!(field, "eal.hugepages");
+    assert!(msg.contains("auto") && msg.contains("off"), "{msg}");
+    let (_, field, _) = at(&err_with("file_prefix = \"t1\"", "file_prefix = \"a/b\""));
+    assert_eq!(field, "eal.file_prefix");
+    let (_, field, msg) = at(&err_with("0000:03:00.0", "eth0"));
+    assert_eq!(field, "ports[1].device");
+    assert!(msg.contains("PCI address"), "{msg}");
+    let (_, field, _) = at(&err_with(
+        "mac = \"02:00:00:00:00:02\"",
+        "mac = \"01:00:00:00:00:02\"",
+    ));
+    assert_eq!(field, "ports[1].mac");
+}
+
+#[test]
+fn own_addresses() {
+    let (_, field, msg) = at(&err_with("198.18.0.0/15", "192.0.2.1/32"));
+    assert_eq!(field, "routes[0].prefix");
+    assert!(msg.contains("address of port \"lan\""), "{msg}");
+    let e = parse(&GOOD.replacen("rx_queues = 1", "ipv4 = [\"192.0.2.1/30\"]", 1)).unwrap_err();
+    assert!(at(&e).2.contains("already on port \"lan\""), "{e}");
+}
+
+#[test]
+fn syntax_and_missing() {
+    let e = parse("[eal\nworkers = [1]").unwrap_err();
+    let (line, _, msg) = at(&e);
+    assert_eq!(line, 1);
+    assert!(msg.starts_with("not valid TOML"), "{msg}");
+    let (_, field, msg) = at(&parse("[eal]\nworkers = [1]\n").unwrap_err());
+    assert_eq!(field, "ports");
+    assert!(msg.contains("no ports"), "{msg}");
+    let (_, _, msg) = at(&parse("[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\n").unwrap_err());
+    assert!(msg.contains("missing field `eal`"), "{msg}");
+    let (_, field, msg) =
+        at(&parse("[eal]\nworkers = [1]\n[[ports]]\nname = \"a\"\n").unwrap_err());
+    assert_eq!(field, "ports[0]");
+    assert!(msg.contains("missing field `device`"), "{msg}");
+}
+
+#[test]
+fn io_error() {
+    let e = Config::load(Path::new("/nonexistent/sluice.toml")).unwrap_err();
+    assert!(matches!(e, ConfigError::Io { .. }));
+    assert!(e.to_string().contains("/nonexistent/sluice.toml"));
+}
+
+#[test]
+fn pci_addresses() {
+    assert!(is_pci_address("0000:03:00.0"));
+    assert!(is_pci_address("03:00.1"));
+    assert!(!is_pci_address("0000:03:00.8"));
+    assert!(!is_pci_address("net_null0"));
+    assert!(!is_pci_address("0000:3:00.0"));
+}

@@ -1,0 +1,9 @@
+//! The control plane's pure parts: configuration (TOML, validated, with errors that name
+//! file, line and field) and the process's stderr logger.
+
+pub mod config;
+pub mod logging;
+pub mod mac;
+
+pub use config::{Config, ConfigError};
+pub use mac::MacAddr;

@@ -1,0 +1,188 @@
+//! What the machine offers, read from sysfs and procfs under a root that tests can point
+//! at a fake tree: online CPUs and hugepages (per page size, free and total) and whether
+//! a hugetlbfs is mounted. The lcore plan and NUMA placement build on this.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CpuListError {
+    #[error("'{0}' is not a CPU list (expected e.g. \"0-3,8,10-11\")")]
+    Malformed(String),
+}
+
+/// Parses the kernel's CPU-list format (`0-3,8,10-11`), as in sysfs `online` files.
+pub fn parse_cpu_list(s: &str) -> Result<BTreeSet<u32>, CpuListError> {
+    let bad = || CpuListError::Malformed(s.trim().to_string());
+    let mut out = BTreeSet::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b || b - a > 65_536 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => {
+                out.insert(part.parse().map_err(|_| bad())?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Hugepages of one size as the kernel reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HugepagePool {
+    pub page_kib: u64,
+    pub total: u64,
+    pub free: u64,
+}
+
+/// A view of the machine rooted at `/` (or a fake tree in tests).
+#[derive(Debug, Clone)]
+pub struct System {
+    root: PathBuf,
+}
+
+impl Default for System {
+    fn default() -> Self {
+        System::new("/")
+    }
+}
+
+impl System {
+    pub fn new(root: impl AsRef<Path>) -> System {
+        System {
+            root: root.as_ref().to_path_buf(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel.trim_start_matches('/'))
+    }
+
+    /// CPUs the kernel has online.
+    pub fn online_cpus(&self) -> std::io::Result<BTreeSet<u32>> {
+        let s = fs::read_to_string(self.path("/sys/devices/system/cpu/online"))?;
+        parse_cpu_list(&s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Hugepage pools by page size, smallest first.
+    pub fn hugepages(&self) -> Vec<HugepagePool> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.path("/sys/kernel/mm/hugepages")) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(kib) = name
+                .strip_prefix("hugepages-")
+                .and_then(|s| s.strip_suffix("kB"))
+            else {
+                continue;
+            };
+            let Ok(page_kib) = kib.parse() else { continue };
+            let read = |f: &str| {
+                fs::read_to_string(e.path().join(f))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            out.push(HugepagePool {
+                page_kib,
+                total: read("nr_hugepages"),
+                free: read("free_hugepages"),
+            });
+        }
+        out.sort_by_key(|p| p.page_kib);
+        out
+    }
+
+    /// Mount points of hugetlbfs file systems.
+    pub fn hugetlbfs_mounts(&self) -> Vec<String> {
+        let Ok(s) = fs::read_to_string(self.path("/proc/mounts")) else {
+            return Vec::new();
+        };
+        s.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 2 && f[2] == "hugetlbfs").then(|| f[1].to_string())
+            })
+            .collect()
+    }
+
+    /// Free hugepage memory in MiB across page sizes that have a hugetlbfs mounted.
+    pub fn free_hugepage_mib(&self) -> u64 {
+        if self.hugetlbfs_mounts().is_empty() {
+            return 0;
+        }
+        self.hugepages()
+            .iter()
+            .map(|p| p.free * p.page_kib / 1024)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11\n")
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 8, 10, 11]
+        );
+        assert_eq!(parse_cpu_list("0").unwrap().len(), 1);
+        assert_eq!(parse_cpu_list("").unwrap().len(), 0);
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
+        assert!(parse_cpu_list("1-").is_err());
+    }
+
+    #[test]
+    fn fake_tree() {
+        let root = std::env::temp_dir().join(format!("sluice-numa-test-{}", std::process::id()));
+        let hp = root.join("sys/kernel/mm/hugepages/hugepages-2048kB");
+        fs::create_dir_all(&hp).unwrap();
+        fs::create_dir_all(root.join("sys/kernel/mm/hugepages/hugepages-1048576kB")).unwrap();
+        fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
+        fs::create_dir_all(root.join("proc")).unwrap();
+        fs::write(root.join("sys/devices/system/cpu/online"), "0-1\n").unwrap();
+        fs::write(hp.join("nr_hugepages"), "512\n").unwrap();
+        fs::write(hp.join("free_hugepages"), "256\n").unwrap();
+        let sys = System::new(&root);
+        assert_eq!(
+            sys.online_cpus().unwrap().into_iter().collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        let pools = sys.hugepages();
+        assert_eq!(
+            pools[0],
+            HugepagePool {
+                page_kib: 2048,
+                total: 512,
+                free: 256
+            }
+        );
+        assert_eq!(pools[1].total, 0);
+        // No hugetlbfs mounted: no usable hugepage memory.
+        fs::write(root.join("proc/mounts"), "proc /proc proc rw 0 0\n").unwrap();
+        assert_eq!(sys.free_hugepage_mib(), 0);
+        fs::write(
+            root.join("proc/mounts"),
+            "nodev /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n",
+        )
+        .unwrap();
+        assert_eq!(sys.hugetlbfs_mounts(), vec!["/dev/hugepages".to_string()]);
+        assert_eq!(sys.free_hugepage_mib(), 512);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
