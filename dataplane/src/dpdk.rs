@@ -1,0 +1,897 @@
+//! Safe wrappers over `dpdk-sys`: the EAL, mempools, ports with their queues, mbufs and
+//! bursts. This is the only module of `dataplane` with `unsafe`; everything above it is
+//! safe Rust.
+//!
+//! Ownership rules the types carry:
+//! - `Eal` exists once per process (a second `init` is an error, not a crash).
+//! - An `Mbuf` owns one packet (a chain of segments); dropping it frees it.
+//! - A `Burst` owns up to N packets; what it still holds when dropped is freed.
+//! - Each RX/TX queue of a port is a token (`RxQueue`, `TxQueue`) that is `Send` but not
+//!   `Clone`, so exactly one thread can poll a queue, as DPDK requires. `tx` frees and
+//!   reports whatever the driver did not take.
+
+use dpdk_sys as sys;
+use std::ffi::{c_void, CStr, CString};
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Offload and RSS flags (RTE_BIT64 macros in rte_ethdev.h that bindgen cannot evaluate).
+pub mod flags {
+    pub const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+    pub const RX_OFFLOAD_SCATTER: u64 = 1 << 13;
+    pub const TX_OFFLOAD_MULTI_SEGS: u64 = 1 << 15;
+    pub const TX_OFFLOAD_MBUF_FAST_FREE: u64 = 1 << 16;
+    pub const RSS_IPV4: u64 = 1 << 2;
+    pub const RSS_FRAG_IPV4: u64 = 1 << 3;
+    pub const RSS_NONFRAG_IPV4_TCP: u64 = 1 << 4;
+    pub const RSS_NONFRAG_IPV4_UDP: u64 = 1 << 5;
+    pub const RSS_NONFRAG_IPV4_OTHER: u64 = 1 << 7;
+    pub const RSS_IPV6: u64 = 1 << 8;
+    pub const RSS_FRAG_IPV6: u64 = 1 << 9;
+    pub const RSS_NONFRAG_IPV6_TCP: u64 = 1 << 10;
+    pub const RSS_NONFRAG_IPV6_UDP: u64 = 1 << 11;
+    pub const RSS_NONFRAG_IPV6_OTHER: u64 = 1 << 13;
+    /// Addresses and ports of IPv4 and IPv6, TCP and UDP: the 5-tuple.
+    pub const RSS_5TUPLE: u64 = RSS_IPV4
+        | RSS_FRAG_IPV4
+        | RSS_NONFRAG_IPV4_TCP
+        | RSS_NONFRAG_IPV4_UDP
+        | RSS_NONFRAG_IPV4_OTHER
+        | RSS_IPV6
+        | RSS_FRAG_IPV6
+        | RSS_NONFRAG_IPV6_TCP
+        | RSS_NONFRAG_IPV6_UDP
+        | RSS_NONFRAG_IPV6_OTHER;
+    pub const MBUF_RX_IP_CKSUM_MASK: u64 = super::sys::RTE_MBUF_F_RX_IP_CKSUM_MASK as u64;
+    pub const MBUF_RX_IP_CKSUM_BAD: u64 = super::sys::RTE_MBUF_F_RX_IP_CKSUM_BAD as u64;
+    pub const MBUF_RX_IP_CKSUM_GOOD: u64 = super::sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD as u64;
+}
+
+/// Data room of every mbuf: DPDK's default (2 KiB plus headroom); jumbo frames chain.
+pub const MBUF_DATA_ROOM: u16 = sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16;
+pub const MBUF_HEADROOM: u16 = sys::RTE_PKTMBUF_HEADROOM as u16;
+pub const MAX_PORTS: usize = sys::RTE_MAX_ETHPORTS as usize;
+
+// The hot path reads mbuf fields directly; DPDK's layout is two cache lines.
+const _: () = assert!(std::mem::size_of::<sys::rte_mbuf>() == 128);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DpdkError {
+    AlreadyInitialized,
+    Call {
+        what: String,
+        code: i32,
+        msg: String,
+    },
+    Invalid(String),
+}
+
+impl fmt::Display for DpdkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DpdkError::AlreadyInitialized => write!(
+                f,
+                "DPDK's EAL is already initialised in this process (it can be initialised once)"
+            ),
+            DpdkError::Call { what, code, msg } => write!(f, "{what} failed: {msg} (error {code})"),
+            DpdkError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for DpdkError {}
+
+fn strerror(code: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated string.
+    unsafe { CStr::from_ptr(sys::rte_strerror(code.abs())) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn rte_errno() -> i32 {
+    // SAFETY: reads the calling thread's rte_errno.
+    unsafe { sys::sluice_errno() }
+}
+
+/// Turns a DPDK return code (negative errno) into a result.
+fn check(what: impl FnOnce() -> String, ret: i32) -> Result<i32, DpdkError> {
+    if ret < 0 {
+        Err(DpdkError::Call {
+            what: what(),
+            code: -ret,
+            msg: strerror(ret),
+        })
+    } else {
+        Ok(ret)
+    }
+}
+
+fn errno_error(what: String) -> DpdkError {
+    let code = rte_errno();
+    DpdkError::Call {
+        what,
+        code,
+        msg: strerror(code),
+    }
+}
+
+// ---- EAL -------------------------------------------------------------------------------
+
+const EAL_NEVER: u8 = 0;
+const EAL_RUNNING: u8 = 1;
+const EAL_DONE: u8 = 2;
+static EAL_STATE: AtomicU8 = AtomicU8::new(EAL_NEVER);
+
+/// The initialised EAL. Create it once; call `cleanup` after every port and pool is gone.
+pub struct Eal {
+    cleaned: bool,
+}
+
+impl Eal {
+    /// Initialises EAL with `args` (args[0] is the program name).
+    pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
+        if EAL_STATE
+            .compare_exchange(EAL_NEVER, EAL_RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(DpdkError::AlreadyInitialized);
+        }
+        let cargs: Vec<CString> = args
+            .iter()
+            .map(|a| {
+                CString::new(a.as_str()).map_err(|_| {
+                    DpdkError::Invalid(format!("EAL argument {a:?} contains a NUL byte"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        // EAL may permute argv; give it its own array of pointers (the strings outlive the call).
+        let mut argv: Vec<*mut std::ffi::c_char> =
+            cargs.iter().map(|c| c.as_ptr() as *mut _).collect();
+        // SAFETY: argv holds argc valid NUL-terminated strings that live until the call returns;
+        // EAL keeps no pointer to them beyond what it copies.
+        let ret = unsafe { sys::rte_eal_init(argv.len() as i32, argv.as_mut_ptr()) };
+        if ret < 0 {
+            // EAL cannot be initialised again after a failure either.
+            return Err(errno_error("rte_eal_init".into()));
+        }
+        Ok(Eal { cleaned: false })
+    }
+
+    /// TSC ticks per second.
+    pub fn tsc_hz(&self) -> u64 {
+        // SAFETY: plain query after EAL init.
+        unsafe { sys::rte_get_tsc_hz() }
+    }
+
+    /// The DPDK version string, e.g. "DPDK 22.11.11".
+    pub fn version() -> String {
+        // SAFETY: rte_version returns a static string.
+        unsafe { CStr::from_ptr(sys::rte_version()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Starts `f` on worker lcore `lcore`; `wait` returns what it returned.
+    pub fn launch<F>(&self, lcore: u32, f: F) -> Result<(), DpdkError>
+    where
+        F: FnOnce() -> i32 + Send + 'static,
+    {
+        extern "C" fn trampoline(arg: *mut c_void) -> i32 {
+            // SAFETY: arg is the Box leaked below, handed to exactly one lcore.
+            let f: Box<Box<dyn FnOnce() -> i32 + Send>> = unsafe { Box::from_raw(arg as *mut _) };
+            f()
+        }
+        let boxed: Box<Box<dyn FnOnce() -> i32 + Send>> = Box::new(Box::new(f));
+        let arg = Box::into_raw(boxed) as *mut c_void;
+        // SAFETY: trampoline has the signature EAL expects; arg is a valid leaked box.
+        let ret = unsafe { sys::rte_eal_remote_launch(Some(trampoline), arg, lcore) };
+        if ret < 0 {
+            // SAFETY: the launch failed, so the lcore never took ownership of arg.
+            drop(unsafe { Box::from_raw(arg as *mut Box<dyn FnOnce() -> i32 + Send>) });
+            return check(|| format!("starting a worker on lcore {lcore}"), ret).map(|_| ());
+        }
+        Ok(())
+    }
+
+    /// Waits for the function launched on `lcore` and returns its result.
+    pub fn wait(&self, lcore: u32) -> i32 {
+        // SAFETY: waits on an lcore id; EAL checks it.
+        unsafe { sys::rte_eal_wait_lcore(lcore) }
+    }
+
+    /// Finds a probed port by device name (`net_pcap0`, `0000:03:00.0`).
+    pub fn port_by_name(&self, name: &str) -> Result<Port, DpdkError> {
+        let c = CString::new(name)
+            .map_err(|_| DpdkError::Invalid(format!("device name {name:?} contains a NUL byte")))?;
+        let mut id: u16 = 0;
+        // SAFETY: c is a valid string; id is a valid out pointer.
+        let ret = unsafe { sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
+        check(|| format!("finding port for device {name}"), ret)?;
+        Ok(Port { id })
+    }
+
+    /// Releases EAL's resources. Ports and pools must be closed and freed first.
+    pub fn cleanup(mut self) -> Result<(), DpdkError> {
+        self.cleaned = true;
+        EAL_STATE.store(EAL_DONE, Ordering::Release);
+        // SAFETY: called once, from the main lcore, after all DPDK objects are released.
+        check(|| "rte_eal_cleanup".into(), unsafe {
+            sys::rte_eal_cleanup()
+        })
+        .map(|_| ())
+    }
+}
+
+impl Drop for Eal {
+    fn drop(&mut self) {
+        if !self.cleaned {
+            EAL_STATE.store(EAL_DONE, Ordering::Release);
+            // SAFETY: as in cleanup; reached only when the owner did not call it.
+            unsafe { sys::rte_eal_cleanup() };
+        }
+    }
+}
+
+/// The calling thread's lcore id.
+#[inline]
+pub fn lcore_id() -> u32 {
+    // SAFETY: reads a thread-local.
+    unsafe { sys::sluice_lcore_id() }
+}
+
+/// The time-stamp counter.
+#[inline(always)]
+pub fn tsc() -> u64 {
+    // SAFETY: rdtsc has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    }
+}
+
+// ---- Mempool ---------------------------------------------------------------------------
+
+/// A pool of packet buffers on one NUMA socket.
+pub struct Mempool {
+    ptr: NonNull<sys::rte_mempool>,
+    name: String,
+}
+
+// SAFETY: DPDK mempools are safe for concurrent get/put from any lcore.
+unsafe impl Send for Mempool {}
+// SAFETY: as above; every method takes &self and DPDK synchronises internally.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// Creates a pool of `n` mbufs with a per-lcore cache of `cache` on `socket` (-1: any).
+    pub fn create(name: &str, n: u32, cache: u32, socket: i32) -> Result<Mempool, DpdkError> {
+        let c = CString::new(name)
+            .map_err(|_| DpdkError::Invalid(format!("pool name {name:?} contains a NUL byte")))?;
+        // SAFETY: valid name; sizes checked by DPDK.
+        let p = unsafe {
+            sys::rte_pktmbuf_pool_create(c.as_ptr(), n, cache, 0, MBUF_DATA_ROOM, socket)
+        };
+        match NonNull::new(p) {
+            Some(ptr) => Ok(Mempool { ptr, name: name.to_string() }),
+            None => Err(errno_error(format!(
+                "creating mbuf pool {name} ({n} mbufs of {MBUF_DATA_ROOM} bytes on socket {socket}); \
+                 give EAL more memory (eal.memory_mb) or reserve more hugepages"
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Mbufs currently taken from the pool (including those in per-lcore caches' complement).
+    pub fn in_use(&self) -> u32 {
+        // SAFETY: valid pool pointer.
+        unsafe { sys::rte_mempool_in_use_count(self.ptr.as_ptr()) }
+    }
+
+    pub fn available(&self) -> u32 {
+        // SAFETY: valid pool pointer.
+        unsafe { sys::rte_mempool_avail_count(self.ptr.as_ptr()) }
+    }
+
+    pub fn capacity(&self) -> u32 {
+        // SAFETY: valid pool pointer; `size` is set at creation and never changes.
+        unsafe { (*self.ptr.as_ptr()).size }
+    }
+
+    /// Takes one empty mbuf.
+    pub fn alloc(&self) -> Option<Mbuf> {
+        // SAFETY: valid pool pointer.
+        NonNull::new(unsafe { sys::sluice_pktmbuf_alloc(self.ptr.as_ptr()) }).map(Mbuf)
+    }
+}
+
+impl Drop for Mempool {
+    fn drop(&mut self) {
+        // SAFETY: the pool is no longer used by any port (they are closed first).
+        unsafe { sys::rte_mempool_free(self.ptr.as_ptr()) }
+    }
+}
+
+// ---- Mbuf and Burst --------------------------------------------------------------------
+
+/// One packet: an owned mbuf chain. Headers are read from the first segment.
+#[repr(transparent)]
+pub struct Mbuf(NonNull<sys::rte_mbuf>);
+
+// SAFETY: an Mbuf is uniquely owned; moving it between threads moves the ownership.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    #[inline(always)]
+    fn raw(&self) -> &sys::rte_mbuf {
+        // SAFETY: the pointer is valid for as long as we own the mbuf.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// The first segment's bytes.
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        let m = self.raw();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer.
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+
+    /// The first segment's bytes, writable. We own the mbuf, so no one else sees them.
+    #[inline(always)]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in data(); &mut self guarantees exclusive access. (Mbufs with refcnt > 1,
+        // e.g. clones for capture, are not created by Sluice's forwarding path.)
+        unsafe {
+            let m = self.0.as_mut();
+            std::slice::from_raw_parts_mut(
+                (m.buf_addr as *mut u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+
+    /// Length of the whole packet across all segments.
+    #[inline(always)]
+    pub fn pkt_len(&self) -> u32 {
+        self.raw().pkt_len
+    }
+
+    #[inline(always)]
+    pub fn nb_segs(&self) -> u16 {
+        self.raw().nb_segs
+    }
+
+    #[inline(always)]
+    pub fn ol_flags(&self) -> u64 {
+        self.raw().ol_flags
+    }
+
+    /// The port the packet arrived on.
+    pub fn port(&self) -> u16 {
+        self.raw().port
+    }
+
+    /// Appends `len` bytes to the last segment and returns them.
+    pub fn append(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: rte_pktmbuf_append returns NULL or a pointer to len writable bytes.
+        let p = unsafe { sys::sluice_pktmbuf_append(self.0.as_ptr(), len) };
+        // SAFETY: see above.
+        (!p.is_null())
+            .then(|| unsafe { std::slice::from_raw_parts_mut(p as *mut u8, len as usize) })
+    }
+
+    /// Copies the whole packet (all segments) out; for the slow path and tests.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.pkt_len() as usize);
+        let mut seg = self.0.as_ptr();
+        while !seg.is_null() {
+            // SAFETY: seg walks the chain we own; each segment's data lies inside its buffer.
+            unsafe {
+                let m = &*seg;
+                out.extend_from_slice(std::slice::from_raw_parts(
+                    (m.buf_addr as *const u8).add(m.data_off as usize),
+                    m.data_len as usize,
+                ));
+                seg = m.next;
+            }
+        }
+        out
+    }
+
+    fn into_raw(self) -> *mut sys::rte_mbuf {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the chain; it is freed exactly once.
+        unsafe { sys::sluice_pktmbuf_free(self.0.as_ptr()) }
+    }
+}
+
+/// How many packets ahead `drain` prefetches packet data.
+const PREFETCH_AHEAD: usize = 4;
+
+/// Up to N packets, owned. What is left in it when dropped is freed.
+pub struct Burst<const N: usize> {
+    pkts: [*mut sys::rte_mbuf; N],
+    len: usize,
+}
+
+// SAFETY: a Burst uniquely owns the mbufs it holds.
+unsafe impl<const N: usize> Send for Burst<N> {}
+
+impl<const N: usize> Default for Burst<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Burst<N> {
+    pub const fn new() -> Self {
+        Burst {
+            pkts: [std::ptr::null_mut(); N],
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline(always)]
+    pub fn is_full(&self) -> bool {
+        self.len == N
+    }
+
+    /// Adds a packet, or gives it back when full.
+    #[inline(always)]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len == N {
+            return Err(m);
+        }
+        self.pkts[self.len] = m.into_raw();
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Moves every packet out, in order, prefetching the data of packets a few ahead.
+    #[inline(always)]
+    pub fn drain(&mut self) -> Drain<'_, N> {
+        for i in 0..self.len.min(PREFETCH_AHEAD) {
+            prefetch_data(self.pkts[i]);
+        }
+        Drain {
+            burst: self,
+            next: 0,
+        }
+    }
+
+    /// Frees every packet held.
+    pub fn free_all(&mut self) {
+        if self.len > 0 {
+            // SAFETY: pkts[..len] are mbufs we own; they are freed once and forgotten.
+            unsafe { sys::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr(), self.len as u32) };
+            self.len = 0;
+        }
+    }
+}
+
+#[inline(always)]
+fn prefetch_data(m: *mut sys::rte_mbuf) {
+    // SAFETY: m is an mbuf we own; its header was just written by the driver.
+    let p = unsafe { ((*m).buf_addr as *const u8).add((*m).data_off as usize) };
+    prefetch(p);
+}
+
+impl<const N: usize> Drop for Burst<N> {
+    fn drop(&mut self) {
+        self.free_all();
+    }
+}
+
+/// Iterator moving packets out of a burst; packets it did not yield are freed on drop.
+pub struct Drain<'a, const N: usize> {
+    burst: &'a mut Burst<N>,
+    next: usize,
+}
+
+impl<const N: usize> Iterator for Drain<'_, N> {
+    type Item = Mbuf;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Mbuf> {
+        let i = self.next;
+        if i >= self.burst.len {
+            return None;
+        }
+        if i + PREFETCH_AHEAD < self.burst.len {
+            prefetch_data(self.burst.pkts[i + PREFETCH_AHEAD]);
+        }
+        self.next = i + 1;
+        // SAFETY: pkts[i] is a valid owned mbuf not yet yielded; ownership moves to the caller.
+        Some(Mbuf(unsafe { NonNull::new_unchecked(self.burst.pkts[i]) }))
+    }
+}
+
+impl<const N: usize> Drop for Drain<'_, N> {
+    fn drop(&mut self) {
+        let rest = self.burst.len - self.next;
+        if rest > 0 {
+            // SAFETY: pkts[next..len] were not yielded and are still owned by the burst.
+            unsafe {
+                sys::rte_pktmbuf_free_bulk(self.burst.pkts.as_mut_ptr().add(self.next), rest as u32)
+            };
+        }
+        self.burst.len = 0;
+    }
+}
+
+// ---- Ports -----------------------------------------------------------------------------
+
+/// What a device offers.
+#[derive(Debug, Clone)]
+pub struct DevInfo {
+    pub driver: String,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    pub rx_offload_capa: u64,
+    pub tx_offload_capa: u64,
+    pub rss_offloads: u64,
+    pub max_rx_pktlen: u32,
+    pub min_mtu: u16,
+    pub max_mtu: u16,
+    pub hash_key_size: u8,
+}
+
+/// How to set a port up.
+#[derive(Debug, Clone)]
+pub struct PortSetup {
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+    pub mtu: u16,
+    pub rx_offloads: u64,
+    pub tx_offloads: u64,
+    /// RSS hash functions; 0 disables RSS.
+    pub rss_hf: u64,
+    /// RSS key (symmetric keys make both directions of a flow land on one queue).
+    pub rss_key: Vec<u8>,
+    pub mac: Option<[u8; 6]>,
+    pub promiscuous: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Link {
+    pub up: bool,
+    pub speed_mbps: u32,
+    pub full_duplex: bool,
+}
+
+/// Basic port statistics as the driver counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+/// A DPDK port (a handle; queues are separate tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port {
+    id: u16,
+}
+
+/// The right to poll one RX queue. One exists per queue.
+pub struct RxQueue {
+    port: u16,
+    queue: u16,
+}
+
+/// The right to transmit on one TX queue. One exists per queue.
+pub struct TxQueue {
+    port: u16,
+    queue: u16,
+}
+
+impl Port {
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    pub fn info(&self) -> Result<DevInfo, DpdkError> {
+        let mut di = sys::rte_eth_dev_info::default();
+        // SAFETY: valid port id (from port_by_name) and out pointer.
+        check(
+            || format!("reading device info of port {}", self.id),
+            unsafe { sys::rte_eth_dev_info_get(self.id, &mut di) },
+        )?;
+        let driver = if di.driver_name.is_null() {
+            String::from("?")
+        } else {
+            // SAFETY: driver_name is a static string owned by the driver.
+            unsafe { CStr::from_ptr(di.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Ok(DevInfo {
+            driver,
+            max_rx_queues: di.max_rx_queues,
+            max_tx_queues: di.max_tx_queues,
+            rx_offload_capa: di.rx_offload_capa,
+            tx_offload_capa: di.tx_offload_capa,
+            rss_offloads: di.flow_type_rss_offloads,
+            max_rx_pktlen: di.max_rx_pktlen,
+            min_mtu: di.min_mtu,
+            max_mtu: di.max_mtu,
+            hash_key_size: di.hash_key_size,
+        })
+    }
+
+    /// NUMA socket of the device (-1 when unknown, as for virtual devices).
+    pub fn socket(&self) -> i32 {
+        // SAFETY: plain query.
+        unsafe { sys::rte_eth_dev_socket_id(self.id) }
+    }
+
+    /// Configures the port and its queues (RX queues draw from `pool`), and returns one
+    /// token per queue. The port is not started.
+    pub fn setup(
+        &self,
+        s: &PortSetup,
+        pool: &Mempool,
+    ) -> Result<(Vec<RxQueue>, Vec<TxQueue>), DpdkError> {
+        let id = self.id;
+        let mut conf = sys::rte_eth_conf::default();
+        conf.rxmode.mtu = s.mtu as u32;
+        conf.rxmode.offloads = s.rx_offloads;
+        conf.txmode.offloads = s.tx_offloads;
+        let mut key = s.rss_key.clone();
+        if s.rss_hf != 0 {
+            conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = s.rss_hf;
+            if !key.is_empty() {
+                conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+                conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+            }
+        }
+        // SAFETY: conf (and the key it points to) live across the call; ethdev copies them.
+        check(|| format!("configuring port {id}"), unsafe {
+            sys::rte_eth_dev_configure(id, s.rx_queues, s.tx_queues, &conf)
+        })?;
+        let (mut nrx, mut ntx) = (s.rx_descriptors, s.tx_descriptors);
+        // SAFETY: valid port and out pointers.
+        check(
+            || format!("adjusting descriptor counts of port {id}"),
+            unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nrx, &mut ntx) },
+        )?;
+        let socket = match self.socket() {
+            s if s < 0 => 0,
+            s => s as u32,
+        };
+        let mut di = sys::rte_eth_dev_info::default();
+        // SAFETY: valid port and out pointer.
+        check(|| format!("reading device info of port {id}"), unsafe {
+            sys::rte_eth_dev_info_get(id, &mut di)
+        })?;
+        let mut rx = Vec::new();
+        for q in 0..s.rx_queues {
+            let mut rxconf = di.default_rxconf;
+            rxconf.offloads = s.rx_offloads;
+            // SAFETY: valid port/queue; rxconf copied; pool outlives the port (closed first).
+            check(|| format!("setting up RX queue {q} of port {id}"), unsafe {
+                sys::rte_eth_rx_queue_setup(id, q, nrx, socket, &rxconf, pool.ptr.as_ptr())
+            })?;
+            rx.push(RxQueue { port: id, queue: q });
+        }
+        let mut tx = Vec::new();
+        for q in 0..s.tx_queues {
+            let mut txconf = di.default_txconf;
+            txconf.offloads = s.tx_offloads;
+            // SAFETY: valid port/queue; txconf copied.
+            check(|| format!("setting up TX queue {q} of port {id}"), unsafe {
+                sys::rte_eth_tx_queue_setup(id, q, ntx, socket, &txconf)
+            })?;
+            tx.push(TxQueue { port: id, queue: q });
+        }
+        if let Some(mac) = s.mac {
+            let mut a = sys::rte_ether_addr { addr_bytes: mac };
+            // SAFETY: valid port and address.
+            check(|| format!("setting the MAC address of port {id}"), unsafe {
+                sys::rte_eth_dev_default_mac_addr_set(id, &mut a)
+            })?;
+        }
+        if s.promiscuous {
+            // SAFETY: valid port. Some virtual devices do not support it; that is not fatal.
+            let ret = unsafe { sys::rte_eth_promiscuous_enable(id) };
+            if ret < 0 && ret != -(libc::ENOTSUP) {
+                check(|| format!("enabling promiscuous mode on port {id}"), ret)?;
+            }
+        }
+        Ok((rx, tx))
+    }
+
+    pub fn start(&self) -> Result<(), DpdkError> {
+        // SAFETY: valid, configured port.
+        check(|| format!("starting port {}", self.id), unsafe {
+            sys::rte_eth_dev_start(self.id)
+        })
+        .map(|_| ())
+    }
+
+    pub fn stop(&self) -> Result<(), DpdkError> {
+        // SAFETY: valid port; no queue is polled any more (workers have returned).
+        check(|| format!("stopping port {}", self.id), unsafe {
+            sys::rte_eth_dev_stop(self.id)
+        })
+        .map(|_| ())
+    }
+
+    /// Closes the port, releasing its queues and every mbuf the driver held.
+    pub fn close(self) -> Result<(), DpdkError> {
+        // SAFETY: valid, stopped port; its queue tokens are no longer used.
+        check(|| format!("closing port {}", self.id), unsafe {
+            sys::rte_eth_dev_close(self.id)
+        })
+        .map(|_| ())
+    }
+
+    pub fn mac(&self) -> Result<[u8; 6], DpdkError> {
+        let mut a = sys::rte_ether_addr::default();
+        // SAFETY: valid port and out pointer.
+        check(
+            || format!("reading the MAC address of port {}", self.id),
+            unsafe { sys::rte_eth_macaddr_get(self.id, &mut a) },
+        )?;
+        Ok(a.addr_bytes)
+    }
+
+    pub fn link(&self) -> Link {
+        let mut l = sys::rte_eth_link::default();
+        // SAFETY: valid port and out pointer; the nowait variant never blocks.
+        if unsafe { sys::rte_eth_link_get_nowait(self.id, &mut l) } < 0 {
+            return Link::default();
+        }
+        Link {
+            up: l.link_status() == 1,
+            speed_mbps: l.link_speed,
+            full_duplex: l.link_duplex() == 1,
+        }
+    }
+
+    pub fn stats(&self) -> PortStats {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: valid port and out pointer.
+        if unsafe { sys::rte_eth_stats_get(self.id, &mut s) } < 0 {
+            return PortStats::default();
+        }
+        PortStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        }
+    }
+
+    /// Extended statistics, by name.
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        // SAFETY: a NULL array asks for the count.
+        let n = unsafe { sys::rte_eth_xstats_get_names(self.id, std::ptr::null_mut(), 0) };
+        if n <= 0 {
+            return Vec::new();
+        }
+        let mut names = vec![sys::rte_eth_xstat_name::default(); n as usize];
+        let mut vals = vec![sys::rte_eth_xstat::default(); n as usize];
+        // SAFETY: both arrays have n entries.
+        let (a, b) = unsafe {
+            (
+                sys::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), n as u32),
+                sys::rte_eth_xstats_get(self.id, vals.as_mut_ptr(), n as u32),
+            )
+        };
+        if a != n || b != n {
+            return Vec::new();
+        }
+        vals.iter()
+            .filter_map(|v| {
+                let nm = names.get(v.id as usize)?;
+                // SAFETY: names are NUL-terminated within their fixed-size array.
+                let s = unsafe { CStr::from_ptr(nm.name.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned();
+                Some((s, v.value))
+            })
+            .collect()
+    }
+}
+
+impl RxQueue {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Receives into the free space of `burst`; returns how many arrived.
+    #[inline(always)]
+    pub fn rx<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
+        let room = N - burst.len;
+        // SAFETY: the token gives this thread the queue; the array has `room` free slots.
+        let n = unsafe {
+            sys::sluice_rx_burst(
+                self.port,
+                self.queue,
+                burst.pkts.as_mut_ptr().add(burst.len),
+                room as u16,
+            )
+        };
+        burst.len += n as usize;
+        n as usize
+    }
+}
+
+impl TxQueue {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Transmits the burst. Returns (sent, dropped): what the driver did not take is freed.
+    /// The burst is empty afterwards.
+    #[inline(always)]
+    pub fn tx<const N: usize>(&mut self, burst: &mut Burst<N>) -> (usize, usize) {
+        let len = burst.len;
+        if len == 0 {
+            return (0, 0);
+        }
+        // SAFETY: the token gives this thread the queue; pkts[..len] are owned mbufs, and the
+        // driver takes ownership of the first `sent`.
+        let sent = unsafe {
+            sys::sluice_tx_burst(self.port, self.queue, burst.pkts.as_mut_ptr(), len as u16)
+        } as usize;
+        let dropped = len - sent;
+        if dropped > 0 {
+            // SAFETY: pkts[sent..len] are still ours; free them once.
+            unsafe {
+                sys::rte_pktmbuf_free_bulk(burst.pkts.as_mut_ptr().add(sent), dropped as u32)
+            };
+        }
+        burst.len = 0;
+        (sent, dropped)
+    }
+}

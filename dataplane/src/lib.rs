@@ -1,0 +1,10 @@
+//! Sluice's fast path: safe wrappers over DPDK (`dpdk`, the only module with `unsafe`),
+//! typed packet views (`wire`), the forwarding stage (`forward`), the worker loop and its
+//! counters (`worker`, `stats`), start-up (`eal_args`, `app`) and tools for tests and
+//! benchmarks (`builder`, `pcap`).
+
+pub mod builder;
+pub mod dpdk;
+pub mod forward;
+pub mod pcap;
+pub mod wire;
