@@ -281,7 +281,7 @@ pub struct Port {
 impl Port {
     /// Whether the device is a PCI address rather than a virtual device.
     pub fn is_pci(&self) -> bool {
-        is_pci_address(&self.device)
+        is_pci_address(self.device.split(',').next().unwrap_or(""))
     }
 }
 

@@ -580,7 +580,6 @@ pub struct PortSetup {
     pub rss_hf: u64,
     /// RSS key (symmetric keys make both directions of a flow land on one queue).
     pub rss_key: Vec<u8>,
-    pub mac: Option<[u8; 6]>,
     pub promiscuous: bool,
 }
 
@@ -722,13 +721,6 @@ impl Port {
             })?;
             tx.push(TxQueue { port: id, queue: q });
         }
-        if let Some(mac) = s.mac {
-            let mut a = sys::rte_ether_addr { addr_bytes: mac };
-            // SAFETY: valid port and address.
-            check(|| format!("setting the MAC address of port {id}"), unsafe {
-                sys::rte_eth_dev_default_mac_addr_set(id, &mut a)
-            })?;
-        }
         if s.promiscuous {
             // SAFETY: valid port. Some virtual devices do not support it; that is not fatal.
             let ret = unsafe { sys::rte_eth_promiscuous_enable(id) };
@@ -761,6 +753,17 @@ impl Port {
         check(|| format!("closing port {}", self.id), unsafe {
             sys::rte_eth_dev_close(self.id)
         })
+        .map(|_| ())
+    }
+
+    /// Sets the port's MAC address. Drivers that cannot (net_pcap) return an error.
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), DpdkError> {
+        let mut a = sys::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: valid port and address.
+        check(
+            || format!("setting the MAC address of port {}", self.id),
+            unsafe { sys::rte_eth_dev_default_mac_addr_set(self.id, &mut a) },
+        )
         .map(|_| ())
     }
 

@@ -3,8 +3,12 @@
 //! counters (`worker`, `stats`), start-up (`eal_args`, `app`) and tools for tests and
 //! benchmarks (`builder`, `pcap`).
 
+pub mod app;
 pub mod builder;
 pub mod dpdk;
+pub mod eal_args;
 pub mod forward;
 pub mod pcap;
+pub mod stats;
 pub mod wire;
+pub mod worker;

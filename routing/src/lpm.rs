@@ -131,7 +131,7 @@ fn build<P: Copy + Ord + std::fmt::Display>(
         let (k, len) = key(p);
         sorted.push((len, k, *p, *v));
     }
-    sorted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    sorted.sort_by_key(|a| (a.0, a.1));
     for w in sorted.windows(2) {
         if w[0].0 == w[1].0 && w[0].1 == w[1].1 {
             return Err(LpmError::Duplicate(w[1].2.to_string()));

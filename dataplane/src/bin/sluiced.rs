@@ -1,1 +1,75 @@
-fn main() {}
+//! `sluiced`: the Sluice appliance daemon.
+
+use clap::Parser;
+use dataplane::app::{self, Options};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "sluiced",
+    version,
+    about = "Sluice: kernel-bypass packet processing on DPDK"
+)]
+struct Cli {
+    /// The TOML configuration file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// off, error, warn, info, debug or trace.
+    #[arg(long, default_value = "info", value_parser = control::logging::parse_level)]
+    log_level: log::LevelFilter,
+    /// Print a line of per-port rates every SECS seconds (0: never).
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    stats_interval: f64,
+    /// Stop by itself after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Write the final counters as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    stats_file: Option<PathBuf>,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    control::logging::init(cli.log_level);
+    if cli.check_config {
+        match control::Config::load(&cli.config) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} ports, {} routes, {} workers)",
+                    cli.config.display(),
+                    c.ports.len(),
+                    c.routes.len(),
+                    c.eal.workers.len()
+                );
+                std::process::exit(app::EXIT_OK);
+            }
+            Err(e) => {
+                eprintln!("sluiced: {e}");
+                std::process::exit(app::EXIT_CONFIG);
+            }
+        }
+    }
+    if cli.stats_interval < 0.0 || !cli.stats_interval.is_finite() {
+        eprintln!("sluiced: --stats-interval must be a number of seconds, 0 or more");
+        std::process::exit(app::EXIT_CONFIG);
+    }
+    let duration = match cli.duration {
+        Some(d) if d > 0.0 && d.is_finite() => Some(Duration::from_secs_f64(d)),
+        Some(_) => {
+            eprintln!("sluiced: --duration must be a positive number of seconds");
+            std::process::exit(app::EXIT_CONFIG);
+        }
+        None => None,
+    };
+    let status = app::run(Options {
+        config: cli.config,
+        stats_interval: cli.stats_interval,
+        duration,
+        stats_file: cli.stats_file,
+    });
+    std::process::exit(status);
+}

@@ -1,0 +1,653 @@
+//! `sluiced` from start to stop: EAL, pools, ports, the forwarding table, workers on their
+//! lcores, the control loop on the main lcore (live figures, signals, run time), then an
+//! orderly stop: workers finish their burst, ports stop, final counters are printed, ports
+//! close and every pool must be back to zero mbufs in use.
+
+use crate::dpdk::{
+    flags, DevInfo, Eal, Mempool, Port, PortSetup, PortStats, TxQueue, MAX_PORTS, MBUF_DATA_ROOM,
+    MBUF_HEADROOM,
+};
+use crate::eal_args::{self, device_name};
+use crate::forward::{DropReason, ForwardTable};
+use crate::stats::{WorkerCounters, WorkerSnapshot};
+use crate::worker::{self, WorkerPlan, BURST};
+use control::Config;
+use log::{error, info, warn};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Exit statuses.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_RUNTIME: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+pub const EXIT_LEAK: i32 = 3;
+
+/// A 40-byte RSS key of repeated 0x6d5a: Toeplitz hashing with it is symmetric, so both
+/// directions of a flow land on the same queue (and worker).
+const SYMMETRIC_RSS_KEY_WORD: [u8; 2] = [0x6d, 0x5a];
+
+pub struct Options {
+    pub config: PathBuf,
+    /// Print a live line every this many seconds (0: never).
+    pub stats_interval: f64,
+    /// Stop by itself after this long.
+    pub duration: Option<Duration>,
+    /// Write the final counters as JSON here.
+    pub stats_file: Option<PathBuf>,
+}
+
+/// A port as running.
+struct RunPort {
+    name: String,
+    device: String,
+    port: Port,
+    info: DevInfo,
+    mac: [u8; 6],
+    rx_queues: u16,
+    tx_queues: u16,
+    /// The control thread's own TX queue, reserved when the device has one to spare (its
+    /// ARP/ICMP/probe sender is the control-plane issue's).
+    _control_tx: Option<TxQueue>,
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    control::MacAddr(*m).to_string()
+}
+
+/// Runs the appliance; returns the process exit status.
+pub fn run(opts: Options) -> i32 {
+    let cfg = match Config::load(&opts.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluiced: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let sys = numa::System::default();
+    let plan = match eal_args::plan(&cfg, &sys, BURST as u32, log::max_level()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sluiced: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if cfg.ports.len() > MAX_PORTS {
+        eprintln!(
+            "sluiced: {} ports configured; this DPDK build supports at most {MAX_PORTS}",
+            cfg.ports.len()
+        );
+        return EXIT_CONFIG;
+    }
+    if let Some(w) = &plan.warning {
+        warn!(target: "eal", "{w}");
+    }
+    info!(target: "eal", "starting {} with: {}", Eal::version(), plan.args[1..].join(" "));
+
+    // Signals are caught from here on: a stop during start-up still shuts down cleanly.
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&signalled)) {
+            error!(target: "sluiced", "cannot install the signal handler: {e}");
+            return EXIT_RUNTIME;
+        }
+    }
+
+    let eal = match Eal::init(&plan.args) {
+        Ok(e) => e,
+        Err(e) => {
+            error!(target: "eal", "{e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let status = run_with_eal(&eal, &cfg, &opts, plan.mbufs, &signalled);
+    if let Err(e) = eal.cleanup() {
+        warn!(target: "eal", "{e}");
+    }
+    status
+}
+
+/// Everything between EAL init and cleanup; DPDK objects are all released when it returns.
+fn run_with_eal(
+    eal: &Eal,
+    cfg: &Config,
+    opts: &Options,
+    mbufs: u32,
+    signalled: &AtomicBool,
+) -> i32 {
+    let workers = cfg.eal.workers.len();
+    // ---- find ports and decide their queues
+    let mut found: Vec<(Port, DevInfo)> = Vec::new();
+    for p in &cfg.ports {
+        let name = device_name(&p.device);
+        let port = match eal.port_by_name(&name) {
+            Ok(port) => port,
+            Err(e) => {
+                error!(target: "port", "port \"{}\": device {name} was not found after probing ({e}); check the device string and, for PCI, that the NIC is bound to vfio-pci (scripts/bind-nics.sh status)", p.name);
+                return EXIT_RUNTIME;
+            }
+        };
+        match port.info() {
+            Ok(info) => found.push((port, info)),
+            Err(e) => {
+                error!(target: "port", "port \"{}\": {e}", p.name);
+                return EXIT_RUNTIME;
+            }
+        }
+    }
+
+    // ---- one mbuf pool per NUMA socket that has ports (virtual devices count as socket 0)
+    let mut pools: Vec<Mempool> = Vec::new();
+    let mut pool_of_socket: BTreeMap<i32, usize> = BTreeMap::new();
+    for (port, _) in &found {
+        let socket = port.socket().max(0);
+        if pool_of_socket.contains_key(&socket) {
+            continue;
+        }
+        match Mempool::create(
+            &format!("sluice_mbufs_s{socket}"),
+            mbufs,
+            cfg.eal.mbuf_cache,
+            socket,
+        ) {
+            Ok(pool) => {
+                info!(target: "mempool", "{}: {} mbufs of {MBUF_DATA_ROOM} bytes on socket {socket}", pool.name(), pool.capacity());
+                pool_of_socket.insert(socket, pools.len());
+                pools.push(pool);
+            }
+            Err(e) => {
+                error!(target: "mempool", "{e}");
+                return EXIT_RUNTIME;
+            }
+        }
+    }
+    // Nothing has taken an mbuf yet: this is the baseline the leak check compares against.
+    let baseline: Vec<u32> = pools.iter().map(|p| p.in_use()).collect();
+
+    let mut ports: Vec<RunPort> = Vec::new();
+    let mut worker_tx: Vec<Vec<TxQueue>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut rx_assign: Vec<Vec<(usize, crate::dpdk::RxQueue)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut next_worker = 0usize;
+    let mut status = EXIT_OK;
+    for (i, ((port, info), pc)) in found.into_iter().zip(&cfg.ports).enumerate() {
+        match setup_port(
+            pc,
+            port,
+            &info,
+            workers,
+            &pools[pool_of_socket[&port.socket().max(0)]],
+        ) {
+            Ok((setup, rxqs, mut txqs)) => {
+                let control_tx = if txqs.len() > workers {
+                    txqs.pop()
+                } else {
+                    None
+                };
+                for (w, q) in txqs.into_iter().enumerate() {
+                    worker_tx[w].push(q);
+                }
+                for q in rxqs {
+                    rx_assign[next_worker % workers].push((i, q));
+                    next_worker += 1;
+                }
+                let mac = match pc.mac {
+                    Some(m) => {
+                        if let Err(e) = port.set_mac(m.0) {
+                            // The configured address is still the source of every frame sent.
+                            warn!(target: "port", "{}: {e}; frames leave with {m} as source MAC, and the port receives in promiscuous mode", pc.name);
+                        }
+                        m.0
+                    }
+                    None => port.mac().unwrap_or_default(),
+                };
+                ports.push(RunPort {
+                    name: pc.name.clone(),
+                    device: pc.device.clone(),
+                    port,
+                    info,
+                    mac,
+                    rx_queues: setup.rx_queues,
+                    tx_queues: setup.tx_queues,
+                    _control_tx: control_tx,
+                });
+            }
+            Err(e) => {
+                error!(target: "port", "port \"{}\" ({}): {e}", pc.name, pc.device);
+                status = EXIT_RUNTIME;
+                // Close what was set up so far; the device that failed is closed too.
+                let _ = port.close();
+                break;
+            }
+        }
+    }
+    if status != EXIT_OK {
+        return finish(ports, pools, &baseline, status, None);
+    }
+
+    // ---- the forwarding table
+    let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
+    let table = match ForwardTable::build(cfg, &macs) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            error!(target: "routing", "{e}");
+            return finish(ports, pools, &baseline, EXIT_CONFIG, None);
+        }
+    };
+    info!(target: "routing", "{} routes compiled ({} MiB of tables)", cfg.routes.len(), table.memory_bytes() >> 20);
+
+    // ---- start ports
+    for p in &ports {
+        if let Err(e) = p.port.start() {
+            error!(target: "port", "port \"{}\": {e}", p.name);
+            return finish(ports, pools, &baseline, EXIT_RUNTIME, None);
+        }
+        let link = p.port.link();
+        info!(
+            target: "port",
+            "{} ({}, driver {}): MAC {}, {} RX / {} TX queues, link {}{}",
+            p.name,
+            device_name(&p.device),
+            p.info.driver,
+            fmt_mac(&p.mac),
+            p.rx_queues,
+            p.tx_queues,
+            if link.up { "up" } else { "down" },
+            if link.up && link.speed_mbps > 0 { format!(" at {} Mb/s", link.speed_mbps) } else { String::new() }
+        );
+    }
+
+    // ---- workers
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters: Vec<Arc<WorkerCounters>> = (0..workers)
+        .map(|_| Arc::new(WorkerCounters::default()))
+        .collect();
+    let mut launched: Vec<u32> = Vec::new();
+    for (w, (tx, rx)) in worker_tx.into_iter().zip(rx_assign).enumerate() {
+        let lcore = cfg.eal.workers[w];
+        let polled: Vec<String> = rx
+            .iter()
+            .map(|(p, q)| format!("{}/{}", ports[*p].name, q.queue()))
+            .collect();
+        info!(target: "worker", "worker {w} on lcore {lcore} polls [{}]", polled.join(", "));
+        let plan = WorkerPlan {
+            index: w,
+            lcore,
+            rx,
+            tx,
+        };
+        let (t, c, s) = (
+            Arc::clone(&table),
+            Arc::clone(&counters[w]),
+            Arc::clone(&stop),
+        );
+        if let Err(e) = eal.launch(lcore, move || worker::run(plan, t, c, s)) {
+            error!(target: "worker", "{e}");
+            status = EXIT_RUNTIME;
+            break;
+        }
+        launched.push(lcore);
+    }
+
+    // ---- the control loop
+    let started = Instant::now();
+    if status == EXIT_OK {
+        info!(target: "sluiced", "forwarding; stop with Ctrl-C or SIGTERM");
+        control_loop(&ports, opts, signalled, started);
+    }
+
+    // ---- stop
+    stop.store(true, Ordering::Relaxed);
+    for lcore in &launched {
+        let _ = eal.wait(*lcore);
+    }
+    let ran = started.elapsed();
+    for p in &ports {
+        if let Err(e) = p.port.stop() {
+            warn!(target: "port", "port \"{}\": {e}", p.name);
+        }
+    }
+    let snaps: Vec<WorkerSnapshot> = counters.iter().map(|c| c.snapshot(ports.len())).collect();
+    let port_stats: Vec<PortStats> = ports.iter().map(|p| p.port.stats()).collect();
+    let report = Report {
+        ports: &ports,
+        port_stats: &port_stats,
+        workers: &snaps,
+        lcores: &cfg.eal.workers,
+        ran,
+    };
+    let (text, json) = (report_text(&report), report_json(&report));
+    finish(
+        ports,
+        pools,
+        &baseline,
+        status,
+        Some((text, json, opts.stats_file.clone())),
+    )
+}
+
+type PortQueues = (PortSetup, Vec<crate::dpdk::RxQueue>, Vec<TxQueue>);
+
+fn setup_port(
+    pc: &control::config::Port,
+    port: Port,
+    info: &DevInfo,
+    workers: usize,
+    pool: &Mempool,
+) -> Result<PortQueues, String> {
+    let want_rx = pc.rx_queues.unwrap_or(workers as u16);
+    let rx_queues = want_rx.min(info.max_rx_queues.max(1));
+    if rx_queues < want_rx {
+        info!(target: "port", "{}: driver {} offers {} RX queue(s); using {rx_queues}", pc.name, info.driver, info.max_rx_queues);
+    }
+    let w = workers as u16;
+    let tx_queues = if info.max_tx_queues > w {
+        w + 1
+    } else if info.max_tx_queues == w {
+        warn!(target: "port", "{}: driver {} offers {} TX queue(s), one per worker and none for the control thread", pc.name, info.driver, info.max_tx_queues);
+        w
+    } else {
+        return Err(format!(
+            "driver {} offers {} TX queue(s) but each of the {w} workers needs its own; use fewer workers or give the device more queues (net_pcap: repeat tx_pcap=, net_memif/net_af_packet: more queue pairs)",
+            info.driver, info.max_tx_queues
+        ));
+    };
+    if pc.mtu > info.max_mtu {
+        return Err(format!(
+            "MTU {} is above what driver {} allows ({})",
+            pc.mtu, info.driver, info.max_mtu
+        ));
+    }
+    let mut rx_offloads = info.rx_offload_capa & flags::RX_OFFLOAD_IPV4_CKSUM;
+    let mut tx_offloads = info.tx_offload_capa & flags::TX_OFFLOAD_MULTI_SEGS;
+    // The largest frame: MTU plus Ethernet header, two VLAN tags and FCS.
+    let max_frame = pc.mtu as u32 + 14 + 8 + 4;
+    if max_frame > (MBUF_DATA_ROOM - MBUF_HEADROOM) as u32 {
+        if info.rx_offload_capa & flags::RX_OFFLOAD_SCATTER != 0 {
+            rx_offloads |= flags::RX_OFFLOAD_SCATTER;
+        } else {
+            info!(target: "port", "{}: frames up to {max_frame} bytes span several mbufs; driver {} chains them without the scatter offload", pc.name, info.driver);
+        }
+    } else {
+        tx_offloads |= info.tx_offload_capa & flags::TX_OFFLOAD_MBUF_FAST_FREE;
+    }
+    let (rss_hf, rss_key) = if rx_queues > 1 && info.rss_offloads & flags::RSS_5TUPLE != 0 {
+        let len = if info.hash_key_size == 0 {
+            40
+        } else {
+            info.hash_key_size as usize
+        };
+        (
+            info.rss_offloads & flags::RSS_5TUPLE,
+            SYMMETRIC_RSS_KEY_WORD
+                .iter()
+                .copied()
+                .cycle()
+                .take(len)
+                .collect(),
+        )
+    } else {
+        if rx_queues > 1 {
+            info!(target: "port", "{}: driver {} has no RSS; each RX queue is its own source", pc.name, info.driver);
+        }
+        (0, Vec::new())
+    };
+    let setup = PortSetup {
+        rx_queues,
+        tx_queues,
+        rx_descriptors: pc.rx_descriptors,
+        tx_descriptors: pc.tx_descriptors,
+        mtu: pc.mtu,
+        rx_offloads,
+        tx_offloads,
+        rss_hf,
+        rss_key,
+        promiscuous: pc.promiscuous,
+    };
+    let (rx, tx) = port.setup(&setup, pool).map_err(|e| e.to_string())?;
+    Ok((setup, rx, tx))
+}
+
+fn control_loop(ports: &[RunPort], opts: &Options, signalled: &AtomicBool, started: Instant) {
+    let tick = Duration::from_millis(50);
+    let interval =
+        (opts.stats_interval > 0.0).then(|| Duration::from_secs_f64(opts.stats_interval));
+    let mut last = (
+        Instant::now(),
+        ports.iter().map(|p| p.port.stats()).collect::<Vec<_>>(),
+    );
+    let mut next_print = interval.map(|i| started + i);
+    loop {
+        if signalled.load(Ordering::Relaxed) {
+            info!(target: "sluiced", "signal received: stopping");
+            break;
+        }
+        if let Some(d) = opts.duration {
+            if started.elapsed() >= d {
+                info!(target: "sluiced", "run time of {:.1} s reached: stopping", d.as_secs_f64());
+                break;
+            }
+        }
+        if let (Some(i), Some(at)) = (interval, next_print) {
+            if Instant::now() >= at {
+                let now = (
+                    Instant::now(),
+                    ports.iter().map(|p| p.port.stats()).collect::<Vec<_>>(),
+                );
+                print_live(ports, &last, &now, started);
+                last = now;
+                next_print = Some(at + i);
+            }
+        }
+        std::thread::sleep(tick);
+    }
+}
+
+fn rate(d: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        d as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+fn print_live(
+    ports: &[RunPort],
+    a: &(Instant, Vec<PortStats>),
+    b: &(Instant, Vec<PortStats>),
+    started: Instant,
+) {
+    let secs = b.0.duration_since(a.0).as_secs_f64();
+    let mut line = format!("[{:7.1}s]", b.0.duration_since(started).as_secs_f64());
+    for (i, p) in ports.iter().enumerate() {
+        let (x, y) = (&a.1[i], &b.1[i]);
+        line.push_str(&format!(
+            " {}: rx {:7.3} Mpps {:6.2} Gbps, tx {:7.3} Mpps {:6.2} Gbps;",
+            p.name,
+            rate(y.ipackets - x.ipackets, secs) / 1e6,
+            rate(y.ibytes - x.ibytes, secs) * 8.0 / 1e9,
+            rate(y.opackets - x.opackets, secs) / 1e6,
+            rate(y.obytes - x.obytes, secs) * 8.0 / 1e9,
+        ));
+    }
+    line.pop();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+struct Report<'a> {
+    ports: &'a [RunPort],
+    port_stats: &'a [PortStats],
+    workers: &'a [WorkerSnapshot],
+    lcores: &'a [u32],
+    ran: Duration,
+}
+
+fn drops_total(r: &Report, reason: DropReason) -> u64 {
+    r.workers.iter().map(|w| w.drop_count(reason)).sum()
+}
+
+fn report_text(r: &Report) -> String {
+    let mut s = String::new();
+    let secs = r.ran.as_secs_f64();
+    s.push_str(&format!(
+        "== sluiced: final counters after {secs:.1} s ==\n"
+    ));
+    s.push_str(&format!(
+        "{:<12} {:<10} {:>14} {:>16} {:>14} {:>16} {:>10} {:>10} {:>10} {:>10}\n",
+        "port",
+        "driver",
+        "rx_packets",
+        "rx_bytes",
+        "tx_packets",
+        "tx_bytes",
+        "rx_missed",
+        "rx_errors",
+        "tx_errors",
+        "rx_nombuf"
+    ));
+    for (p, st) in r.ports.iter().zip(r.port_stats) {
+        s.push_str(&format!(
+            "{:<12} {:<10} {:>14} {:>16} {:>14} {:>16} {:>10} {:>10} {:>10} {:>10}\n",
+            p.name,
+            p.info.driver,
+            st.ipackets,
+            st.ibytes,
+            st.opackets,
+            st.obytes,
+            st.imissed,
+            st.ierrors,
+            st.oerrors,
+            st.rx_nombuf
+        ));
+    }
+    s.push_str(&format!(
+        "{:<8} {:>6} {:>14} {:>14} {:>12} {:>10}\n",
+        "worker", "lcore", "rx_packets", "tx_packets", "dropped", "busy"
+    ));
+    for (i, w) in r.workers.iter().enumerate() {
+        let busy = if w.polls > 0 {
+            100.0 * w.busy_polls as f64 / w.polls as f64
+        } else {
+            0.0
+        };
+        s.push_str(&format!(
+            "{:<8} {:>6} {:>14} {:>14} {:>12} {:>9.1}%\n",
+            i,
+            r.lcores[i],
+            w.rx_packets.iter().sum::<u64>(),
+            w.tx_packets.iter().sum::<u64>(),
+            w.total_drops(),
+            busy
+        ));
+    }
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .map(|&d| (d, drops_total(r, d)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(d, n)| format!("{} {n}", d.name()))
+        .collect();
+    s.push_str(&format!(
+        "drops by reason: {}\n",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join(", ")
+        }
+    ));
+    s
+}
+
+fn report_json(r: &Report) -> serde_json::Value {
+    use serde_json::json;
+    let ports: Vec<_> = r
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let st = &r.port_stats[i];
+            json!({
+                "name": p.name, "device": p.device, "driver": p.info.driver, "mac": fmt_mac(&p.mac),
+                "rx_queues": p.rx_queues, "tx_queues": p.tx_queues,
+                "rx_packets": st.ipackets, "rx_bytes": st.ibytes, "tx_packets": st.opackets, "tx_bytes": st.obytes,
+                "rx_missed": st.imissed, "rx_errors": st.ierrors, "tx_errors": st.oerrors, "rx_nombuf": st.rx_nombuf,
+                "worker_rx_packets": r.workers.iter().map(|w| w.rx_packets[i]).sum::<u64>(),
+                "worker_rx_bytes": r.workers.iter().map(|w| w.rx_bytes[i]).sum::<u64>(),
+                "worker_tx_packets": r.workers.iter().map(|w| w.tx_packets[i]).sum::<u64>(),
+                "xstats": p.port.xstats().into_iter().collect::<BTreeMap<_, _>>(),
+            })
+        })
+        .collect();
+    let workers: Vec<_> = r
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            json!({
+                "lcore": r.lcores[i], "polls": w.polls, "busy_polls": w.busy_polls,
+                "rx_packets": w.rx_packets.iter().sum::<u64>(), "tx_packets": w.tx_packets.iter().sum::<u64>(),
+                "drops": w.total_drops(),
+            })
+        })
+        .collect();
+    let drops: BTreeMap<&str, u64> = DropReason::ALL
+        .iter()
+        .map(|&d| (d.name(), drops_total(r, d)))
+        .collect();
+    json!({ "seconds": r.ran.as_secs_f64(), "ports": ports, "workers": workers, "drops": drops })
+}
+
+/// Closes ports, checks pools for leaks, prints and writes the report; returns the status.
+fn finish(
+    ports: Vec<RunPort>,
+    pools: Vec<Mempool>,
+    baseline: &[u32],
+    status: i32,
+    report: Option<(String, serde_json::Value, Option<PathBuf>)>,
+) -> i32 {
+    for p in ports {
+        if let Err(e) = p.port.close() {
+            warn!(target: "port", "port \"{}\": {e}", p.name);
+        }
+    }
+    let mut leak = false;
+    let mut pool_json = Vec::new();
+    let mut pool_lines = String::new();
+    for (pool, before) in pools.iter().zip(baseline) {
+        let after = pool.in_use();
+        let ok = after == *before;
+        leak |= !ok;
+        pool_lines.push_str(&format!(
+            "mempool {}: {} mbufs, in use before ports {before}, after close {after}: {}\n",
+            pool.name(),
+            pool.capacity(),
+            if ok { "no leak" } else { "LEAK" }
+        ));
+        pool_json.push(serde_json::json!({"name": pool.name(), "capacity": pool.capacity(), "in_use_before": before, "in_use_after": after, "leak": !ok}));
+    }
+    if let Some((text, mut json, file)) = report {
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{text}{pool_lines}");
+        let _ = out.flush();
+        json["mempools"] = serde_json::Value::Array(pool_json);
+        if let Some(f) = file {
+            if let Err(e) = std::fs::write(&f, format!("{json:#}\n")) {
+                error!(target: "sluiced", "cannot write {}: {e}", f.display());
+            }
+        }
+    } else if !pool_lines.is_empty() {
+        eprint!("{pool_lines}");
+    }
+    drop(pools);
+    if leak {
+        error!(target: "mempool", "mbufs were not returned to their pool: a leak");
+        if status == EXIT_OK {
+            return EXIT_LEAK;
+        }
+    }
+    status
+}

@@ -1,0 +1,264 @@
+//! Decides EAL's arguments from the configuration and the machine: cores, file prefix,
+//! devices, and memory — hugepages when enough are free and mounted, `--no-huge` with a
+//! warning otherwise (or an error when the configuration requires hugepages). Pure logic.
+
+use crate::dpdk::MBUF_DATA_ROOM;
+use control::config::{Config, HugepageMode};
+use numa::System;
+
+/// Mbufs of slack per pool beyond descriptors and caches: the control thread's packets,
+/// drivers that hold packets of their own (net_pcap's infinite_rx keeps its file in mbufs).
+pub const MBUF_SLACK: u32 = 8192;
+/// EAL, ethdev, rings and drivers beyond the mbufs, in MiB.
+const FIXED_OVERHEAD_MB: u64 = 192;
+/// One mbuf in memory: data room, the rte_mbuf header and the mempool object header.
+const MBUF_FOOTPRINT: u64 = MBUF_DATA_ROOM as u64 + 128 + 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EalPlan {
+    pub args: Vec<String>,
+    pub no_huge: bool,
+    /// Mbufs per pool.
+    pub mbufs: u32,
+    /// Memory EAL needs (MiB), as estimated.
+    pub memory_mb: u64,
+    /// A warning to log (the `--no-huge` fallback).
+    pub warning: Option<String>,
+}
+
+/// Mbufs the pool needs: every RX and TX descriptor of every port, each worker's cache and
+/// in-flight bursts, and slack. Queue counts are the most the configuration can ask for.
+pub fn mbufs_needed(cfg: &Config, burst: u32) -> u32 {
+    let workers = cfg.eal.workers.len() as u32;
+    let mut n: u64 = 0;
+    for p in &cfg.ports {
+        let rxq = p.rx_queues.map(u32::from).unwrap_or(workers) as u64;
+        let txq = workers as u64 + 1;
+        n += rxq * p.rx_descriptors as u64 + txq * p.tx_descriptors as u64;
+    }
+    let ports = cfg.ports.len() as u64;
+    n += (workers as u64 + 1) * (cfg.eal.mbuf_cache as u64 * 3 / 2 + burst as u64 * (ports + 1));
+    n += MBUF_SLACK as u64;
+    // Mempools are most efficient at 2^k - 1 elements.
+    let n = (n + 1).next_power_of_two() - 1;
+    n.min(u32::MAX as u64) as u32
+}
+
+/// DPDK's log level for ours: EAL's informational chatter only when debugging.
+fn dpdk_log_level(level: log::LevelFilter) -> u32 {
+    match level {
+        log::LevelFilter::Off | log::LevelFilter::Error => 4,
+        log::LevelFilter::Warn | log::LevelFilter::Info => 5,
+        log::LevelFilter::Debug => 7,
+        log::LevelFilter::Trace => 8,
+    }
+}
+
+pub fn plan(
+    cfg: &Config,
+    sys: &System,
+    burst: u32,
+    level: log::LevelFilter,
+) -> Result<EalPlan, String> {
+    let mbufs = cfg.eal.mbufs.unwrap_or_else(|| mbufs_needed(cfg, burst));
+    let estimate = FIXED_OVERHEAD_MB + (mbufs as u64 * MBUF_FOOTPRINT).div_ceil(1 << 20);
+    let memory_mb = cfg
+        .eal
+        .memory_mb
+        .map(u64::from)
+        .unwrap_or(estimate.max(512));
+    let free = sys.free_hugepage_mib();
+    let (no_huge, warning) = match cfg.eal.hugepages {
+        HugepageMode::Off => (true, None),
+        HugepageMode::On if free < memory_mb => {
+            return Err(format!(
+                "eal.hugepages = \"on\" but only {free} MiB of hugepages are free and mounted, {memory_mb} MiB are needed; \
+                 reserve more (scripts/hugepages.sh) or set hugepages = \"auto\""
+            ))
+        }
+        HugepageMode::On => (false, None),
+        HugepageMode::Auto if free < memory_mb => (
+            true,
+            Some(format!(
+                "only {free} MiB of hugepages are free and mounted ({memory_mb} MiB needed): running with --no-huge, \
+                 which is slower; reserve hugepages with scripts/hugepages.sh"
+            )),
+        ),
+        HugepageMode::Auto => (false, None),
+    };
+    let mut lcores: Vec<u32> = vec![cfg.eal.control_core];
+    lcores.extend(&cfg.eal.workers);
+    let mut args: Vec<String> = vec![
+        "sluiced".into(),
+        "-l".into(),
+        lcores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        "--main-lcore".into(),
+        cfg.eal.control_core.to_string(),
+        "--file-prefix".into(),
+        cfg.eal.file_prefix.clone(),
+        format!("--log-level={}", dpdk_log_level(level)),
+    ];
+    if no_huge {
+        args.extend(["--no-huge".into(), "-m".into(), memory_mb.to_string()]);
+    } else if let Some(m) = cfg.eal.memory_mb {
+        args.extend(["-m".into(), m.to_string()]);
+    }
+    let mut any_pci = false;
+    for p in &cfg.ports {
+        if p.is_pci() {
+            any_pci = true;
+            args.extend(["-a".into(), p.device.clone()]);
+        } else {
+            args.extend(["--vdev".into(), p.device.clone()]);
+        }
+    }
+    if !any_pci {
+        // Do not probe NICs that other software may be using.
+        args.push("--no-pci".into());
+    }
+    args.extend(cfg.eal.extra_args.iter().cloned());
+    Ok(EalPlan {
+        args,
+        no_huge,
+        mbufs,
+        memory_mb,
+        warning,
+    })
+}
+
+/// The name ethdev gives the device of a port's `device` string.
+pub fn device_name(device: &str) -> String {
+    let first = device.split(',').next().unwrap_or("").trim();
+    if control::config::is_pci_address(first) && first.len() == 7 {
+        format!("0000:{first}")
+    } else {
+        first.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn fake(root_name: &str, free_2m: u64, mounted: bool) -> System {
+        let root =
+            std::env::temp_dir().join(format!("sluice-eal-{root_name}-{}", std::process::id()));
+        let hp = root.join("sys/kernel/mm/hugepages/hugepages-2048kB");
+        fs::create_dir_all(&hp).unwrap();
+        fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
+        fs::create_dir_all(root.join("proc")).unwrap();
+        fs::write(root.join("sys/devices/system/cpu/online"), "0-3\n").unwrap();
+        fs::write(hp.join("nr_hugepages"), format!("{free_2m}\n")).unwrap();
+        fs::write(hp.join("free_hugepages"), format!("{free_2m}\n")).unwrap();
+        let mounts = if mounted {
+            "nodev /dev/hugepages hugetlbfs rw 0 0\n"
+        } else {
+            ""
+        };
+        fs::write(root.join("proc/mounts"), mounts).unwrap();
+        System::new(root)
+    }
+
+    fn cfg(sys: &System, eal_extra: &str) -> Config {
+        let text = format!(
+            "[eal]\nworkers = [1, 2]\nfile_prefix = \"x1\"\n{eal_extra}\n\
+             [[ports]]\nname = \"a\"\ndevice = \"net_pcap0,rx_pcap=in.pcap\"\n\
+             [[ports]]\nname = \"b\"\ndevice = \"03:00.1\"\n"
+        );
+        Config::parse(&text, "t.toml", sys).unwrap()
+    }
+
+    #[test]
+    fn hugepages_when_enough() {
+        let sys = fake("enough", 1024, true);
+        let p = plan(&cfg(&sys, ""), &sys, 32, log::LevelFilter::Info).unwrap();
+        assert!(!p.no_huge);
+        assert!(p.warning.is_none());
+        assert_eq!(
+            p.args[..8],
+            [
+                "sluiced",
+                "-l",
+                "0,1,2",
+                "--main-lcore",
+                "0",
+                "--file-prefix",
+                "x1",
+                "--log-level=5"
+            ]
+            .map(String::from)
+        );
+        assert!(p
+            .args
+            .windows(2)
+            .any(|w| w == ["--vdev", "net_pcap0,rx_pcap=in.pcap"]));
+        assert!(p.args.windows(2).any(|w| w == ["-a", "03:00.1"]));
+        assert!(!p.args.contains(&"--no-pci".to_string()));
+        assert!(!p.args.contains(&"-m".to_string()));
+    }
+
+    #[test]
+    fn falls_back_without_hugepages() {
+        let sys = fake("none", 1024, false);
+        let p = plan(&cfg(&sys, ""), &sys, 32, log::LevelFilter::Info).unwrap();
+        assert!(p.no_huge);
+        assert!(p.warning.as_ref().unwrap().contains("--no-huge"));
+        assert!(p
+            .args
+            .windows(2)
+            .any(|w| w[0] == "-m" && w[1] == p.memory_mb.to_string()));
+        let sys = fake("few", 10, true);
+        assert!(
+            plan(&cfg(&sys, ""), &sys, 32, log::LevelFilter::Info)
+                .unwrap()
+                .no_huge
+        );
+        let err = plan(
+            &cfg(&sys, "hugepages = \"on\""),
+            &sys,
+            32,
+            log::LevelFilter::Info,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("20 MiB") && err.contains("hugepages.sh"),
+            "{err}"
+        );
+        let p = plan(
+            &cfg(&sys, "hugepages = \"off\"\nmemory_mb = 700"),
+            &sys,
+            32,
+            log::LevelFilter::Info,
+        )
+        .unwrap();
+        assert!(p.no_huge && p.warning.is_none());
+        assert!(p.args.windows(2).any(|w| w == ["-m", "700"]));
+    }
+
+    #[test]
+    fn pool_size() {
+        let sys = fake("pool", 0, false);
+        let c = cfg(&sys, "");
+        let n = mbufs_needed(&c, 32);
+        // 2 ports x (2 RX x 1024 + 3 TX x 1024) + caches + slack, rounded to 2^k - 1.
+        assert!(n >= 2 * 5 * 1024 + MBUF_SLACK);
+        assert_eq!((n as u64 + 1).count_ones(), 1);
+        let c = cfg(&sys, "mbufs = 5000");
+        assert_eq!(
+            plan(&c, &sys, 32, log::LevelFilter::Info).unwrap().mbufs,
+            5000
+        );
+    }
+
+    #[test]
+    fn device_names() {
+        assert_eq!(device_name("net_pcap0,rx_pcap=a.pcap"), "net_pcap0");
+        assert_eq!(device_name("03:00.1"), "0000:03:00.1");
+        assert_eq!(device_name("0000:03:00.1"), "0000:03:00.1");
+    }
+}
