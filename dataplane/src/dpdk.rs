@@ -477,6 +477,23 @@ impl<const N: usize> Burst<N> {
         Ok(())
     }
 
+    /// Packet `i`, in place. (Swapping it with another `Mbuf` keeps ownership intact.)
+    #[inline(always)]
+    pub fn get_mut(&mut self, i: usize) -> &mut Mbuf {
+        assert!(i < self.len);
+        // SAFETY: pkts[..len] are non-null mbufs this burst owns, and Mbuf is a transparent
+        // NonNull<rte_mbuf>, laid out like the *mut rte_mbuf it is read from.
+        unsafe { &mut *(self.pkts.as_mut_ptr().add(i) as *mut Mbuf) }
+    }
+
+    /// Starts loading packet `i`'s first bytes into cache.
+    #[inline(always)]
+    pub fn prefetch(&self, i: usize) {
+        if i < self.len {
+            prefetch_data(self.pkts[i]);
+        }
+    }
+
     /// Moves every packet out, in order, prefetching the data of packets a few ahead.
     #[inline(always)]
     pub fn drain(&mut self) -> Drain<'_, N> {

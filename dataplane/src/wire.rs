@@ -71,6 +71,29 @@ pub fn ones_complement_sum(bytes: &[u8]) -> u16 {
     sum as u16
 }
 
+/// One's-complement sum of native-endian 32-bit words, folded to 16 bits. One's-complement
+/// sums do not depend on byte order except for a byte swap of the result, so comparing it
+/// with 0xffff (which a swap leaves alone) verifies a checksum without any byte swapping.
+/// `bytes.len()` must be a multiple of 4 (IPv4 headers are).
+#[inline(always)]
+fn ones_complement_sum_ne(bytes: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    for c in bytes.chunks_exact(4) {
+        sum += u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) as u64;
+    }
+    fold_ne(sum)
+}
+
+/// Folds a sum of at most 2^16 32-bit words to 16 bits with end-around carries.
+#[inline(always)]
+fn fold_ne(sum: u64) -> u16 {
+    // < 2^48: the high half adds into the low half with at most one carry left over.
+    let s = (sum & 0xffff_ffff) + (sum >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    ((s & 0xffff) + (s >> 16)) as u16
+}
+
 /// The Internet checksum of `bytes` (RFC 1071).
 pub fn checksum(bytes: &[u8]) -> u16 {
     !ones_complement_sum(bytes)
@@ -148,16 +171,25 @@ impl<'a> Ipv4Header<'a> {
     /// Whether the header (with options) sums to 0xffff.
     #[inline(always)]
     pub fn checksum_valid(&self) -> bool {
-        ones_complement_sum(&self.buf[..self.header_len]) == 0xffff
+        if self.header_len == IPV4_MIN_HEADER_LEN {
+            // No options (nearly every packet): five words, straight-line.
+            let b = &self.buf[..IPV4_MIN_HEADER_LEN];
+            let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as u64;
+            return fold_ne(w(0) + w(4) + w(8) + w(12) + w(16)) == 0xffff;
+        }
+        ones_complement_sum_ne(&self.buf[..self.header_len]) == 0xffff
     }
     /// TTL minus one, checksum updated incrementally. The caller checked TTL > 1.
+    ///
+    /// TTL is the high byte of the 16-bit word at offset 8, so the word drops by 0x0100
+    /// and, by RFC 1624 eqn. 3 (HC' = ~(~HC + ~m + m')), the checksum rises by 0x0100 in
+    /// one's-complement arithmetic.
     #[inline(always)]
     pub fn decrement_ttl(&mut self) {
-        let old = be16(self.buf, 8);
         self.buf[8] -= 1;
-        let new = be16(self.buf, 8);
-        let hc = checksum_update16(be16(self.buf, 10), old, new);
-        self.buf[10..12].copy_from_slice(&hc.to_be_bytes());
+        let hc = be16(self.buf, 10) as u32 + 0x0100;
+        let hc = (hc & 0xffff) + (hc >> 16);
+        self.buf[10..12].copy_from_slice(&(hc as u16).to_be_bytes());
     }
 }
 
@@ -301,6 +333,42 @@ mod tests {
                     "ttl {ttl}: {got:#x} vs {full:#x}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn checksum_with_options_and_corruption() {
+        // 24-byte header with a 4-byte option: the general path.
+        let mut b = [0u8; 24];
+        b[..20].copy_from_slice(&IPV4);
+        b[0] = 0x46;
+        b[2..4].copy_from_slice(&24u16.to_be_bytes());
+        b[20..24].copy_from_slice(&[0x94, 0x04, 0x00, 0x00]);
+        b[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum(&b);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        assert!(Ipv4Header::new_checked(&mut b.clone(), 24)
+            .unwrap()
+            .checksum_valid());
+        for i in 0..24 {
+            let mut bad = b;
+            bad[i] ^= 0x10;
+            assert!(
+                !Ipv4Header::new_checked(&mut bad, 24)
+                    .map(|h| h.checksum_valid())
+                    .unwrap_or(false),
+                "byte {i}"
+            );
+        }
+        for i in 0..20 {
+            let mut bad = IPV4;
+            bad[i] ^= 0x01;
+            assert!(
+                !Ipv4Header::new_checked(&mut bad, 0x73)
+                    .map(|h| h.checksum_valid())
+                    .unwrap_or(false),
+                "byte {i}"
+            );
         }
     }
 

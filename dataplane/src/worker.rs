@@ -41,7 +41,18 @@ fn flush(q: &mut TxQueue, b: &mut Burst<BURST>, port: usize, c: &WorkerCounters)
     }
 }
 
+/// Marks a packet to drop in the per-burst verdict array.
+const DROP: u16 = u16::MAX;
+/// How many packets ahead the decide loop prefetches packet data.
+const PREFETCH_AHEAD: usize = 4;
+
 /// Runs until `stop` is set; returns 0. Everything still buffered is sent or freed.
+///
+/// Each RX burst goes through two passes, as in DPDK's l3fwd: first every packet is
+/// decided and rewritten in place (its egress port noted in `dst`), then the burst is
+/// dispatched. When the whole burst leaves by one port, which is the common case, it is
+/// handed to that port's TX queue as it is; otherwise packets are sorted into per-port
+/// buffers that are sent when full and at the end of every poll round.
 pub fn run(
     mut plan: WorkerPlan,
     table: Arc<ForwardTable>,
@@ -51,6 +62,7 @@ pub fn run(
     let ports = plan.tx.len();
     let mut rx = Burst::<BURST>::new();
     let mut pending: Vec<Burst<BURST>> = (0..ports).map(|_| Burst::new()).collect();
+    let mut dst = [DROP; BURST];
     let table = &*table;
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;
@@ -60,30 +72,51 @@ pub fn run(
                 continue;
             }
             got += n;
+            for i in 0..PREFETCH_AHEAD {
+                rx.prefetch(i);
+            }
             let mut bytes = 0u64;
-            for mut m in rx.drain() {
+            for (i, d) in dst.iter_mut().enumerate().take(n) {
+                rx.prefetch(i + PREFETCH_AHEAD);
+                let m = rx.get_mut(i);
                 let len = m.pkt_len();
                 bytes += len as u64;
                 let csum = rx_checksum(m.ol_flags());
-                match table.forward(m.data_mut(), len, csum) {
-                    Verdict::Forward(p) => {
-                        let p = p as usize;
-                        let b = &mut pending[p];
-                        // A full buffer is flushed right after the push that filled it, so
-                        // there is always room here.
-                        let _ = b.push(m);
-                        if b.is_full() {
-                            flush(&mut plan.tx[p], b, p, &c);
-                        }
-                    }
+                *d = match table.forward(m.data_mut(), len, csum) {
+                    Verdict::Forward(p) => p,
                     Verdict::Drop(r) => {
                         c.drop_packet(r);
-                        drop(m);
+                        DROP
                     }
-                }
+                };
             }
             bump(&c.rx_packets[*in_port], n as u64);
             bump(&c.rx_bytes[*in_port], bytes);
+
+            let first = dst[0];
+            if first != DROP && dst[1..n].iter().all(|&d| d == first) {
+                let p = first as usize;
+                // Keep order: what is already waiting for this port goes first.
+                if !pending[p].is_empty() {
+                    flush(&mut plan.tx[p], &mut pending[p], p, &c);
+                }
+                flush(&mut plan.tx[p], &mut rx, p, &c);
+            } else {
+                for (m, &d) in rx.drain().zip(dst.iter()) {
+                    if d == DROP {
+                        drop(m);
+                        continue;
+                    }
+                    let p = d as usize;
+                    let b = &mut pending[p];
+                    // A full buffer is flushed right after the push that filled it, so
+                    // there is always room here.
+                    let _ = b.push(m);
+                    if b.is_full() {
+                        flush(&mut plan.tx[p], b, p, &c);
+                    }
+                }
+            }
         }
         for (p, b) in pending.iter_mut().enumerate() {
             if !b.is_empty() {
