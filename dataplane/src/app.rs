@@ -38,6 +38,8 @@ pub struct Options {
     pub duration: Option<Duration>,
     /// Write the final counters as JSON here.
     pub stats_file: Option<PathBuf>,
+    /// Before forwarding, wait up to this long for every port's link to come up.
+    pub link_wait: Duration,
 }
 
 /// A port as running.
@@ -99,7 +101,18 @@ pub fn run(opts: Options) -> i32 {
     let eal = match Eal::init(&plan.args) {
         Ok(e) => e,
         Err(e) => {
-            error!(target: "eal", "{e}");
+            let devices: Vec<String> = cfg
+                .ports
+                .iter()
+                .map(|p| format!("{} = \"{}\"", p.name, p.device))
+                .collect();
+            error!(
+                target: "eal",
+                "{e}; EAL's own message above says why. Check each port's device ({}), that its driver is installed \
+                 (Debian package dpdk), eal.extra_args, and that no other process uses file prefix \"{}\"",
+                devices.join(", "),
+                cfg.eal.file_prefix
+            );
             return EXIT_RUNTIME;
         }
     };
@@ -260,6 +273,21 @@ fn run_with_eal(
         );
     }
 
+    // ---- links: forwarding into a port whose link is down only drops packets
+    let wait_from = Instant::now();
+    while !opts.link_wait.is_zero()
+        && wait_from.elapsed() < opts.link_wait
+        && !signalled.load(Ordering::Relaxed)
+    {
+        if ports.iter().all(|p| p.port.link().up) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in ports.iter().filter(|p| !p.port.link().up) {
+        warn!(target: "port", "{}: link still down after {:.1} s; forwarding anyway", p.name, opts.link_wait.as_secs_f64());
+    }
+
     // ---- workers
     let stop = Arc::new(AtomicBool::new(false));
     let counters: Vec<Arc<WorkerCounters>> = (0..workers)
@@ -354,6 +382,14 @@ fn setup_port(
             "driver {} offers {} TX queue(s) but each of the {w} workers needs its own; use fewer workers or give the device more queues (net_pcap: repeat tx_pcap=, net_memif/net_af_packet: more queue pairs)",
             info.driver, info.max_tx_queues
         ));
+    };
+    // memif connects only when each side's TX rings match the other's RX rings, and both
+    // ends run this same logic: give it as many RX queues as TX queues (the extra ones are
+    // polled like any other).
+    let rx_queues = if info.driver == "net_memif" {
+        tx_queues
+    } else {
+        rx_queues
     };
     if pc.mtu > info.max_mtu {
         return Err(format!(

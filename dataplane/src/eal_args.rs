@@ -100,7 +100,9 @@ pub fn plan(
         cfg.eal.control_core.to_string(),
         "--file-prefix".into(),
         cfg.eal.file_prefix.clone(),
-        format!("--log-level={}", dpdk_log_level(level)),
+        // Per log type, not the global level: the global level caps every type, which would
+        // silence a driver's debug log asked for in eal.extra_args.
+        format!("--log-level=*:{}", dpdk_log_level(level)),
     ];
     if no_huge {
         args.extend(["--no-huge".into(), "-m".into(), memory_mb.to_string()]);
@@ -189,7 +191,7 @@ mod tests {
                 "0",
                 "--file-prefix",
                 "x1",
-                "--log-level=5"
+                "--log-level=*:5"
             ]
             .map(String::from)
         );

@@ -27,6 +27,9 @@ struct Cli {
     /// Write the final counters as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     stats_file: Option<PathBuf>,
+    /// Before forwarding, wait up to SECS for every port's link to come up (0: do not wait).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    link_wait: f64,
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -65,11 +68,16 @@ fn main() {
         }
         None => None,
     };
+    if cli.link_wait < 0.0 || !cli.link_wait.is_finite() {
+        eprintln!("sluiced: --link-wait must be a number of seconds, 0 or more");
+        std::process::exit(app::EXIT_CONFIG);
+    }
     let status = app::run(Options {
         config: cli.config,
         stats_interval: cli.stats_interval,
         duration,
         stats_file: cli.stats_file,
+        link_wait: Duration::from_secs_f64(cli.link_wait),
     });
     std::process::exit(status);
 }

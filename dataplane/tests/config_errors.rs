@@ -1,0 +1,126 @@
+//! Configuration errors stop `sluiced` before anything starts (no EAL), with exit status 2
+//! and a message naming the file, the line, the field and what would be accepted.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const GOOD: &str = r#"[eal]
+workers = [1]
+control_core = 0
+file_prefix = "cfgerr"
+
+[[ports]]
+name = "lan"
+device = "net_null0"
+ipv4 = ["192.0.2.1/24"]
+
+[[ports]]
+name = "wan"
+device = "net_null1"
+
+[[routes]]
+prefix = "198.18.0.0/16"
+port = "wan"
+next_hop_mac = "02:00:00:00:0b:01"
+"#;
+
+fn refused(dir: &TestDir, name: &str, text: &str) -> String {
+    let path = dir.write(&format!("{name}.toml"), text);
+    let out = run(
+        dir,
+        name,
+        &["--config", path.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code(), 2, "{name}: exit status\n{}", out.stderr);
+    assert!(
+        !out.stderr.contains("EAL:"),
+        "{name}: EAL must not start:\n{}",
+        out.stderr
+    );
+    let msg = out.stderr.trim().to_string();
+    assert!(
+        msg.contains(&format!("{}:", path.display())),
+        "{name}: names the file: {msg}"
+    );
+    msg
+}
+
+#[test]
+fn each_error_is_clear() {
+    let dir = TestDir::new("cfgerr");
+    let cases = [
+        (
+            "unknown_key",
+            GOOD.replace("name = \"wan\"", "name = \"wan\"\nspeed = 10"),
+            ":13:1: ports[1].speed: unknown field `speed`",
+        ),
+        (
+            "bad_address",
+            GOOD.replace("192.0.2.1/24", "192.0.2.300/24"),
+            ":9:8: ports[0].ipv4[0]: invalid IPv4 address/prefix",
+        ),
+        (
+            "bad_prefix",
+            GOOD.replace("198.18.0.0/16", "198.18.0.0/40"),
+            ":16:10: routes[0].prefix: invalid IPv4 prefix \"198.18.0.0/40\"",
+        ),
+        (
+            "undefined_port",
+            GOOD.replace("port = \"wan\"", "port = \"dmz\""),
+            ":17:8: routes[0].port: port \"dmz\" is not defined (defined ports: \"lan\", \"wan\")",
+        ),
+        (
+            "duplicate_name",
+            GOOD.replace("name = \"wan\"", "name = \"lan\""),
+            ":12:8: ports[1].name: port name \"lan\" is used twice",
+        ),
+        (
+            "no_such_core",
+            GOOD.replace("workers = [1]", "workers = [1, 97]"),
+            ":2:15: eal.workers[1]: core 97 does not exist",
+        ),
+        ("bad_toml", GOOD.replace("[eal]", "[eal"), ":1:"),
+    ];
+    for (name, text, needle) in cases {
+        let msg = refused(&dir, name, &text);
+        assert!(
+            msg.contains(needle),
+            "{name}: expected {needle:?} in\n{msg}"
+        );
+    }
+}
+
+#[test]
+fn check_config_flag() {
+    let dir = TestDir::new("checkcfg");
+    let path = dir.write("good.toml", GOOD);
+    let out = run(
+        &dir,
+        "ok",
+        &["--config", path.to_str().unwrap(), "--check-config"],
+        Duration::from_secs(20),
+    );
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("OK (2 ports, 1 routes, 1 workers)"),
+        "{}",
+        out.stdout
+    );
+    let missing = run(
+        &dir,
+        "missing",
+        &["--config", "/nonexistent/x.toml"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(missing.code(), 2);
+    assert!(
+        missing
+            .stderr
+            .contains("/nonexistent/x.toml: cannot read the configuration"),
+        "{}",
+        missing.stderr
+    );
+}
