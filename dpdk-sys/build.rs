@@ -15,10 +15,7 @@ fn fail(msg: &str) -> ! {
 }
 
 fn pkg_config(args: &[&str]) -> String {
-    let out = Command::new("pkg-config")
-        .args(args)
-        .arg("libdpdk")
-        .output();
+    let out = Command::new("pkg-config").args(args).arg("libdpdk").output();
     match out {
         Err(e) => fail(&format!(
             "cannot run pkg-config ({e}); install it: apt-get install pkg-config \
@@ -79,30 +76,20 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
     let version = pkg_config(&["--modversion"]);
-    let major: u32 = version
-        .split('.')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let major: u32 = version.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(0);
     if major < 21 {
         fail(&format!(
             "DPDK {version} is too old; Sluice needs DPDK 21.11 or newer (Debian 12 ships 22.11)"
         ));
     }
-    let cflags: Vec<String> = pkg_config(&["--cflags"])
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let cflags: Vec<String> = pkg_config(&["--cflags"]).split_whitespace().map(String::from).collect();
     let libs = pkg_config(&["--libs"]);
 
     find_libclang();
 
     // The shim: compiled with exactly DPDK's flags.
     let mut cc = cc::Build::new();
-    cc.file("shim/shim.c")
-        .include("shim")
-        .opt_level(3)
-        .warnings(false);
+    cc.file("shim/shim.c").include("shim").opt_level(3).warnings(false);
     let mut i = 0;
     while i < cflags.len() {
         // `-include rte_config.h` is two words; keep them together.

@@ -304,20 +304,14 @@ pub fn is_pci_address(s: &str) -> bool {
     };
     match devfn.split_once('.') {
         Some((dev, func)) => {
-            hex(bus, 2)
-                && hex(dev, 2)
-                && func.len() == 1
-                && func.chars().all(|c| ('0'..='7').contains(&c))
+            hex(bus, 2) && hex(dev, 2) && func.len() == 1 && func.chars().all(|c| ('0'..='7').contains(&c))
         }
         None => false,
     }
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 32
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Turns byte offsets into line/column for messages.
@@ -327,21 +321,11 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    fn at(
-        &self,
-        span: std::ops::Range<usize>,
-        field: impl Into<String>,
-        msg: impl Into<String>,
-    ) -> ConfigError {
+    fn at(&self, span: std::ops::Range<usize>, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
         let start = span.start.min(self.text.len());
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;
-        let col = before
-            .rsplit('\n')
-            .next()
-            .map(|l| l.chars().count())
-            .unwrap_or(0)
-            + 1;
+        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
         ConfigError::At {
             file: self.file.to_string(),
             line,
@@ -366,26 +350,14 @@ impl Config {
     /// Parses and validates configuration text; `file` is only used in messages.
     pub fn parse(text: &str, file: &str, system: &System) -> Result<Config, ConfigError> {
         let src = Source { file, text };
-        let de = toml::Deserializer::parse(text).map_err(|e| {
-            src.at(
-                e.span().unwrap_or(0..0),
-                "",
-                format!("not valid TOML: {}", e.message()),
-            )
-        })?;
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| src.at(e.span().unwrap_or(0..0), "", format!("not valid TOML: {}", e.message())))?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             // Spanned<T> adds a private segment to the path; users never wrote it.
-            let path = e
-                .path()
-                .to_string()
-                .replace(".$__serde_spanned_private_value", "");
+            let path = e.path().to_string().replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
             let field = if path == "." { String::new() } else { path };
-            src.at(
-                inner.span().unwrap_or(0..0),
-                field,
-                inner.message().to_string(),
-            )
+            src.at(inner.span().unwrap_or(0..0), field, inner.message().to_string())
         })?;
         validate(raw, &src, system)
     }
@@ -405,10 +377,7 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
             return Err(src.at(
                 core.span(),
                 field,
-                format!(
-                    "core {c} is out of range (DPDK accepts 0 to {})",
-                    MAX_LCORE - 1
-                ),
+                format!("core {c} is out of range (DPDK accepts 0 to {})", MAX_LCORE - 1),
             ));
         }
         if let Some(on) = &online {
@@ -461,18 +430,12 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
         return Err(src.at(
             e.file_prefix.span(),
             "eal.file_prefix",
-            format!(
-                "\"{fp}\" is not a valid file prefix (letters, digits, '-' and '_', at most 32)"
-            ),
+            format!("\"{fp}\" is not a valid file prefix (letters, digits, '-' and '_', at most 32)"),
         ));
     }
     if let Some(m) = &e.memory_mb {
         if !(64..=1 << 20).contains(m.get_ref()) {
-            return Err(src.at(
-                m.span(),
-                "eal.memory_mb",
-                "must be from 64 to 1048576 (MiB)",
-            ));
+            return Err(src.at(m.span(), "eal.memory_mb", "must be from 64 to 1048576 (MiB)"));
         }
     }
     if let Some(m) = &e.mbufs {
@@ -518,17 +481,11 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
             return Err(src.at(
                 p.name.span(),
                 f("name"),
-                format!(
-                    "\"{name}\" is not a valid name (letters, digits, '-' and '_', at most 32)"
-                ),
+                format!("\"{name}\" is not a valid name (letters, digits, '-' and '_', at most 32)"),
             ));
         }
         if by_name.insert(name.clone(), i).is_some() {
-            return Err(src.at(
-                p.name.span(),
-                f("name"),
-                format!("port name \"{name}\" is used twice"),
-            ));
+            return Err(src.at(p.name.span(), f("name"), format!("port name \"{name}\" is used twice")));
         }
         let device = p.device.get_ref().trim().to_string();
         let dev_key = device.split(',').next().unwrap_or("").to_string();
@@ -707,10 +664,7 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
             return Err(src.at(
                 r.port.span(),
                 f("port"),
-                format!(
-                    "port \"{pname}\" is not defined (defined ports: {})",
-                    names.join(", ")
-                ),
+                format!("port \"{pname}\" is not defined (defined ports: {})", names.join(", ")),
             ));
         };
         let mac = r.next_hop_mac.get_ref().0;

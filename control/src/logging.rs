@@ -45,9 +45,7 @@ impl Log for StderrLogger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let level = match r.level() {
             Level::Error => "ERROR",
             Level::Warn => "WARN ",
@@ -66,9 +64,8 @@ impl Log for StderrLogger {
 
 /// Parses a level name as users write it on the command line.
 pub fn parse_level(s: &str) -> Result<LevelFilter, String> {
-    s.parse::<LevelFilter>().map_err(|_| {
-        format!("unknown log level '{s}' (expected one of: off, error, warn, info, debug, trace)")
-    })
+    s.parse::<LevelFilter>()
+        .map_err(|_| format!("unknown log level '{s}' (expected one of: off, error, warn, info, debug, trace)"))
 }
 
 /// Installs the logger once; later calls only change the level.
@@ -90,10 +87,7 @@ mod tests {
 
     #[test]
     fn utc_format() {
-        assert_eq!(
-            format_utc(Duration::from_millis(0)),
-            "1970-01-01T00:00:00.000Z"
-        );
+        assert_eq!(format_utc(Duration::from_millis(0)), "1970-01-01T00:00:00.000Z");
         assert_eq!(
             format_utc(Duration::from_millis(951_782_400_000 + 1)),
             "2000-02-29T00:00:00.001Z"

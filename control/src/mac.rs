@@ -67,9 +67,6 @@ mod tests {
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
-        assert!("01:00:5e:00:00:01"
-            .parse::<MacAddr>()
-            .unwrap()
-            .is_multicast());
+        assert!("01:00:5e:00:00:01".parse::<MacAddr>().unwrap().is_multicast());
     }
 }

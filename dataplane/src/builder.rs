@@ -135,12 +135,7 @@ mod tests {
 
     #[test]
     fn udp4_frame() {
-        let f = FrameSpec::udp4(
-            "10.0.0.1".parse().unwrap(),
-            "198.18.0.5".parse().unwrap(),
-            60,
-        )
-        .build();
+        let f = FrameSpec::udp4("10.0.0.1".parse().unwrap(), "198.18.0.5".parse().unwrap(), 60).build();
         assert_eq!(f.len(), 60);
         assert_eq!(&f[12..14], &[0x08, 0x00]);
         assert_eq!(ones_complement_sum(&f[14..34]), 0xffff);
@@ -155,11 +150,7 @@ mod tests {
 
     #[test]
     fn udp6_and_vlan_frame() {
-        let mut s = FrameSpec::udp6(
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8:1::1".parse().unwrap(),
-            100,
-        );
+        let mut s = FrameSpec::udp6("2001:db8::1".parse().unwrap(), "2001:db8:1::1".parse().unwrap(), 100);
         s.vlan = Some(42);
         let f = s.build();
         assert_eq!(f.len(), 100);

@@ -59,11 +59,7 @@ const _: () = assert!(std::mem::size_of::<sys::rte_mbuf>() == 128);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DpdkError {
     AlreadyInitialized,
-    Call {
-        what: String,
-        code: i32,
-        msg: String,
-    },
+    Call { what: String, code: i32, msg: String },
     Invalid(String),
 }
 
@@ -140,14 +136,12 @@ impl Eal {
         let cargs: Vec<CString> = args
             .iter()
             .map(|a| {
-                CString::new(a.as_str()).map_err(|_| {
-                    DpdkError::Invalid(format!("EAL argument {a:?} contains a NUL byte"))
-                })
+                CString::new(a.as_str())
+                    .map_err(|_| DpdkError::Invalid(format!("EAL argument {a:?} contains a NUL byte")))
             })
             .collect::<Result<_, _>>()?;
         // EAL may permute argv; give it its own array of pointers (the strings outlive the call).
-        let mut argv: Vec<*mut std::ffi::c_char> =
-            cargs.iter().map(|c| c.as_ptr() as *mut _).collect();
+        let mut argv: Vec<*mut std::ffi::c_char> = cargs.iter().map(|c| c.as_ptr() as *mut _).collect();
         // SAFETY: argv holds argc valid NUL-terminated strings that live until the call returns;
         // EAL keeps no pointer to them beyond what it copies.
         let ret = unsafe { sys::rte_eal_init(argv.len() as i32, argv.as_mut_ptr()) };
@@ -202,8 +196,8 @@ impl Eal {
 
     /// Finds a probed port by device name (`net_pcap0`, `0000:03:00.0`).
     pub fn port_by_name(&self, name: &str) -> Result<Port, DpdkError> {
-        let c = CString::new(name)
-            .map_err(|_| DpdkError::Invalid(format!("device name {name:?} contains a NUL byte")))?;
+        let c =
+            CString::new(name).map_err(|_| DpdkError::Invalid(format!("device name {name:?} contains a NUL byte")))?;
         let mut id: u16 = 0;
         // SAFETY: c is a valid string; id is a valid out pointer.
         let ret = unsafe { sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
@@ -216,10 +210,7 @@ impl Eal {
         self.cleaned = true;
         EAL_STATE.store(EAL_DONE, Ordering::Release);
         // SAFETY: called once, from the main lcore, after all DPDK objects are released.
-        check(|| "rte_eal_cleanup".into(), unsafe {
-            sys::rte_eal_cleanup()
-        })
-        .map(|_| ())
+        check(|| "rte_eal_cleanup".into(), unsafe { sys::rte_eal_cleanup() }).map(|_| ())
     }
 }
 
@@ -250,9 +241,7 @@ pub fn tsc() -> u64 {
 #[inline(always)]
 fn prefetch(p: *const u8) {
     // SAFETY: a prefetch never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    }
+    unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8) }
 }
 
 // ---- Mempool ---------------------------------------------------------------------------
@@ -271,14 +260,15 @@ unsafe impl Sync for Mempool {}
 impl Mempool {
     /// Creates a pool of `n` mbufs with a per-lcore cache of `cache` on `socket` (-1: any).
     pub fn create(name: &str, n: u32, cache: u32, socket: i32) -> Result<Mempool, DpdkError> {
-        let c = CString::new(name)
-            .map_err(|_| DpdkError::Invalid(format!("pool name {name:?} contains a NUL byte")))?;
+        let c =
+            CString::new(name).map_err(|_| DpdkError::Invalid(format!("pool name {name:?} contains a NUL byte")))?;
         // SAFETY: valid name; sizes checked by DPDK.
-        let p = unsafe {
-            sys::rte_pktmbuf_pool_create(c.as_ptr(), n, cache, 0, MBUF_DATA_ROOM, socket)
-        };
+        let p = unsafe { sys::rte_pktmbuf_pool_create(c.as_ptr(), n, cache, 0, MBUF_DATA_ROOM, socket) };
         match NonNull::new(p) {
-            Some(ptr) => Ok(Mempool { ptr, name: name.to_string() }),
+            Some(ptr) => Ok(Mempool {
+                ptr,
+                name: name.to_string(),
+            }),
             None => Err(errno_error(format!(
                 "creating mbuf pool {name} ({n} mbufs of {MBUF_DATA_ROOM} bytes on socket {socket}); \
                  give EAL more memory (eal.memory_mb) or reserve more hugepages"
@@ -341,12 +331,7 @@ impl Mbuf {
     pub fn data(&self) -> &[u8] {
         let m = self.raw();
         // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer.
-        unsafe {
-            std::slice::from_raw_parts(
-                (m.buf_addr as *const u8).add(m.data_off as usize),
-                m.data_len as usize,
-            )
-        }
+        unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize) }
     }
 
     /// The first segment's bytes, writable. We own the mbuf, so no one else sees them.
@@ -356,10 +341,7 @@ impl Mbuf {
         // e.g. clones for capture, are not created by Sluice's forwarding path.)
         unsafe {
             let m = self.0.as_mut();
-            std::slice::from_raw_parts_mut(
-                (m.buf_addr as *mut u8).add(m.data_off as usize),
-                m.data_len as usize,
-            )
+            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(m.data_off as usize), m.data_len as usize)
         }
     }
 
@@ -389,8 +371,7 @@ impl Mbuf {
         // SAFETY: rte_pktmbuf_append returns NULL or a pointer to len writable bytes.
         let p = unsafe { sys::sluice_pktmbuf_append(self.0.as_ptr(), len) };
         // SAFETY: see above.
-        (!p.is_null())
-            .then(|| unsafe { std::slice::from_raw_parts_mut(p as *mut u8, len as usize) })
+        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(p as *mut u8, len as usize) })
     }
 
     /// Copies the whole packet (all segments) out; for the slow path and tests.
@@ -500,10 +481,7 @@ impl<const N: usize> Burst<N> {
         for i in 0..self.len.min(PREFETCH_AHEAD) {
             prefetch_data(self.pkts[i]);
         }
-        Drain {
-            burst: self,
-            next: 0,
-        }
+        Drain { burst: self, next: 0 }
     }
 
     /// Frees every packet held.
@@ -558,9 +536,7 @@ impl<const N: usize> Drop for Drain<'_, N> {
         let rest = self.burst.len - self.next;
         if rest > 0 {
             // SAFETY: pkts[next..len] were not yielded and are still owned by the burst.
-            unsafe {
-                sys::rte_pktmbuf_free_bulk(self.burst.pkts.as_mut_ptr().add(self.next), rest as u32)
-            };
+            unsafe { sys::rte_pktmbuf_free_bulk(self.burst.pkts.as_mut_ptr().add(self.next), rest as u32) };
         }
         self.burst.len = 0;
     }
@@ -626,6 +602,14 @@ pub struct Port {
     id: u16,
 }
 
+/// What a transmit did: packets the driver took, and those it refused (already freed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxResult {
+    pub sent: usize,
+    pub dropped: usize,
+    pub dropped_bytes: u64,
+}
+
 /// The right to poll one RX queue. One exists per queue.
 pub struct RxQueue {
     port: u16,
@@ -646,17 +630,14 @@ impl Port {
     pub fn info(&self) -> Result<DevInfo, DpdkError> {
         let mut di = sys::rte_eth_dev_info::default();
         // SAFETY: valid port id (from port_by_name) and out pointer.
-        check(
-            || format!("reading device info of port {}", self.id),
-            unsafe { sys::rte_eth_dev_info_get(self.id, &mut di) },
-        )?;
+        check(|| format!("reading device info of port {}", self.id), unsafe {
+            sys::rte_eth_dev_info_get(self.id, &mut di)
+        })?;
         let driver = if di.driver_name.is_null() {
             String::from("?")
         } else {
             // SAFETY: driver_name is a static string owned by the driver.
-            unsafe { CStr::from_ptr(di.driver_name) }
-                .to_string_lossy()
-                .into_owned()
+            unsafe { CStr::from_ptr(di.driver_name) }.to_string_lossy().into_owned()
         };
         Ok(DevInfo {
             driver,
@@ -680,11 +661,7 @@ impl Port {
 
     /// Configures the port and its queues (RX queues draw from `pool`), and returns one
     /// token per queue. The port is not started.
-    pub fn setup(
-        &self,
-        s: &PortSetup,
-        pool: &Mempool,
-    ) -> Result<(Vec<RxQueue>, Vec<TxQueue>), DpdkError> {
+    pub fn setup(&self, s: &PortSetup, pool: &Mempool) -> Result<(Vec<RxQueue>, Vec<TxQueue>), DpdkError> {
         let id = self.id;
         let mut conf = sys::rte_eth_conf::default();
         conf.rxmode.mtu = s.mtu as u32;
@@ -705,10 +682,9 @@ impl Port {
         })?;
         let (mut nrx, mut ntx) = (s.rx_descriptors, s.tx_descriptors);
         // SAFETY: valid port and out pointers.
-        check(
-            || format!("adjusting descriptor counts of port {id}"),
-            unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nrx, &mut ntx) },
-        )?;
+        check(|| format!("adjusting descriptor counts of port {id}"), unsafe {
+            sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nrx, &mut ntx)
+        })?;
         let socket = match self.socket() {
             s if s < 0 => 0,
             s => s as u32,
@@ -777,20 +753,18 @@ impl Port {
     pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), DpdkError> {
         let mut a = sys::rte_ether_addr { addr_bytes: mac };
         // SAFETY: valid port and address.
-        check(
-            || format!("setting the MAC address of port {}", self.id),
-            unsafe { sys::rte_eth_dev_default_mac_addr_set(self.id, &mut a) },
-        )
+        check(|| format!("setting the MAC address of port {}", self.id), unsafe {
+            sys::rte_eth_dev_default_mac_addr_set(self.id, &mut a)
+        })
         .map(|_| ())
     }
 
     pub fn mac(&self) -> Result<[u8; 6], DpdkError> {
         let mut a = sys::rte_ether_addr::default();
         // SAFETY: valid port and out pointer.
-        check(
-            || format!("reading the MAC address of port {}", self.id),
-            unsafe { sys::rte_eth_macaddr_get(self.id, &mut a) },
-        )?;
+        check(|| format!("reading the MAC address of port {}", self.id), unsafe {
+            sys::rte_eth_macaddr_get(self.id, &mut a)
+        })?;
         Ok(a.addr_bytes)
     }
 
@@ -891,27 +865,32 @@ impl TxQueue {
         self.queue
     }
 
-    /// Transmits the burst. Returns (sent, dropped): what the driver did not take is freed.
-    /// The burst is empty afterwards.
+    /// Transmits the burst; what the driver did not take is freed and reported. The burst is
+    /// empty afterwards.
     #[inline(always)]
-    pub fn tx<const N: usize>(&mut self, burst: &mut Burst<N>) -> (usize, usize) {
+    pub fn tx<const N: usize>(&mut self, burst: &mut Burst<N>) -> TxResult {
         let len = burst.len;
         if len == 0 {
-            return (0, 0);
+            return TxResult::default();
         }
         // SAFETY: the token gives this thread the queue; pkts[..len] are owned mbufs, and the
         // driver takes ownership of the first `sent`.
-        let sent = unsafe {
-            sys::sluice_tx_burst(self.port, self.queue, burst.pkts.as_mut_ptr(), len as u16)
-        } as usize;
+        let sent = unsafe { sys::sluice_tx_burst(self.port, self.queue, burst.pkts.as_mut_ptr(), len as u16) } as usize;
         let dropped = len - sent;
+        let mut dropped_bytes = 0u64;
         if dropped > 0 {
+            for &m in &burst.pkts[sent..len] {
+                // SAFETY: pkts[sent..len] are mbufs we still own.
+                dropped_bytes += unsafe { (*m).pkt_len } as u64;
+            }
             // SAFETY: pkts[sent..len] are still ours; free them once.
-            unsafe {
-                sys::rte_pktmbuf_free_bulk(burst.pkts.as_mut_ptr().add(sent), dropped as u32)
-            };
+            unsafe { sys::rte_pktmbuf_free_bulk(burst.pkts.as_mut_ptr().add(sent), dropped as u32) };
         }
         burst.len = 0;
-        (sent, dropped)
+        TxResult {
+            sent,
+            dropped,
+            dropped_bytes,
+        }
     }
 }

@@ -54,19 +54,10 @@ fn dpdk_log_level(level: log::LevelFilter) -> u32 {
     }
 }
 
-pub fn plan(
-    cfg: &Config,
-    sys: &System,
-    burst: u32,
-    level: log::LevelFilter,
-) -> Result<EalPlan, String> {
+pub fn plan(cfg: &Config, sys: &System, burst: u32, level: log::LevelFilter) -> Result<EalPlan, String> {
     let mbufs = cfg.eal.mbufs.unwrap_or_else(|| mbufs_needed(cfg, burst));
     let estimate = FIXED_OVERHEAD_MB + (mbufs as u64 * MBUF_FOOTPRINT).div_ceil(1 << 20);
-    let memory_mb = cfg
-        .eal
-        .memory_mb
-        .map(u64::from)
-        .unwrap_or(estimate.max(512));
+    let memory_mb = cfg.eal.memory_mb.map(u64::from).unwrap_or(estimate.max(512));
     let free = sys.free_hugepage_mib();
     let (no_huge, warning) = match cfg.eal.hugepages {
         HugepageMode::Off => (true, None),
@@ -91,11 +82,7 @@ pub fn plan(
     let mut args: Vec<String> = vec![
         "sluiced".into(),
         "-l".into(),
-        lcores
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
+        lcores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
         "--main-lcore".into(),
         cfg.eal.control_core.to_string(),
         "--file-prefix".into(),
@@ -148,8 +135,7 @@ mod tests {
     use std::fs;
 
     fn fake(root_name: &str, free_2m: u64, mounted: bool) -> System {
-        let root =
-            std::env::temp_dir().join(format!("sluice-eal-{root_name}-{}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("sluice-eal-{root_name}-{}", std::process::id()));
         let hp = root.join("sys/kernel/mm/hugepages/hugepages-2048kB");
         fs::create_dir_all(&hp).unwrap();
         fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
@@ -195,10 +181,7 @@ mod tests {
             ]
             .map(String::from)
         );
-        assert!(p
-            .args
-            .windows(2)
-            .any(|w| w == ["--vdev", "net_pcap0,rx_pcap=in.pcap"]));
+        assert!(p.args.windows(2).any(|w| w == ["--vdev", "net_pcap0,rx_pcap=in.pcap"]));
         assert!(p.args.windows(2).any(|w| w == ["-a", "03:00.1"]));
         assert!(!p.args.contains(&"--no-pci".to_string()));
         assert!(!p.args.contains(&"-m".to_string()));
@@ -215,22 +198,9 @@ mod tests {
             .windows(2)
             .any(|w| w[0] == "-m" && w[1] == p.memory_mb.to_string()));
         let sys = fake("few", 10, true);
-        assert!(
-            plan(&cfg(&sys, ""), &sys, 32, log::LevelFilter::Info)
-                .unwrap()
-                .no_huge
-        );
-        let err = plan(
-            &cfg(&sys, "hugepages = \"on\""),
-            &sys,
-            32,
-            log::LevelFilter::Info,
-        )
-        .unwrap_err();
-        assert!(
-            err.contains("20 MiB") && err.contains("hugepages.sh"),
-            "{err}"
-        );
+        assert!(plan(&cfg(&sys, ""), &sys, 32, log::LevelFilter::Info).unwrap().no_huge);
+        let err = plan(&cfg(&sys, "hugepages = \"on\""), &sys, 32, log::LevelFilter::Info).unwrap_err();
+        assert!(err.contains("20 MiB") && err.contains("hugepages.sh"), "{err}");
         let p = plan(
             &cfg(&sys, "hugepages = \"off\"\nmemory_mb = 700"),
             &sys,
@@ -251,10 +221,7 @@ mod tests {
         assert!(n >= 2 * 5 * 1024 + MBUF_SLACK);
         assert_eq!((n as u64 + 1).count_ones(), 1);
         let c = cfg(&sys, "mbufs = 5000");
-        assert_eq!(
-            plan(&c, &sys, 32, log::LevelFilter::Info).unwrap().mbufs,
-            5000
-        );
+        assert_eq!(plan(&c, &sys, 32, log::LevelFilter::Info).unwrap().mbufs, 5000);
     }
 
     #[test]

@@ -36,10 +36,8 @@ impl<W: Write> PcapWriter<W> {
     }
 
     pub fn write(&mut self, ts_us: u64, frame: &[u8]) -> io::Result<()> {
-        self.out
-            .write_all(&((ts_us / 1_000_000) as u32).to_le_bytes())?;
-        self.out
-            .write_all(&((ts_us % 1_000_000) as u32).to_le_bytes())?;
+        self.out.write_all(&((ts_us / 1_000_000) as u32).to_le_bytes())?;
+        self.out.write_all(&((ts_us % 1_000_000) as u32).to_le_bytes())?;
         self.out.write_all(&(frame.len() as u32).to_le_bytes())?;
         self.out.write_all(&(frame.len() as u32).to_le_bytes())?;
         self.out.write_all(frame)
@@ -114,10 +112,7 @@ mod tests {
         let bytes = w.finish().unwrap();
         assert_eq!(bytes.len(), 24 + 16 + 3 + 16 + 70);
         let got = read_from(&mut bytes.as_slice()).unwrap();
-        assert_eq!(
-            got,
-            vec![(1_500_000_000, vec![1, 2, 3]), (2_000_001_000, vec![4; 70])]
-        );
+        assert_eq!(got, vec![(1_500_000_000, vec![1, 2, 3]), (2_000_001_000, vec![4; 70])]);
         assert!(read_from(&mut &bytes[..10]).is_err());
         let mut bad = bytes.clone();
         bad[0] = 0;

@@ -13,8 +13,9 @@ pub struct WorkerCounters {
     pub busy_polls: AtomicU64,
     pub rx_packets: [AtomicU64; MAX_PORTS],
     pub rx_bytes: [AtomicU64; MAX_PORTS],
-    /// Packets handed to the driver (taken by tx_burst).
+    /// Packets and bytes handed to the driver (taken by tx_burst).
     pub tx_packets: [AtomicU64; MAX_PORTS],
+    pub tx_bytes: [AtomicU64; MAX_PORTS],
     pub drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -36,6 +37,7 @@ impl Default for WorkerCounters {
             rx_packets: std::array::from_fn(|_| AtomicU64::new(0)),
             rx_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
             tx_packets: std::array::from_fn(|_| AtomicU64::new(0)),
+            tx_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -55,6 +57,7 @@ impl WorkerCounters {
             rx_packets: v(&self.rx_packets),
             rx_bytes: v(&self.rx_bytes),
             tx_packets: v(&self.tx_packets),
+            tx_bytes: v(&self.tx_bytes),
             drops: self.drops.iter().map(|c| c.load(Relaxed)).collect(),
         }
     }
@@ -68,6 +71,7 @@ pub struct WorkerSnapshot {
     pub rx_packets: Vec<u64>,
     pub rx_bytes: Vec<u64>,
     pub tx_packets: Vec<u64>,
+    pub tx_bytes: Vec<u64>,
     pub drops: Vec<u64>,
 }
 

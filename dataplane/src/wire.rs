@@ -243,8 +243,8 @@ mod tests {
 
     /// A real IPv4/UDP header (192.168.0.1 -> 192.168.0.199) with its correct checksum 0xb861.
     const IPV4: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
-        0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+        0x00, 0xc7,
     ];
 
     #[test]
@@ -271,35 +271,20 @@ mod tests {
             Ipv4Header::new_checked(&mut b[..19], 0x73).err(),
             Some(Error::Truncated)
         );
-        assert_eq!(
-            Ipv4Header::new_checked(&mut b, 0x72).err(),
-            Some(Error::Truncated)
-        );
+        assert_eq!(Ipv4Header::new_checked(&mut b, 0x72).err(), Some(Error::Truncated));
         let mut v = IPV4;
         v[0] = 0x65;
-        assert_eq!(
-            Ipv4Header::new_checked(&mut v, 0x73).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv4Header::new_checked(&mut v, 0x73).err(), Some(Error::Malformed));
         let mut ihl = IPV4;
         ihl[0] = 0x44;
-        assert_eq!(
-            Ipv4Header::new_checked(&mut ihl, 0x73).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv4Header::new_checked(&mut ihl, 0x73).err(), Some(Error::Malformed));
         let mut opt = IPV4;
         opt[0] = 0x46; // claims 24 bytes of header, buffer has 20
-        assert_eq!(
-            Ipv4Header::new_checked(&mut opt, 0x73).err(),
-            Some(Error::Truncated)
-        );
+        assert_eq!(Ipv4Header::new_checked(&mut opt, 0x73).err(), Some(Error::Truncated));
         let mut tl = IPV4;
         tl[2] = 0;
         tl[3] = 19;
-        assert_eq!(
-            Ipv4Header::new_checked(&mut tl, 0x73).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv4Header::new_checked(&mut tl, 0x73).err(), Some(Error::Malformed));
     }
 
     #[test]
@@ -347,9 +332,7 @@ mod tests {
         b[10..12].copy_from_slice(&[0, 0]);
         let c = checksum(&b);
         b[10..12].copy_from_slice(&c.to_be_bytes());
-        assert!(Ipv4Header::new_checked(&mut b.clone(), 24)
-            .unwrap()
-            .checksum_valid());
+        assert!(Ipv4Header::new_checked(&mut b.clone(), 24).unwrap().checksum_valid());
         for i in 0..24 {
             let mut bad = b;
             bad[i] ^= 0x10;
@@ -405,18 +388,9 @@ mod tests {
         assert_eq!(h.dst() >> 112, 0x2001);
         h.decrement_hop_limit();
         assert_eq!(h.hop_limit(), 63);
-        assert_eq!(
-            Ipv6Header::new_checked(&mut b, 47).err(),
-            Some(Error::Truncated)
-        );
-        assert_eq!(
-            Ipv6Header::new_checked(&mut b[..39], 48).err(),
-            Some(Error::Truncated)
-        );
+        assert_eq!(Ipv6Header::new_checked(&mut b, 47).err(), Some(Error::Truncated));
+        assert_eq!(Ipv6Header::new_checked(&mut b[..39], 48).err(), Some(Error::Truncated));
         b[0] = 0x40;
-        assert_eq!(
-            Ipv6Header::new_checked(&mut b, 48).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv6Header::new_checked(&mut b, 48).err(), Some(Error::Malformed));
     }
 }

@@ -32,12 +32,14 @@ fn rx_checksum(ol_flags: u64) -> RxChecksum {
     }
 }
 
+/// Sends a burst holding `bytes` bytes and counts what the driver took and refused.
 #[inline(always)]
-fn flush(q: &mut TxQueue, b: &mut Burst<BURST>, port: usize, c: &WorkerCounters) {
-    let (sent, dropped) = q.tx(b);
-    bump(&c.tx_packets[port], sent as u64);
-    if dropped > 0 {
-        bump(&c.drops[DropReason::TxFull as usize], dropped as u64);
+fn flush(q: &mut TxQueue, b: &mut Burst<BURST>, bytes: u64, port: usize, c: &WorkerCounters) {
+    let r = q.tx(b);
+    bump(&c.tx_packets[port], r.sent as u64);
+    bump(&c.tx_bytes[port], bytes - r.dropped_bytes);
+    if r.dropped > 0 {
+        bump(&c.drops[DropReason::TxFull as usize], r.dropped as u64);
     }
 }
 
@@ -53,16 +55,13 @@ const PREFETCH_AHEAD: usize = 4;
 /// dispatched. When the whole burst leaves by one port, which is the common case, it is
 /// handed to that port's TX queue as it is; otherwise packets are sorted into per-port
 /// buffers that are sent when full and at the end of every poll round.
-pub fn run(
-    mut plan: WorkerPlan,
-    table: Arc<ForwardTable>,
-    c: Arc<WorkerCounters>,
-    stop: Arc<AtomicBool>,
-) -> i32 {
+pub fn run(mut plan: WorkerPlan, table: Arc<ForwardTable>, c: Arc<WorkerCounters>, stop: Arc<AtomicBool>) -> i32 {
     let ports = plan.tx.len();
     let mut rx = Burst::<BURST>::new();
     let mut pending: Vec<Burst<BURST>> = (0..ports).map(|_| Burst::new()).collect();
+    let mut pending_bytes: Vec<u64> = vec![0; ports];
     let mut dst = [DROP; BURST];
+    let mut lens = [0u32; BURST];
     let table = &*table;
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;
@@ -80,6 +79,7 @@ pub fn run(
                 rx.prefetch(i + PREFETCH_AHEAD);
                 let m = rx.get_mut(i);
                 let len = m.pkt_len();
+                lens[i] = len;
                 bytes += len as u64;
                 let csum = rx_checksum(m.ol_flags());
                 *d = match table.forward(m.data_mut(), len, csum) {
@@ -98,11 +98,12 @@ pub fn run(
                 let p = first as usize;
                 // Keep order: what is already waiting for this port goes first.
                 if !pending[p].is_empty() {
-                    flush(&mut plan.tx[p], &mut pending[p], p, &c);
+                    flush(&mut plan.tx[p], &mut pending[p], pending_bytes[p], p, &c);
+                    pending_bytes[p] = 0;
                 }
-                flush(&mut plan.tx[p], &mut rx, p, &c);
+                flush(&mut plan.tx[p], &mut rx, bytes, p, &c);
             } else {
-                for (m, &d) in rx.drain().zip(dst.iter()) {
+                for ((m, &d), &len) in rx.drain().zip(dst.iter()).zip(lens.iter()) {
                     if d == DROP {
                         drop(m);
                         continue;
@@ -112,15 +113,18 @@ pub fn run(
                     // A full buffer is flushed right after the push that filled it, so
                     // there is always room here.
                     let _ = b.push(m);
+                    pending_bytes[p] += len as u64;
                     if b.is_full() {
-                        flush(&mut plan.tx[p], b, p, &c);
+                        flush(&mut plan.tx[p], b, pending_bytes[p], p, &c);
+                        pending_bytes[p] = 0;
                     }
                 }
             }
         }
         for (p, b) in pending.iter_mut().enumerate() {
             if !b.is_empty() {
-                flush(&mut plan.tx[p], b, p, &c);
+                flush(&mut plan.tx[p], b, pending_bytes[p], p, &c);
+                pending_bytes[p] = 0;
             }
         }
         bump(&c.polls, 1);
@@ -137,10 +141,7 @@ mod tests {
     #[test]
     fn checksum_flags() {
         assert_eq!(rx_checksum(0), RxChecksum::Unknown);
-        assert_eq!(
-            rx_checksum(flags::MBUF_RX_IP_CKSUM_GOOD | 1),
-            RxChecksum::Good
-        );
+        assert_eq!(rx_checksum(flags::MBUF_RX_IP_CKSUM_GOOD | 1), RxChecksum::Good);
         assert_eq!(rx_checksum(flags::MBUF_RX_IP_CKSUM_BAD), RxChecksum::Bad);
         assert_eq!(rx_checksum(flags::MBUF_RX_IP_CKSUM_MASK), RxChecksum::Good);
     }

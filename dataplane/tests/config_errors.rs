@@ -86,10 +86,7 @@ fn each_error_is_clear() {
     ];
     for (name, text, needle) in cases {
         let msg = refused(&dir, name, &text);
-        assert!(
-            msg.contains(needle),
-            "{name}: expected {needle:?} in\n{msg}"
-        );
+        assert!(msg.contains(needle), "{name}: expected {needle:?} in\n{msg}");
     }
 }
 

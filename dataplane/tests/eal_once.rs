@@ -44,18 +44,10 @@ fn second_init_is_an_error_and_pools_work() {
         b.push(pool.alloc().unwrap()).is_err(),
         "a full burst gives the packet back"
     );
-    assert_eq!(
-        pool.in_use(),
-        4,
-        "the refused packet was freed when dropped"
-    );
+    assert_eq!(pool.in_use(), 4, "the refused packet was freed when dropped");
     let first = b.drain().next();
     assert!(first.is_some());
-    assert_eq!(
-        pool.in_use(),
-        1,
-        "a drain dropped early frees what it did not yield"
-    );
+    assert_eq!(pool.in_use(), 1, "a drain dropped early frees what it did not yield");
     drop(first);
     drop(b);
     assert_eq!(pool.in_use(), 0);

@@ -64,12 +64,7 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
     want_lan.push(routed_v4(&p, NH_LAN, LAN_MAC, 14));
     input.push(p);
 
-    let p = FrameSpec::udp6(
-        "2001:db8:1::1".parse().unwrap(),
-        "2001:db8:100::1".parse().unwrap(),
-        90,
-    )
-    .build();
+    let p = FrameSpec::udp6("2001:db8:1::1".parse().unwrap(), "2001:db8:100::1".parse().unwrap(), 90).build();
     want_wan.push(routed_v6(&p, NH_WAN6, WAN_MAC));
     input.push(p);
 
@@ -111,11 +106,7 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
     let mut lldp = v4("198.18.1.1", 60).build();
     lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
     input.push(lldp); // unsupported_ethertype
-    let mut hl1 = FrameSpec::udp6(
-        "2001:db8:1::1".parse().unwrap(),
-        "2001:db8:100::1".parse().unwrap(),
-        90,
-    );
+    let mut hl1 = FrameSpec::udp6("2001:db8:1::1".parse().unwrap(), "2001:db8:100::1".parse().unwrap(), 90);
     hl1.ttl = 1;
     input.push(hl1.build()); // ttl_expired
     input.push(v4("198.19.2.2", 2000).build()); // mtu_exceeded (lan has MTU 1500)
@@ -198,12 +189,7 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
     for (reason, n) in expect {
         assert_eq!(drops[reason], n, "drops[{reason}] in {drops}");
     }
-    let dropped: u64 = drops
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let dropped: u64 = drops.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     let lan = &s["ports"][0];
     let wan = &s["ports"][1];
     assert_eq!(lan["worker_rx_packets"], n_in as u64);
@@ -221,11 +207,7 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
         "summary printed:\n{}",
         out.stdout
     );
-    assert!(
-        out.stdout.contains("no leak"),
-        "leak check printed:\n{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("no leak"), "leak check printed:\n{}", out.stdout);
 }
 
 /// The egress port's source MAC comes from the device when none is configured, and a port
@@ -233,9 +215,7 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
 #[test]
 fn device_mac_is_used_without_override() {
     let dir = TestDir::new("devmac");
-    let frames: Vec<Vec<u8>> = (0..50)
-        .map(|i| v4(&format!("198.18.0.{i}"), 60).build())
-        .collect();
+    let frames: Vec<Vec<u8>> = (0..50).map(|i| v4(&format!("198.18.0.{i}"), 60).build()).collect();
     write_pcap(&dir.file("in.pcap"), &frames);
     let cfg = format!(
         "{eal}\n[[ports]]\nname = \"a\"\ndevice = \"net_pcap0,rx_pcap={d}/in.pcap,tx_pcap={d}/out.pcap\"\n\
@@ -269,10 +249,7 @@ fn device_mac_is_used_without_override() {
     let got = read_pcap(&dir.file("out.pcap"));
     assert_eq!(got.len(), 50);
     for (g, f) in got.iter().zip(&frames) {
-        assert_eq!(
-            g,
-            &routed_v4(f, NH_WAN, mac.clone().try_into().unwrap(), 14)
-        );
+        assert_eq!(g, &routed_v4(f, NH_WAN, mac.clone().try_into().unwrap(), 14));
     }
     assert_no_leak(&s);
 }

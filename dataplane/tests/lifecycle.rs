@@ -47,14 +47,8 @@ fn stops_on(signal: i32, name: &str) {
     );
     // Wait until it forwards, then signal it.
     let start = Instant::now();
-    while !std::fs::read_to_string(&d.stdout)
-        .unwrap_or_default()
-        .contains("Mpps")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no live line within 30 s"
-        );
+    while !std::fs::read_to_string(&d.stdout).unwrap_or_default().contains("Mpps") {
+        assert!(start.elapsed() < Duration::from_secs(30), "no live line within 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
     // SAFETY-free: kill(2) through libc on our own child.
@@ -62,11 +56,7 @@ fn stops_on(signal: i32, name: &str) {
     let t = Instant::now();
     let out = d.wait(Duration::from_secs(20));
     out.assert_ok();
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "stopping took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(5), "stopping took {:?}", t.elapsed());
     assert!(out.stderr.contains("signal received"), "{}", out.stderr);
     assert!(out.stdout.contains("final counters"), "{}", out.stdout);
     let s = stats(&sf);

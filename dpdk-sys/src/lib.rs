@@ -3,12 +3,7 @@
 //! static-inline hot functions (see `shim/shim.c`). No logic lives here; the safe layer
 //! is `dataplane::dpdk`.
 
-#![allow(
-    non_upper_case_globals,
-    non_camel_case_types,
-    non_snake_case,
-    dead_code
-)]
+#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
 #![allow(clippy::all)]
 #![allow(rustdoc::all)]
 

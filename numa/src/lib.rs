@@ -19,8 +19,7 @@ pub fn parse_cpu_list(s: &str) -> Result<BTreeSet<u32>, CpuListError> {
     for part in s.trim().split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (u32, u32) =
-                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
                 if a > b || b - a > 65_536 {
                     return Err(bad());
                 }
@@ -79,10 +78,7 @@ impl System {
         };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let Some(kib) = name
-                .strip_prefix("hugepages-")
-                .and_then(|s| s.strip_suffix("kB"))
-            else {
+            let Some(kib) = name.strip_prefix("hugepages-").and_then(|s| s.strip_suffix("kB")) else {
                 continue;
             };
             let Ok(page_kib) = kib.parse() else { continue };
@@ -120,10 +116,7 @@ impl System {
         if self.hugetlbfs_mounts().is_empty() {
             return 0;
         }
-        self.hugepages()
-            .iter()
-            .map(|p| p.free * p.page_kib / 1024)
-            .sum()
+        self.hugepages().iter().map(|p| p.free * p.page_kib / 1024).sum()
     }
 }
 
@@ -134,10 +127,7 @@ mod tests {
     #[test]
     fn cpu_lists() {
         assert_eq!(
-            parse_cpu_list("0-3,8,10-11\n")
-                .unwrap()
-                .into_iter()
-                .collect::<Vec<_>>(),
+            parse_cpu_list("0-3,8,10-11\n").unwrap().into_iter().collect::<Vec<_>>(),
             vec![0, 1, 2, 3, 8, 10, 11]
         );
         assert_eq!(parse_cpu_list("0").unwrap().len(), 1);
@@ -159,10 +149,7 @@ mod tests {
         fs::write(hp.join("nr_hugepages"), "512\n").unwrap();
         fs::write(hp.join("free_hugepages"), "256\n").unwrap();
         let sys = System::new(&root);
-        assert_eq!(
-            sys.online_cpus().unwrap().into_iter().collect::<Vec<_>>(),
-            vec![0, 1]
-        );
+        assert_eq!(sys.online_cpus().unwrap().into_iter().collect::<Vec<_>>(), vec![0, 1]);
         let pools = sys.hugepages();
         assert_eq!(
             pools[0],

@@ -317,10 +317,7 @@ mod tests {
     fn v4_errors() {
         let p: Ipv4Prefix = "10.0.0.0/8".parse().unwrap();
         let q: Ipv4Prefix = "10.9.9.9/8".parse().unwrap();
-        assert!(matches!(
-            Lpm4::build(&[(p, 1), (q, 2)], 4),
-            Err(LpmError::Duplicate(_))
-        ));
+        assert!(matches!(Lpm4::build(&[(p, 1), (q, 2)], 4), Err(LpmError::Duplicate(_))));
         assert!(matches!(
             Lpm4::build(&[(p, MAX_VALUE + 1)], 4),
             Err(LpmError::ValueTooLarge(_))
@@ -328,10 +325,7 @@ mod tests {
         let many: Vec<_> = (0..3u32)
             .map(|i| (Ipv4Prefix::new(Ipv4Addr::from(i << 8), 32), i))
             .collect();
-        assert!(matches!(
-            Lpm4::build(&many, 2),
-            Err(LpmError::TooManyGroups(2))
-        ));
+        assert!(matches!(Lpm4::build(&many, 2), Err(LpmError::TooManyGroups(2))));
         assert!(Lpm4::build(&many, 3).is_ok());
     }
 
@@ -349,13 +343,8 @@ mod tests {
                     1 => 8 + rng.below(17) as u8,
                     _ => 20 + rng.below(13) as u8,
                 };
-                let addr = base
-                    | (rng.next() as u32 & 0x00ff_ffff)
-                        & if round % 2 == 0 {
-                            0x000f_ffff
-                        } else {
-                            u32::MAX
-                        };
+                let addr =
+                    base | (rng.next() as u32 & 0x00ff_ffff) & if round % 2 == 0 { 0x000f_ffff } else { u32::MAX };
                 let p = Ipv4Prefix::new(Ipv4Addr::from(addr), len).network();
                 if seen.insert(p) {
                     routes.push((p, routes.len() as u32));
@@ -369,18 +358,9 @@ mod tests {
                     let (p, _) = routes[rng.below(routes.len() as u64) as usize];
                     // Probe just inside and just outside prefix boundaries.
                     let span = if p.len == 0 { u32::MAX } else { !p.mask() };
-                    u32::from(p.addr).wrapping_add(if rng.below(2) == 0 {
-                        span
-                    } else {
-                        span.wrapping_add(1)
-                    })
+                    u32::from(p.addr).wrapping_add(if rng.below(2) == 0 { span } else { span.wrapping_add(1) })
                 };
-                assert_eq!(
-                    t.lookup(a),
-                    naive4(&routes, a),
-                    "addr {}",
-                    Ipv4Addr::from(a)
-                );
+                assert_eq!(t.lookup(a), naive4(&routes, a), "addr {}", Ipv4Addr::from(a));
             }
         }
     }
@@ -399,10 +379,7 @@ mod tests {
                     _ => 60 + rng.below(69) as u8,
                 };
                 let low = ((rng.next() as u128) << 64 | rng.next() as u128) & ((1u128 << 72) - 1);
-                let addr = base
-                    | low
-                        & 0xffff_0000_0000_0000_ffff_ffff_u128
-                            .wrapping_mul(rng.below(2) as u128 + 1);
+                let addr = base | low & 0xffff_0000_0000_0000_ffff_ffff_u128.wrapping_mul(rng.below(2) as u128 + 1);
                 let p = Ipv6Prefix::new(Ipv6Addr::from(addr), len).network();
                 if seen.insert(p) {
                     routes.push((p, routes.len() as u32));
@@ -415,18 +392,9 @@ mod tests {
                 } else {
                     let (p, _) = routes[rng.below(routes.len() as u64) as usize];
                     let span = !p.mask();
-                    u128::from(p.addr).wrapping_add(if rng.below(2) == 0 {
-                        span
-                    } else {
-                        span.wrapping_add(1)
-                    })
+                    u128::from(p.addr).wrapping_add(if rng.below(2) == 0 { span } else { span.wrapping_add(1) })
                 };
-                assert_eq!(
-                    t.lookup(a),
-                    naive6(&routes, a),
-                    "addr {}",
-                    Ipv6Addr::from(a)
-                );
+                assert_eq!(t.lookup(a), naive6(&routes, a), "addr {}", Ipv6Addr::from(a));
             }
         }
     }

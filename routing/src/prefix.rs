@@ -30,9 +30,7 @@ pub struct Ipv6Prefix {
 }
 
 fn split<'a>(s: &'a str, example: &'static str) -> Result<(&'a str, &'a str), PrefixError> {
-    s.trim()
-        .split_once('/')
-        .ok_or(PrefixError::MissingLength { example })
+    s.trim().split_once('/').ok_or(PrefixError::MissingLength { example })
 }
 
 fn parse_len(s: &str, max: u8) -> Result<u8, PrefixError> {

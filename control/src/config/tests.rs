@@ -56,9 +56,7 @@ fn err_with(from: &str, to: &str) -> ConfigError {
 
 fn at(e: &ConfigError) -> (usize, String, String) {
     match e {
-        ConfigError::At {
-            line, field, msg, ..
-        } => (*line, field.clone(), msg.clone()),
+        ConfigError::At { line, field, msg, .. } => (*line, field.clone(), msg.clone()),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -88,10 +86,7 @@ fn unknown_key() {
     assert_eq!(field, "ports[0].speed");
     assert!(msg.contains("unknown field `speed`"), "{msg}");
     assert!(msg.contains("`mtu`"), "should list accepted keys: {msg}");
-    assert!(
-        e.to_string().starts_with("t.toml:14:1: ports[0].speed: "),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("t.toml:14:1: ports[0].speed: "), "{e}");
 }
 
 #[test]
@@ -181,10 +176,7 @@ fn ranges_and_types() {
     let (_, field, msg) = at(&err_with("0000:03:00.0", "eth0"));
     assert_eq!(field, "ports[1].device");
     assert!(msg.contains("PCI address"), "{msg}");
-    let (_, field, _) = at(&err_with(
-        "mac = \"02:00:00:00:00:02\"",
-        "mac = \"01:00:00:00:00:02\"",
-    ));
+    let (_, field, _) = at(&err_with("mac = \"02:00:00:00:00:02\"", "mac = \"01:00:00:00:00:02\""));
     assert_eq!(field, "ports[1].mac");
 }
 
@@ -208,8 +200,7 @@ fn syntax_and_missing() {
     assert!(msg.contains("no ports"), "{msg}");
     let (_, _, msg) = at(&parse("[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\n").unwrap_err());
     assert!(msg.contains("missing field `eal`"), "{msg}");
-    let (_, field, msg) =
-        at(&parse("[eal]\nworkers = [1]\n[[ports]]\nname = \"a\"\n").unwrap_err());
+    let (_, field, msg) = at(&parse("[eal]\nworkers = [1]\n[[ports]]\nname = \"a\"\n").unwrap_err());
     assert_eq!(field, "ports[0]");
     assert!(msg.contains("missing field `device`"), "{msg}");
 }

@@ -6,11 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "sluiced",
-    version,
-    about = "Sluice: kernel-bypass packet processing on DPDK"
-)]
+#[command(name = "sluiced", version, about = "Sluice: kernel-bypass packet processing on DPDK")]
 struct Cli {
     /// The TOML configuration file.
     #[arg(long, short)]

@@ -81,19 +81,13 @@ fn forwards_ipv4_and_rewrites() {
 #[test]
 fn ipv4_drops() {
     let t = table();
-    assert_eq!(
-        run(&t, &mut v4("203.0.113.1")),
-        Verdict::Drop(DropReason::NoRoute)
-    );
+    assert_eq!(run(&t, &mut v4("203.0.113.1")), Verdict::Drop(DropReason::NoRoute));
     assert_eq!(
         run(&t, &mut v4("192.0.2.1")),
         Verdict::Drop(DropReason::ForControlPlane)
     );
     assert_eq!(run(&t, &mut v4("192.0.2.77")), Verdict::Forward(0));
-    assert_eq!(
-        run(&t, &mut v4("224.0.0.5")),
-        Verdict::Drop(DropReason::NotUnicast)
-    );
+    assert_eq!(run(&t, &mut v4("224.0.0.5")), Verdict::Drop(DropReason::NotUnicast));
     assert_eq!(
         run(&t, &mut v4("255.255.255.255")),
         Verdict::Drop(DropReason::NotUnicast)
@@ -113,10 +107,7 @@ fn ipv4_drops() {
     let mut bad2 = v4("198.18.3.4");
     bad2[25] ^= 1;
     let l = bad2.len() as u32;
-    assert_eq!(
-        t.forward(&mut bad2, l, RxChecksum::Good),
-        Verdict::Forward(1)
-    );
+    assert_eq!(t.forward(&mut bad2, l, RxChecksum::Good), Verdict::Forward(1));
     let mut good = v4("198.18.3.4");
     assert_eq!(
         t.forward(&mut good, l, RxChecksum::Bad),
@@ -138,49 +129,28 @@ fn ipv4_drops() {
     long[16..18].copy_from_slice(&100u16.to_be_bytes());
     assert_eq!(run(&t, &mut long), Verdict::Drop(DropReason::Truncated));
     // Port b has MTU 1000.
-    let mut big = FrameSpec::udp4(
-        "10.0.0.1".parse().unwrap(),
-        "198.18.3.4".parse().unwrap(),
-        1100,
-    )
-    .build();
+    let mut big = FrameSpec::udp4("10.0.0.1".parse().unwrap(), "198.18.3.4".parse().unwrap(), 1100).build();
     assert_eq!(run(&t, &mut big), Verdict::Drop(DropReason::MtuExceeded));
     let mut arp = v4("198.18.3.4");
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
-    assert_eq!(
-        run(&t, &mut arp),
-        Verdict::Drop(DropReason::ForControlPlane)
-    );
+    assert_eq!(run(&t, &mut arp), Verdict::Drop(DropReason::ForControlPlane));
     let mut lldp = v4("198.18.3.4");
     lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
-    assert_eq!(
-        run(&t, &mut lldp),
-        Verdict::Drop(DropReason::UnsupportedEthertype)
-    );
+    assert_eq!(run(&t, &mut lldp), Verdict::Drop(DropReason::UnsupportedEthertype));
 }
 
 #[test]
 fn ethernet_padding_and_chained_length() {
     let t = table();
     // A 60-byte frame whose IP packet is shorter (Ethernet padding) is forwarded.
-    let mut f = FrameSpec::udp4(
-        "10.0.0.1".parse().unwrap(),
-        "198.18.3.4".parse().unwrap(),
-        60,
-    )
-    .build();
+    let mut f = FrameSpec::udp4("10.0.0.1".parse().unwrap(), "198.18.3.4".parse().unwrap(), 60).build();
     f[16..18].copy_from_slice(&40u16.to_be_bytes());
     f[24..26].copy_from_slice(&[0, 0]);
     let c = crate::wire::checksum(&f[14..34]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
     assert_eq!(run(&t, &mut f), Verdict::Forward(1));
     // Headers in the first segment, payload in later ones: pkt_len counts the whole chain.
-    let mut whole = FrameSpec::udp4(
-        "10.0.0.1".parse().unwrap(),
-        "198.18.7.4".parse().unwrap(),
-        1500,
-    )
-    .build();
+    let mut whole = FrameSpec::udp4("10.0.0.1".parse().unwrap(), "198.18.7.4".parse().unwrap(), 1500).build();
     assert_eq!(
         t.forward(&mut whole[..128], 1500, RxChecksum::Unknown),
         Verdict::Forward(0)
@@ -190,11 +160,7 @@ fn ethernet_padding_and_chained_length() {
 #[test]
 fn vlan_tagged() {
     let t = table();
-    let mut s = FrameSpec::udp4(
-        "10.0.0.1".parse().unwrap(),
-        "198.18.3.4".parse().unwrap(),
-        64,
-    );
+    let mut s = FrameSpec::udp4("10.0.0.1".parse().unwrap(), "198.18.3.4".parse().unwrap(), 64);
     s.vlan = Some(100);
     let mut f = s.build();
     assert_eq!(run(&t, &mut f), Verdict::Forward(1));
@@ -206,17 +172,13 @@ fn vlan_tagged() {
 #[test]
 fn ipv6() {
     let t = table();
-    let spec =
-        |d: &str| FrameSpec::udp6("2001:db8::5".parse().unwrap(), d.parse().unwrap(), 80).build();
+    let spec = |d: &str| FrameSpec::udp6("2001:db8::5".parse().unwrap(), d.parse().unwrap(), 80).build();
     let mut f = spec("2001:db8:100::9");
     assert_eq!(run(&t, &mut f), Verdict::Forward(1));
     assert_eq!(f[14 + 7], 63);
     assert_eq!(&f[0..6], &[2, 0, 0, 0, 0x0b, 6]);
     assert_eq!(&f[6..12], &MAC_B);
-    assert_eq!(
-        run(&t, &mut spec("2001:db9::1")),
-        Verdict::Drop(DropReason::NoRoute)
-    );
+    assert_eq!(run(&t, &mut spec("2001:db9::1")), Verdict::Drop(DropReason::NoRoute));
     assert_eq!(
         run(&t, &mut spec("2001:db8::1")),
         Verdict::Drop(DropReason::ForControlPlane)
