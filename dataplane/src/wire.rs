@@ -34,6 +34,9 @@ pub fn ethertype_and_l2_len(frame: &[u8]) -> Option<(u16, usize)> {
     }
     let mut et = be16(frame, 12);
     let mut l2 = ETHERNET_HEADER_LEN;
+    if et == ETHERTYPE_IPV4 {
+        return Some((et, l2));
+    }
     for _ in 0..2 {
         if et != ETHERTYPE_VLAN && et != ETHERTYPE_QINQ {
             break;
@@ -124,16 +127,22 @@ impl<'a> Ipv4Header<'a> {
             return Err(Error::Truncated);
         }
         let vihl = buf[0];
-        if vihl >> 4 != 4 {
-            return Err(Error::Malformed);
-        }
-        let header_len = (vihl & 0x0f) as usize * 4;
-        if header_len < IPV4_MIN_HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if buf.len() < header_len {
-            return Err(Error::Truncated);
-        }
+        // Version 4 without options, nearly every packet: one comparison.
+        let header_len = if vihl == 0x45 {
+            IPV4_MIN_HEADER_LEN
+        } else {
+            if vihl >> 4 != 4 {
+                return Err(Error::Malformed);
+            }
+            let header_len = (vihl & 0x0f) as usize * 4;
+            if header_len < IPV4_MIN_HEADER_LEN {
+                return Err(Error::Malformed);
+            }
+            if buf.len() < header_len {
+                return Err(Error::Truncated);
+            }
+            header_len
+        };
         let total = be16(buf, 2) as usize;
         if total < header_len {
             return Err(Error::Malformed);
@@ -175,7 +184,11 @@ impl<'a> Ipv4Header<'a> {
             // No options (nearly every packet): five words, straight-line.
             let b = &self.buf[..IPV4_MIN_HEADER_LEN];
             let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as u64;
-            return fold_ne(w(0) + w(4) + w(8) + w(12) + w(16)) == 0xffff;
+            // The one's-complement sum is 0xffff exactly when the plain sum is a non-zero
+            // multiple of 65535: 2^16 = 1 (mod 65535) makes a 32-bit word count as its two
+            // halves, and reading bytes swapped multiplies by 256, which is prime to 65535.
+            // The version nibble makes the sum non-zero.
+            return (w(0) + w(4) + w(8) + w(12) + w(16)) % 0xffff == 0;
         }
         ones_complement_sum_ne(&self.buf[..self.header_len]) == 0xffff
     }

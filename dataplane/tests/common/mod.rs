@@ -41,6 +41,16 @@ impl Drop for TestDir {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.path);
         }
+        // Hugepage files EAL left behind for this test's prefixes (memif regions outlive
+        // rte_eal_cleanup): they would hold hugepages until the machine reboots.
+        let ours = format!("t_{}_", self.name);
+        if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&ours) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
     }
 }
 

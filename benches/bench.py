@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Sluice benchmarks, BENCHMARKS.md setup 1: per-core throughput on pcap replay.
+
+Sluice (one worker), DPDK's l3fwd (LPM) and dpdk-testpmd (io) each forward the same pcap
+file, replayed forever by net_pcap, on the same core. Runs are interleaved (A B C A B C ...)
+and medians are compared, because absolute figures on a shared machine drift from run to
+run. Rates are read from each process's DPDK telemetry socket (port 0's opackets).
+
+Prints one JSON line per result and peer, then a human table; writes the lines to
+bench-results/latest.jsonl.   QUICK=1: fewer rounds, shorter windows (under 2 minutes).
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+WORK = os.path.join(ROOT, "target", "bench")
+PEERS = os.path.join(ROOT, "target", "peers")
+RESULTS = os.path.join(ROOT, "bench-results")
+QUICK = os.environ.get("QUICK", "") not in ("", "0")
+ROUNDS = 2 if QUICK else 5
+WINDOW_S = 2.0 if QUICK else 5.0
+WARMUP_S = 0.5 if QUICK else 1.0
+CORE = 1  # the worker / forwarding core for every process
+CONTROL_CORE = 0
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+# ---- inputs and peers -------------------------------------------------------------------
+
+FILES = [
+    # name, frame size shown in results, pcapgen arguments
+    ("v4-64B-4k", 64, ["--flows", "4096", "--size", "60", "--dst", "198.18.0.0/24", "--tcp-pct", "0"]),
+] + ([] if QUICK else [
+    ("v4-imix-4k", "imix", ["--flows", "4096", "--packets", "4104", "--size", "imix", "--dst", "198.18.0.0/24", "--tcp-pct", "0"]),
+])
+
+
+def make_pcaps():
+    os.makedirs(WORK, exist_ok=True)
+    out = {}
+    for name, _, args in FILES:
+        path = os.path.join(WORK, name + ".pcap")
+        run([os.path.join(BIN, "sluice-pcapgen"), "--out", path] + args, stdout=subprocess.DEVNULL)
+        out[name] = path
+    return out
+
+
+def build_l3fwd():
+    """DPDK's l3fwd from dpdk-doc's sources; RX checksum offload off (net_pcap has none)."""
+    exe = os.path.join(PEERS, "l3fwd", "build", "l3fwd")
+    if os.path.exists(exe):
+        return exe
+    src = "/usr/share/dpdk/examples"
+    if not os.path.isdir(os.path.join(src, "l3fwd")):
+        sys.exit("bench: /usr/share/dpdk/examples/l3fwd is missing; install dpdk-doc (scripts/install-deps.sh)")
+    shutil.rmtree(PEERS, ignore_errors=True)
+    os.makedirs(PEERS)
+    for d in ("l3fwd", "common"):
+        shutil.copytree(os.path.join(src, d), os.path.join(PEERS, d))
+    main_c = os.path.join(PEERS, "l3fwd", "main.c")
+    text = open(main_c).read()
+    patched = text.replace(".offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,", ".offloads = 0,")
+    if patched == text:
+        sys.exit("bench: could not turn off RX checksum offload in l3fwd's main.c")
+    open(main_c, "w").write(patched)
+    log("building DPDK's l3fwd example")
+    run(["make", "-C", os.path.join(PEERS, "l3fwd"), "-j2"], stdout=subprocess.DEVNULL)
+    return exe
+
+
+def hugepages_free_mib():
+    total = 0
+    base = "/sys/kernel/mm/hugepages"
+    mounted = any(l.split()[2] == "hugetlbfs" for l in open("/proc/mounts") if len(l.split()) > 2)
+    if not mounted or not os.path.isdir(base):
+        return 0
+    for d in os.listdir(base):
+        kb = int(d.split("-")[1].rstrip("kB"))
+        total += int(open(os.path.join(base, d, "free_hugepages")).read()) * kb // 1024
+    return total
+
+
+# ---- telemetry --------------------------------------------------------------------------
+
+class Telemetry:
+    """DPDK's telemetry v2 socket of one process."""
+
+    def __init__(self, prefix, timeout_s=30.0):
+        path = f"/var/run/dpdk/{prefix}/dpdk_telemetry.v2"
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                if time.time() > deadline:
+                    raise RuntimeError(f"no telemetry socket at {path}")
+                time.sleep(0.05)
+        self.s.recv(16384)  # the greeting
+
+    def opackets(self, port=0):
+        self.s.send(f"/ethdev/stats,{port}".encode())
+        reply = json.loads(self.s.recv(1 << 16))
+        return int(reply["/ethdev/stats"]["opackets"])
+
+    def close(self):
+        self.s.close()
+
+
+def measure(name, cmd, prefix):
+    """Starts cmd, waits until it forwards, returns Mpps over WINDOW_S, stops it."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        tel = Telemetry(prefix)
+        deadline = time.time() + 30
+        while tel.opackets() == 0:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"{name} did not forward: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+        time.sleep(WARMUP_S)
+        t0, c0 = time.monotonic(), tel.opackets()
+        time.sleep(WINDOW_S)
+        t1, c1 = time.monotonic(), tel.opackets()
+        tel.close()
+        return (c1 - c0) / (t1 - t0) / 1e6
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def pcap_packets(path):
+    n = 0
+    with open(path, "rb") as f:
+        f.seek(24)
+        while True:
+            rec = f.read(16)
+            if len(rec) < 16:
+                return n
+            f.seek(int.from_bytes(rec[8:12], "little"), 1)
+            n += 1
+
+
+def sluice_cmd(pcap, prefix, mem_args):
+    cfg = os.path.join(WORK, prefix + ".toml")
+    # net_pcap's infinite_rx keeps the whole file in mbufs, on top of rings and caches.
+    mbufs = (1 << (pcap_packets(pcap) + 16384).bit_length()) - 1
+    hugepages = '"off"' if mem_args else '"on"'
+    with open(cfg, "w") as f:
+        f.write(f"""[eal]
+workers = [{CORE}]
+control_core = {CONTROL_CORE}
+hugepages = {hugepages}
+file_prefix = "{prefix}"
+mbufs = {mbufs}
+{'memory_mb = 1536' if mem_args else ''}
+
+[[ports]]
+name = "p0"
+device = "net_pcap0,rx_pcap={pcap},infinite_rx=1"
+
+[[routes]]
+prefix = "198.18.0.0/16"
+port = "p0"
+next_hop_mac = "02:00:00:00:00:02"
+""")
+    return [os.path.join(BIN, "sluiced"), "--config", cfg, "--log-level", "warn", "--link-wait", "0"]
+
+
+def l3fwd_cmd(exe, pcap, prefix, mem_args):
+    # One lcore: it polls and transmits, needing one TX queue (net_pcap has one).
+    return [exe, "-l", str(CORE), "--no-pci", "--file-prefix", prefix, "--log-level=*:4", *mem_args,
+            "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
+            "--", "-L", "--parse-ptype", "-p", "0x1", f"--config=(0,0,{CORE})"]
+
+
+def testpmd_cmd(pcap, prefix, mem_args):
+    return ["dpdk-testpmd", "-l", f"{CONTROL_CORE},{CORE}", "--main-lcore", str(CONTROL_CORE), "--no-pci",
+            "--file-prefix", prefix, "--log-level=*:4", *mem_args,
+            "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
+            "--", "--forward-mode=io", "--port-topology=loop", "--auto-start", "--stats-period=60"]
+
+
+def main():
+    for exe in ("sluiced", "sluice-pcapgen"):
+        if not os.path.exists(os.path.join(BIN, exe)):
+            sys.exit(f"bench: {exe} is not built; run `make build`")
+    if not shutil.which("dpdk-testpmd"):
+        sys.exit("bench: dpdk-testpmd not found; run scripts/install-deps.sh")
+    pcaps = make_pcaps()
+    l3fwd = build_l3fwd()
+    mem_args = [] if hugepages_free_mib() >= 1024 else ["--no-huge", "-m", "1536"]
+    if mem_args:
+        log("not enough free hugepages: every process runs with --no-huge (slower for all)")
+    pid = os.getpid()
+    results = []
+    for name, frame, _ in FILES:
+        pcap = pcaps[name]
+        duts = {
+            "sluice": lambda r: measure("sluiced", sluice_cmd(pcap, f"bs{pid}{r}", mem_args), f"bs{pid}{r}"),
+            "l3fwd": lambda r: measure("l3fwd", l3fwd_cmd(l3fwd, pcap, f"bl{pid}{r}", mem_args), f"bl{pid}{r}"),
+            "testpmd": lambda r: measure("testpmd", testpmd_cmd(pcap, f"bt{pid}{r}", mem_args), f"bt{pid}{r}"),
+        }
+        runs = {k: [] for k in duts}
+        for r in range(ROUNDS):
+            for dut, go in duts.items():
+                mpps = go(r)
+                runs[dut].append(mpps)
+                log(f"{name} round {r + 1}/{ROUNDS}: {dut} {mpps:.2f} Mpps")
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        for peer in ("l3fwd", "testpmd"):
+            line = {
+                "bench": "throughput", "dut": "sluice", "stages": "forward", "frame": frame, "flows": 4096,
+                "mpps": round(med["sluice"], 2), "peer": peer, "peer_mpps": round(med[peer], 2),
+                "ratio": round(med["sluice"] / med[peer], 3),
+                "rounds": ROUNDS, "window_s": WINDOW_S, "core": CORE,
+                "runs": {k: [round(x, 2) for x in v] for k, v in runs.items() if k in ("sluice", peer)},
+                "hugepages": not mem_args,
+            }
+            results.append(line)
+            print(json.dumps(line), flush=True)
+
+    print()
+    print(f"{'input':<14} {'sluice Mpps':>12} {'l3fwd Mpps':>11} {'testpmd io':>11} {'vs l3fwd':>9} {'vs testpmd':>11}")
+    for i in range(0, len(results), 2):
+        a, b = results[i], results[i + 1]
+        name = f"v4 {a['frame']}{'B' if a['frame'] != 'imix' else ''} 4k"
+        print(f"{name:<14} {a['mpps']:>12.2f} {a['peer_mpps']:>11.2f} {b['peer_mpps']:>11.2f} {a['ratio']:>9.3f} {b['ratio']:>11.3f}")
+    print(f"(medians of {ROUNDS} interleaved rounds, {WINDOW_S:.0f} s windows, one forwarding core: {CORE})")
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "latest.jsonl"), "w") as f:
+        for line in results:
+            f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
