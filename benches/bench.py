@@ -2,9 +2,12 @@
 """Sluice benchmarks, BENCHMARKS.md setup 1: per-core throughput on pcap replay.
 
 Sluice (one worker), DPDK's l3fwd (LPM) and dpdk-testpmd (io) each forward the same pcap
-file, replayed forever by net_pcap, on the same core. Runs are interleaved (A B C A B C ...)
-and medians are compared, because absolute figures on a shared machine drift from run to
-run. Rates are read from each process's DPDK telemetry socket (port 0's opackets).
+file, replayed forever by net_pcap, on the same core. Runs are interleaved (A B C, B C A,
+...) because absolute figures on a shared machine drift from run to run, in whole phases
+where every process on the core runs slower. The ratio reported is the median of the
+per-round ratios (each Sluice run against the peer run next to it in time); the medians of
+the raw rates are reported too. Rates are read from each process's DPDK telemetry socket
+(port 0's opackets).
 
 Prints one JSON line per result and peer, then a human table; writes the lines to
 bench-results/latest.jsonl.   QUICK=1: fewer rounds, shorter windows (under 2 minutes).
@@ -26,8 +29,8 @@ WORK = os.path.join(ROOT, "target", "bench")
 PEERS = os.path.join(ROOT, "target", "peers")
 RESULTS = os.path.join(ROOT, "bench-results")
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
-ROUNDS = 2 if QUICK else 5
-WINDOW_S = 2.0 if QUICK else 5.0
+ROUNDS = 2 if QUICK else 7
+WINDOW_S = 2.0 if QUICK else 3.0
 WARMUP_S = 0.5 if QUICK else 1.0
 CORE = 1  # the worker / forwarding core for every process
 CONTROL_CORE = 0
@@ -224,17 +227,19 @@ def main():
             "testpmd": lambda r: measure("testpmd", testpmd_cmd(pcap, f"bt{pid}{r}", mem_args), f"bt{pid}{r}"),
         }
         runs = {k: [] for k in duts}
+        order = list(duts)
         for r in range(ROUNDS):
-            for dut, go in duts.items():
-                mpps = go(r)
+            for dut in order[r % 3:] + order[:r % 3]:
+                mpps = duts[dut](r)
                 runs[dut].append(mpps)
                 log(f"{name} round {r + 1}/{ROUNDS}: {dut} {mpps:.2f} Mpps")
         med = {k: statistics.median(v) for k, v in runs.items()}
         for peer in ("l3fwd", "testpmd"):
+            paired = statistics.median(a / b for a, b in zip(runs["sluice"], runs[peer]))
             line = {
                 "bench": "throughput", "dut": "sluice", "stages": "forward", "frame": frame, "flows": 4096,
                 "mpps": round(med["sluice"], 2), "peer": peer, "peer_mpps": round(med[peer], 2),
-                "ratio": round(med["sluice"] / med[peer], 3),
+                "ratio": round(paired, 3), "ratio_of_medians": round(med["sluice"] / med[peer], 3),
                 "rounds": ROUNDS, "window_s": WINDOW_S, "core": CORE,
                 "runs": {k: [round(x, 2) for x in v] for k, v in runs.items() if k in ("sluice", peer)},
                 "hugepages": not mem_args,
@@ -248,7 +253,8 @@ def main():
         a, b = results[i], results[i + 1]
         name = f"v4 {a['frame']}{'B' if a['frame'] != 'imix' else ''} 4k"
         print(f"{name:<14} {a['mpps']:>12.2f} {a['peer_mpps']:>11.2f} {b['peer_mpps']:>11.2f} {a['ratio']:>9.3f} {b['ratio']:>11.3f}")
-    print(f"(medians of {ROUNDS} interleaved rounds, {WINDOW_S:.0f} s windows, one forwarding core: {CORE})")
+    print(f"(Mpps: medians of {ROUNDS} interleaved rounds of {WINDOW_S:.0f} s on core {CORE}; "
+          "ratios: medians of the per-round ratios)")
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.jsonl"), "w") as f:
         for line in results:

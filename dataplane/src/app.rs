@@ -273,12 +273,7 @@ fn run_with_eal(eal: &Eal, cfg: &Config, opts: &Options, mbufs: u32, signalled: 
             .map(|(p, q)| format!("{}/{}", ports[*p].name, q.queue()))
             .collect();
         info!(target: "worker", "worker {w} on lcore {lcore} polls [{}]", polled.join(", "));
-        let plan = WorkerPlan {
-            index: w,
-            lcore,
-            rx,
-            tx,
-        };
+        let plan = WorkerPlan { lcore, rx, tx };
         let (t, c, s) = (Arc::clone(&table), Arc::clone(&counters[w]), Arc::clone(&stop));
         if let Err(e) = eal.launch(lcore, move || worker::run(plan, t, c, s)) {
             error!(target: "worker", "{e}");

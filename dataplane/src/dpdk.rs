@@ -231,13 +231,6 @@ pub fn lcore_id() -> u32 {
     unsafe { sys::sluice_lcore_id() }
 }
 
-/// The time-stamp counter.
-#[inline(always)]
-pub fn tsc() -> u64 {
-    // SAFETY: rdtsc has no preconditions on x86-64.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
 #[inline(always)]
 fn prefetch(p: *const u8) {
     // SAFETY: a prefetch never faults, whatever the address.

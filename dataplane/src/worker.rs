@@ -3,7 +3,7 @@
 //! own TX queue of each port. No allocation, locks, syscalls or logging in the loop; the
 //! only shared writes are this worker's own counters.
 
-use crate::dpdk::{flags, Burst, RxQueue, TxQueue};
+use crate::dpdk::{flags, lcore_id, Burst, RxQueue, TxQueue};
 use crate::forward::{DropReason, ForwardTable, RxChecksum, Verdict};
 use crate::stats::{bump, WorkerCounters};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,7 @@ pub const BURST: usize = 32;
 
 /// What one worker owns.
 pub struct WorkerPlan {
-    pub index: usize,
+    /// The lcore EAL runs this worker on.
     pub lcore: u32,
     /// (port index, queue) pairs this worker polls.
     pub rx: Vec<(usize, RxQueue)>,
@@ -56,6 +56,8 @@ const PREFETCH_AHEAD: usize = 4;
 /// handed to that port's TX queue as it is; otherwise packets are sorted into per-port
 /// buffers that are sent when full and at the end of every poll round.
 pub fn run(mut plan: WorkerPlan, table: Arc<ForwardTable>, c: Arc<WorkerCounters>, stop: Arc<AtomicBool>) -> i32 {
+    // Counters and queues assume the planned lcore (its mempool cache, its NUMA node).
+    assert_eq!(lcore_id(), plan.lcore, "worker started on the wrong lcore");
     let ports = plan.tx.len();
     let mut rx = Burst::<BURST>::new();
     let mut pending: Vec<Burst<BURST>> = (0..ports).map(|_| Burst::new()).collect();

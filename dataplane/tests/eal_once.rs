@@ -32,7 +32,10 @@ fn second_init_is_an_error_and_pools_work() {
     m.append(60).unwrap().copy_from_slice(&[7u8; 60]);
     assert_eq!(m.pkt_len(), 60);
     assert_eq!(m.data(), &[7u8; 60][..]);
+    assert_eq!(m.to_vec(), vec![7u8; 60]);
+    assert_eq!(m.nb_segs(), 1);
     assert_eq!(pool.in_use(), 1);
+    assert_eq!(pool.available(), pool.capacity() - 1);
     drop(m);
     assert_eq!(pool.in_use(), 0, "a dropped Mbuf goes back to its pool");
 
