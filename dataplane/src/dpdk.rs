@@ -471,10 +471,18 @@ impl<const N: usize> Burst<N> {
     /// Moves every packet out, in order, prefetching the data of packets a few ahead.
     #[inline(always)]
     pub fn drain(&mut self) -> Drain<'_, N> {
-        for i in 0..self.len.min(PREFETCH_AHEAD) {
+        let end = self.len;
+        for i in 0..end.min(PREFETCH_AHEAD) {
             prefetch_data(self.pkts[i]);
         }
-        Drain { burst: self, next: 0 }
+        // The burst forgets its packets now, as Vec::drain does: if the Drain were leaked,
+        // packets not yet yielded would leak too, but none could be freed twice.
+        self.len = 0;
+        Drain {
+            burst: self,
+            next: 0,
+            end,
+        }
     }
 
     /// Frees every packet held.
@@ -504,6 +512,7 @@ impl<const N: usize> Drop for Burst<N> {
 pub struct Drain<'a, const N: usize> {
     burst: &'a mut Burst<N>,
     next: usize,
+    end: usize,
 }
 
 impl<const N: usize> Iterator for Drain<'_, N> {
@@ -512,10 +521,10 @@ impl<const N: usize> Iterator for Drain<'_, N> {
     #[inline(always)]
     fn next(&mut self) -> Option<Mbuf> {
         let i = self.next;
-        if i >= self.burst.len {
+        if i >= self.end {
             return None;
         }
-        if i + PREFETCH_AHEAD < self.burst.len {
+        if i + PREFETCH_AHEAD < self.end {
             prefetch_data(self.burst.pkts[i + PREFETCH_AHEAD]);
         }
         self.next = i + 1;
@@ -526,12 +535,11 @@ impl<const N: usize> Iterator for Drain<'_, N> {
 
 impl<const N: usize> Drop for Drain<'_, N> {
     fn drop(&mut self) {
-        let rest = self.burst.len - self.next;
+        let rest = self.end - self.next;
         if rest > 0 {
-            // SAFETY: pkts[next..len] were not yielded and are still owned by the burst.
+            // SAFETY: pkts[next..end] were not yielded; this Drain owns them and frees them once.
             unsafe { sys::rte_pktmbuf_free_bulk(self.burst.pkts.as_mut_ptr().add(self.next), rest as u32) };
         }
-        self.burst.len = 0;
     }
 }
 

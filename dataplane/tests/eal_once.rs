@@ -54,6 +54,22 @@ fn second_init_is_an_error_and_pools_work() {
     drop(first);
     drop(b);
     assert_eq!(pool.in_use(), 0);
+    // A leaked Drain leaks the packets it did not yield, and never frees one twice.
+    let mut b = dataplane::dpdk::Burst::<4>::new();
+    for _ in 0..3 {
+        assert!(b.push(pool.alloc().unwrap()).is_ok());
+    }
+    let mut d = b.drain();
+    let yielded = d.next().unwrap();
+    std::mem::forget(d);
+    assert!(b.is_empty(), "the burst gave up its packets when the drain began");
+    drop(b);
+    drop(yielded);
+    assert_eq!(
+        pool.in_use(),
+        2,
+        "the two packets the forgotten drain held are leaked, not freed twice"
+    );
     drop(pool);
     eal.cleanup().unwrap();
     assert_eq!(
