@@ -188,7 +188,7 @@ impl ForwardTable {
         let nh = match self.v4.lookup(dst) {
             None => return Verdict::Drop(DropReason::NoRoute),
             Some(LOCAL) => return Verdict::Drop(DropReason::ForControlPlane),
-            Some(i) => self.next_hops[i as usize],
+            Some(i) => &self.next_hops[i as usize],
         };
         if hdr.ttl() <= 1 {
             return Verdict::Drop(DropReason::TtlExpired);
@@ -218,7 +218,7 @@ impl ForwardTable {
         let nh = match self.v6.lookup(dst) {
             None => return Verdict::Drop(DropReason::NoRoute),
             Some(LOCAL) => return Verdict::Drop(DropReason::ForControlPlane),
-            Some(i) => self.next_hops[i as usize],
+            Some(i) => &self.next_hops[i as usize],
         };
         if hdr.hop_limit() <= 1 {
             return Verdict::Drop(DropReason::TtlExpired);
