@@ -451,20 +451,19 @@ impl<const N: usize> Burst<N> {
         Ok(())
     }
 
-    /// Packet `i`, in place. (Swapping it with another `Mbuf` keeps ownership intact.)
+    /// The packets, in place. (Swapping one with another `Mbuf` keeps ownership intact.)
     #[inline(always)]
-    pub fn get_mut(&mut self, i: usize) -> &mut Mbuf {
-        assert!(i < self.len);
+    pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
         // SAFETY: pkts[..len] are non-null mbufs this burst owns, and Mbuf is a transparent
         // NonNull<rte_mbuf>, laid out like the *mut rte_mbuf it is read from.
-        unsafe { &mut *(self.pkts.as_mut_ptr().add(i) as *mut Mbuf) }
+        unsafe { std::slice::from_raw_parts_mut(self.pkts.as_mut_ptr() as *mut Mbuf, self.len) }
     }
 
-    /// Starts loading packet `i`'s first bytes into cache.
+    /// Starts loading every packet's first bytes into cache.
     #[inline(always)]
-    pub fn prefetch(&self, i: usize) {
-        if i < self.len {
-            prefetch_data(self.pkts[i]);
+    pub fn prefetch_all(&self) {
+        for &m in &self.pkts[..self.len] {
+            prefetch_data(m);
         }
     }
 

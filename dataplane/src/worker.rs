@@ -45,8 +45,6 @@ fn flush(q: &mut TxQueue, b: &mut Burst<BURST>, bytes: u64, port: usize, c: &Wor
 
 /// Marks a packet to drop in the per-burst verdict array.
 const DROP: u16 = u16::MAX;
-/// How many packets ahead the decide loop prefetches packet data.
-const PREFETCH_AHEAD: usize = 4;
 
 /// Runs until `stop` is set; returns 0. Everything still buffered is sent or freed.
 ///
@@ -63,7 +61,6 @@ pub fn run(mut plan: WorkerPlan, table: Arc<ForwardTable>, c: Arc<WorkerCounters
     let mut pending: Vec<Burst<BURST>> = (0..ports).map(|_| Burst::new()).collect();
     let mut pending_bytes: Vec<u64> = vec![0; ports];
     let mut dst = [DROP; BURST];
-    let mut lens = [0u32; BURST];
     let table = &*table;
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;
@@ -73,15 +70,11 @@ pub fn run(mut plan: WorkerPlan, table: Arc<ForwardTable>, c: Arc<WorkerCounters
                 continue;
             }
             got += n;
-            for i in 0..PREFETCH_AHEAD {
-                rx.prefetch(i);
-            }
+            // Headers of the whole burst start loading while the first packets are decided.
+            rx.prefetch_all();
             let mut bytes = 0u64;
-            for (i, d) in dst.iter_mut().enumerate().take(n) {
-                rx.prefetch(i + PREFETCH_AHEAD);
-                let m = rx.get_mut(i);
+            for (m, d) in rx.as_mut_slice().iter_mut().zip(dst.iter_mut()) {
                 let len = m.pkt_len();
-                lens[i] = len;
                 bytes += len as u64;
                 let csum = rx_checksum(m.ol_flags());
                 *d = match table.forward(m.data_mut(), len, csum) {
@@ -105,17 +98,17 @@ pub fn run(mut plan: WorkerPlan, table: Arc<ForwardTable>, c: Arc<WorkerCounters
                 }
                 flush(&mut plan.tx[p], &mut rx, bytes, p, &c);
             } else {
-                for ((m, &d), &len) in rx.drain().zip(dst.iter()).zip(lens.iter()) {
+                for (m, &d) in rx.drain().zip(dst.iter()) {
                     if d == DROP {
                         drop(m);
                         continue;
                     }
                     let p = d as usize;
                     let b = &mut pending[p];
+                    pending_bytes[p] += m.pkt_len() as u64;
                     // A full buffer is flushed right after the push that filled it, so
                     // there is always room here.
                     let _ = b.push(m);
-                    pending_bytes[p] += len as u64;
                     if b.is_full() {
                         flush(&mut plan.tx[p], b, pending_bytes[p], p, &c);
                         pending_bytes[p] = 0;
