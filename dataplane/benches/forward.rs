@@ -7,14 +7,12 @@ use dataplane::forward::{ForwardTable, RxChecksum, Verdict};
 use std::time::Instant;
 
 fn main() {
-    let root = std::env::temp_dir().join(format!("sluice-bench-fwd-{}", std::process::id()));
-    std::fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
-    std::fs::write(root.join("sys/devices/system/cpu/online"), "0-1\n").unwrap();
+    let tree = numa::FakeTree::new("bench-fwd").online_cpus("0-1");
     let cfg = control::Config::parse(
         "[eal]\nworkers = [1]\n[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\n\
          [[routes]]\nprefix = \"198.18.0.0/16\"\nport = \"a\"\nnext_hop_mac = \"02:00:00:00:00:02\"\n",
         "bench.toml",
-        &numa::System::new(&root),
+        &tree.system(),
     )
     .unwrap();
     let table = ForwardTable::build(&cfg, &[[2, 0, 0, 0, 0, 1]]).unwrap();
@@ -54,5 +52,5 @@ fn main() {
         frames.len(),
         runs[runs.len() / 2]
     );
-    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(tree.root());
 }

@@ -132,24 +132,13 @@ pub fn device_name(device: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
 
-    fn fake(root_name: &str, free_2m: u64, mounted: bool) -> System {
-        let root = std::env::temp_dir().join(format!("sluice-eal-{root_name}-{}", std::process::id()));
-        let hp = root.join("sys/kernel/mm/hugepages/hugepages-2048kB");
-        fs::create_dir_all(&hp).unwrap();
-        fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
-        fs::create_dir_all(root.join("proc")).unwrap();
-        fs::write(root.join("sys/devices/system/cpu/online"), "0-3\n").unwrap();
-        fs::write(hp.join("nr_hugepages"), format!("{free_2m}\n")).unwrap();
-        fs::write(hp.join("free_hugepages"), format!("{free_2m}\n")).unwrap();
-        let mounts = if mounted {
-            "nodev /dev/hugepages hugetlbfs rw 0 0\n"
-        } else {
-            ""
-        };
-        fs::write(root.join("proc/mounts"), mounts).unwrap();
-        System::new(root)
+    fn fake(name: &str, free_2m: u64, mounted: bool) -> System {
+        numa::FakeTree::new(&format!("eal-{name}"))
+            .online_cpus("0-3")
+            .hugepages(2048, free_2m, free_2m)
+            .hugetlbfs(mounted.then_some("/dev/hugepages"))
+            .system()
     }
 
     fn cfg(sys: &System, eal_extra: &str) -> Config {

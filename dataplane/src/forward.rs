@@ -165,6 +165,16 @@ impl ForwardTable {
         }
     }
 
+    /// Where a lookup result leads: a next hop, or why the packet stops here.
+    #[inline(always)]
+    fn next_hop(&self, route: Option<u32>) -> Result<&NextHop, DropReason> {
+        match route {
+            None => Err(DropReason::NoRoute),
+            Some(LOCAL) => Err(DropReason::ForControlPlane),
+            Some(i) => Ok(&self.next_hops[i as usize]),
+        }
+    }
+
     #[inline(always)]
     fn forward_v4(&self, frame: &mut [u8], l2: usize, pkt_len: u32, csum: RxChecksum) -> Verdict {
         let (head, ip) = frame.split_at_mut(l2);
@@ -185,10 +195,9 @@ impl ForwardTable {
         if dst >= 0xe000_0000 {
             return Verdict::Drop(DropReason::NotUnicast);
         }
-        let nh = match self.v4.lookup(dst) {
-            None => return Verdict::Drop(DropReason::NoRoute),
-            Some(LOCAL) => return Verdict::Drop(DropReason::ForControlPlane),
-            Some(i) => &self.next_hops[i as usize],
+        let nh = match self.next_hop(self.v4.lookup(dst)) {
+            Ok(nh) => nh,
+            Err(r) => return Verdict::Drop(r),
         };
         if hdr.ttl() <= 1 {
             return Verdict::Drop(DropReason::TtlExpired);
@@ -215,10 +224,9 @@ impl ForwardTable {
         if dst >> 120 == 0xff || dst >> 118 == 0xfe80 >> 6 {
             return Verdict::Drop(DropReason::ForControlPlane);
         }
-        let nh = match self.v6.lookup(dst) {
-            None => return Verdict::Drop(DropReason::NoRoute),
-            Some(LOCAL) => return Verdict::Drop(DropReason::ForControlPlane),
-            Some(i) => &self.next_hops[i as usize],
+        let nh = match self.next_hop(self.v6.lookup(dst)) {
+            Ok(nh) => nh,
+            Err(r) => return Verdict::Drop(r),
         };
         if hdr.hop_limit() <= 1 {
             return Verdict::Drop(DropReason::TtlExpired);

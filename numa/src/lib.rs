@@ -120,6 +120,58 @@ impl System {
     }
 }
 
+/// A fake sysfs/procfs tree for tests and benchmarks, under the system temp directory.
+/// Build it once per process (tests run in parallel and must not see half-written files).
+pub struct FakeTree {
+    root: PathBuf,
+}
+
+impl FakeTree {
+    /// An empty tree named `name` (and the process id), replacing any leftover.
+    pub fn new(name: &str) -> FakeTree {
+        let root = std::env::temp_dir().join(format!("sluice-fake-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).expect("create fake tree");
+        FakeTree { root }
+    }
+
+    fn write(self, rel: &str, text: &str) -> Self {
+        let p = self.root.join(rel);
+        fs::create_dir_all(p.parent().expect("a file in a directory")).expect("create fake dir");
+        fs::write(p, text).expect("write fake file");
+        self
+    }
+
+    /// `/sys/devices/system/cpu/online`, e.g. "0-3".
+    pub fn online_cpus(self, list: &str) -> Self {
+        self.write("sys/devices/system/cpu/online", &format!("{list}\n"))
+    }
+
+    /// A hugepage pool of `page_kib` pages.
+    pub fn hugepages(self, page_kib: u64, total: u64, free: u64) -> Self {
+        let dir = format!("sys/kernel/mm/hugepages/hugepages-{page_kib}kB");
+        self.write(&format!("{dir}/nr_hugepages"), &format!("{total}\n"))
+            .write(&format!("{dir}/free_hugepages"), &format!("{free}\n"))
+    }
+
+    /// `/proc/mounts` with a hugetlbfs at `at`, or with none.
+    pub fn hugetlbfs(self, at: Option<&str>) -> Self {
+        let mounts = match at {
+            Some(m) => format!("proc /proc proc rw 0 0\nnodev {m} hugetlbfs rw,relatime,pagesize=2M 0 0\n"),
+            None => "proc /proc proc rw 0 0\n".to_string(),
+        };
+        self.write("proc/mounts", &mounts)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn system(&self) -> System {
+        System::new(&self.root)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,16 +191,11 @@ mod tests {
 
     #[test]
     fn fake_tree() {
-        let root = std::env::temp_dir().join(format!("sluice-numa-test-{}", std::process::id()));
-        let hp = root.join("sys/kernel/mm/hugepages/hugepages-2048kB");
-        fs::create_dir_all(&hp).unwrap();
-        fs::create_dir_all(root.join("sys/kernel/mm/hugepages/hugepages-1048576kB")).unwrap();
-        fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
-        fs::create_dir_all(root.join("proc")).unwrap();
-        fs::write(root.join("sys/devices/system/cpu/online"), "0-1\n").unwrap();
-        fs::write(hp.join("nr_hugepages"), "512\n").unwrap();
-        fs::write(hp.join("free_hugepages"), "256\n").unwrap();
-        let sys = System::new(&root);
+        let tree = FakeTree::new("numa-test")
+            .online_cpus("0-1")
+            .hugepages(2048, 512, 256)
+            .hugepages(1048576, 0, 0);
+        let sys = tree.system();
         assert_eq!(sys.online_cpus().unwrap().into_iter().collect::<Vec<_>>(), vec![0, 1]);
         let pools = sys.hugepages();
         assert_eq!(
@@ -161,15 +208,11 @@ mod tests {
         );
         assert_eq!(pools[1].total, 0);
         // No hugetlbfs mounted: no usable hugepage memory.
-        fs::write(root.join("proc/mounts"), "proc /proc proc rw 0 0\n").unwrap();
-        assert_eq!(sys.free_hugepage_mib(), 0);
-        fs::write(
-            root.join("proc/mounts"),
-            "nodev /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n",
-        )
-        .unwrap();
+        let tree = tree.hugetlbfs(None);
+        assert_eq!(tree.system().free_hugepage_mib(), 0);
+        let tree = tree.hugetlbfs(Some("/dev/hugepages"));
         assert_eq!(sys.hugetlbfs_mounts(), vec!["/dev/hugepages".to_string()]);
         assert_eq!(sys.free_hugepage_mib(), 512);
-        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(tree.root()).unwrap();
     }
 }

@@ -1,16 +1,10 @@
 use super::*;
 
-/// A fake machine with cores 0-3 online.
-/// Written once: tests run in parallel and must not see a half-written file.
+/// A fake machine with cores 0-3 online, built once for all tests.
 fn system() -> System {
-    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let root = ROOT.get_or_init(|| {
-        let root = std::env::temp_dir().join(format!("sluice-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
-        std::fs::write(root.join("sys/devices/system/cpu/online"), "0-3\n").unwrap();
-        root
-    });
-    System::new(root)
+    static TREE: std::sync::OnceLock<numa::FakeTree> = std::sync::OnceLock::new();
+    TREE.get_or_init(|| numa::FakeTree::new("config-test").online_cpus("0-3"))
+        .system()
 }
 
 const GOOD: &str = r#"

@@ -37,15 +37,12 @@ const MAC_A: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [2, 0xbb, 0, 0, 0, 2];
 
 fn table() -> ForwardTable {
-    // Written once: tests run in parallel and must not see a half-written file.
-    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let root = ROOT.get_or_init(|| {
-        let root = std::env::temp_dir().join(format!("sluice-fwd-test-{}", std::process::id()));
-        std::fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
-        std::fs::write(root.join("sys/devices/system/cpu/online"), "0-1\n").unwrap();
-        root
-    });
-    let cfg = Config::parse(CFG, "t.toml", &numa::System::new(root)).unwrap();
+    // Built once: tests run in parallel and must not see a half-written file.
+    static TREE: std::sync::OnceLock<numa::FakeTree> = std::sync::OnceLock::new();
+    let sys = TREE
+        .get_or_init(|| numa::FakeTree::new("fwd-test").online_cpus("0-1"))
+        .system();
+    let cfg = Config::parse(CFG, "t.toml", &sys).unwrap();
     ForwardTable::build(&cfg, &[MAC_A, MAC_B]).unwrap()
 }
 
