@@ -104,17 +104,13 @@ fn main() {
     cc.compile("sluice_dpdk_shim");
 
     // Shared linking: Debian's EAL loads every PMD from its plugin directory by itself.
-    let mut saw_as_needed = false;
     for tok in libs.split_whitespace() {
         if let Some(l) = tok.strip_prefix("-l") {
             println!("cargo:rustc-link-lib=dylib={l}");
         } else if let Some(p) = tok.strip_prefix("-L") {
             println!("cargo:rustc-link-search=native={p}");
-        } else if tok == "-Wl,--as-needed" {
-            saw_as_needed = true;
         }
     }
-    let _ = saw_as_needed;
     // rte_vdev_init lives in the vdev bus library, which libdpdk.pc does not list.
     println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
 
