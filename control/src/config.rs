@@ -23,6 +23,37 @@ pub const MIN_MTU: u16 = 68;
 pub const MAX_LCORE: u32 = 128;
 /// Descriptor ring sizes accepted (PMDs clamp further to what the hardware allows).
 pub const DESCRIPTORS: std::ops::RangeInclusive<u16> = 64..=16384;
+/// IPv4 multicast, broadcast and reserved space: never routed, never an interface address.
+pub const IPV4_NOT_UNICAST: Ipv4Prefix = Ipv4Prefix {
+    addr: std::net::Ipv4Addr::new(224, 0, 0, 0),
+    len: 3,
+};
+/// IPv6 space that never leaves the link: link-local (fe80::/10) and multicast (ff00::/8).
+pub const IPV6_LINK_ONLY: [Ipv6Prefix; 2] = [
+    Ipv6Prefix {
+        addr: std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+        len: 10,
+    },
+    Ipv6Prefix {
+        addr: std::net::Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+        len: 8,
+    },
+];
+
+/// The never-routed space a prefix lies in, if any, described for a message.
+fn unroutable(p: &Prefix) -> Option<String> {
+    match p {
+        Prefix::V4(p) if p.len >= IPV4_NOT_UNICAST.len && IPV4_NOT_UNICAST.contains(p.addr) => {
+            Some(format!("{IPV4_NOT_UNICAST} (multicast, broadcast, reserved)"))
+        }
+        Prefix::V6(p) => IPV6_LINK_ONLY
+            .iter()
+            .find(|r| p.len >= r.len && r.contains(p.addr))
+            .map(|r| format!("{r} (link-local or multicast)")),
+        _ => None,
+    }
+}
+
 /// DPDK's per-lcore mempool cache limit (RTE_MEMPOOL_CACHE_MAX_SIZE).
 pub const MAX_MBUF_CACHE: u32 = 512;
 
@@ -254,7 +285,8 @@ pub struct Eal {
     pub control_core: u32,
     pub hugepages: HugepageMode,
     pub file_prefix: String,
-    /// EAL memory (`-m`); when absent, `--no-huge` uses 1024 MiB and hugepages are dynamic.
+    /// EAL memory (`-m`); when absent, `--no-huge` uses what the pools need (at least
+    /// 512 MiB) and hugepages are dynamic.
     pub memory_mb: Option<u32>,
     /// Mbufs per pool; when absent, computed from descriptors, queues and workers.
     pub mbufs: Option<u32>,
@@ -522,6 +554,13 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
                     "an interface prefix must be longer than /0",
                 ));
             }
+            if IPV4_NOT_UNICAST.contains(pf.addr) {
+                return Err(src.at(
+                    a.span(),
+                    f(&format!("ipv4[{j}]")),
+                    format!("{} is multicast, broadcast or reserved, not a unicast address", pf.addr),
+                ));
+            }
             if let Some(o) = own_v4.insert(pf.addr, name.clone()) {
                 return Err(src.at(
                     a.span(),
@@ -539,6 +578,13 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
                     a.span(),
                     f(&format!("ipv6[{j}]")),
                     "an interface prefix must be longer than /0",
+                ));
+            }
+            if IPV6_LINK_ONLY[1].contains(pf.addr) {
+                return Err(src.at(
+                    a.span(),
+                    f(&format!("ipv6[{j}]")),
+                    format!("{} is a multicast address", pf.addr),
                 ));
             }
             if let Some(o) = own_v6.insert(pf.addr, name.clone()) {
@@ -635,6 +681,13 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
                 r.prefix.span(),
                 f("prefix"),
                 format!("{prefix} has host bits set (did you mean {network}?)"),
+            ));
+        }
+        if let Some(space) = unroutable(&prefix) {
+            return Err(src.at(
+                r.prefix.span(),
+                f("prefix"),
+                format!("{prefix} lies in {space}, which is never routed"),
             ));
         }
         if let Some(j) = seen.insert(prefix, i) {

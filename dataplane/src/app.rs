@@ -188,7 +188,7 @@ fn run_with_eal(eal: &Eal, cfg: &Config, opts: &Options, mbufs: u32, signalled: 
                     Some(m) => {
                         if let Err(e) = port.set_mac(m.0) {
                             // The configured address is still the source of every frame sent.
-                            warn!(target: "port", "{}: {e}; frames leave with {m} as source MAC, and the port receives in promiscuous mode", pc.name);
+                            warn!(target: "port", "{}: {e}; frames leave with {m} as source MAC; frames sent to it arrive only in promiscuous mode", pc.name);
                         }
                         m.0
                     }

@@ -399,9 +399,6 @@ impl Drop for Mbuf {
     }
 }
 
-/// How many packets ahead `drain` prefetches packet data.
-const PREFETCH_AHEAD: usize = 4;
-
 /// Up to N packets, owned. What is left in it when dropped is freed.
 pub struct Burst<const N: usize> {
     pkts: [*mut sys::rte_mbuf; N],
@@ -467,13 +464,10 @@ impl<const N: usize> Burst<N> {
         }
     }
 
-    /// Moves every packet out, in order, prefetching the data of packets a few ahead.
+    /// Moves every packet out, in order.
     #[inline(always)]
     pub fn drain(&mut self) -> Drain<'_, N> {
         let end = self.len;
-        for i in 0..end.min(PREFETCH_AHEAD) {
-            prefetch_data(self.pkts[i]);
-        }
         // The burst forgets its packets now, as Vec::drain does: if the Drain were leaked,
         // packets not yet yielded would leak too, but none could be freed twice.
         self.len = 0;
@@ -522,9 +516,6 @@ impl<const N: usize> Iterator for Drain<'_, N> {
         let i = self.next;
         if i >= self.end {
             return None;
-        }
-        if i + PREFETCH_AHEAD < self.end {
-            prefetch_data(self.burst.pkts[i + PREFETCH_AHEAD]);
         }
         self.next = i + 1;
         // SAFETY: pkts[i] is a valid owned mbuf not yet yielded; ownership moves to the caller.

@@ -67,6 +67,15 @@ impl DropReason {
     }
 }
 
+impl From<wire::Error> for DropReason {
+    fn from(e: wire::Error) -> DropReason {
+        match e {
+            wire::Error::Truncated => DropReason::Truncated,
+            wire::Error::Malformed => DropReason::BadIpHeader,
+        }
+    }
+}
+
 /// What to do with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -85,8 +94,11 @@ struct NextHop {
     mtu: u16,
 }
 
-/// Routes to the appliance's own addresses carry this value.
+/// Routes to the appliance's own addresses, and to IPv6 link-local and multicast space,
+/// carry this value: the control plane's packets.
 const LOCAL: u32 = routing::lpm::MAX_VALUE;
+/// IPv4 multicast, broadcast and reserved space carries this value: never routed.
+const NOT_UNICAST: u32 = routing::lpm::MAX_VALUE - 1;
 
 /// RX checksum offload result, as the driver reports it in the mbuf's flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,18 +137,14 @@ impl ForwardTable {
                 Prefix::V6(p) => r6.push((p, idx)),
             }
         }
-        // Own addresses are host routes to the control plane; they win over any route.
+        // Address space that is never forwarded is compiled into the table, so the fast path
+        // needs no checks of its own for it. Configuration validation refuses routes inside
+        // these ranges and routes to the appliance's own addresses, so nothing collides.
+        r4.push((control::config::IPV4_NOT_UNICAST, NOT_UNICAST));
+        r6.extend(control::config::IPV6_LINK_ONLY.iter().map(|&p| (p, LOCAL)));
         for p in &cfg.ports {
-            for a in &p.ipv4 {
-                let host = Ipv4Prefix::new(a.addr, 32);
-                r4.retain(|(q, _)| *q != host);
-                r4.push((host, LOCAL));
-            }
-            for a in &p.ipv6 {
-                let host = Ipv6Prefix::new(a.addr, 128);
-                r6.retain(|(q, _)| *q != host);
-                r6.push((host, LOCAL));
-            }
+            r4.extend(p.ipv4.iter().map(|a| (Ipv4Prefix::new(a.addr, 32), LOCAL)));
+            r6.extend(p.ipv6.iter().map(|a| (Ipv6Prefix::new(a.addr, 128), LOCAL)));
         }
         Ok(ForwardTable {
             v4: Lpm4::build(&r4, Lpm4::DEFAULT_MAX_GROUPS)?,
@@ -171,6 +179,7 @@ impl ForwardTable {
         match route {
             None => Err(DropReason::NoRoute),
             Some(LOCAL) => Err(DropReason::ForControlPlane),
+            Some(NOT_UNICAST) => Err(DropReason::NotUnicast),
             Some(i) => Ok(&self.next_hops[i as usize]),
         }
     }
@@ -180,8 +189,7 @@ impl ForwardTable {
         let (head, ip) = frame.split_at_mut(l2);
         let hdr = match wire::Ipv4Header::new_checked(ip, pkt_len - l2 as u32) {
             Ok(h) => h,
-            Err(wire::Error::Truncated) => return Verdict::Drop(DropReason::Truncated),
-            Err(wire::Error::Malformed) => return Verdict::Drop(DropReason::BadIpHeader),
+            Err(e) => return Verdict::Drop(e.into()),
         };
         let ok = match csum {
             RxChecksum::Good => true,
@@ -191,11 +199,7 @@ impl ForwardTable {
         if !ok {
             return Verdict::Drop(DropReason::BadChecksum);
         }
-        let dst = hdr.dst();
-        if dst >= 0xe000_0000 {
-            return Verdict::Drop(DropReason::NotUnicast);
-        }
-        let nh = match self.next_hop(self.v4.lookup(dst)) {
+        let nh = match self.next_hop(self.v4.lookup(hdr.dst())) {
             Ok(nh) => nh,
             Err(r) => return Verdict::Drop(r),
         };
@@ -216,15 +220,9 @@ impl ForwardTable {
         let (head, ip) = frame.split_at_mut(l2);
         let mut hdr = match wire::Ipv6Header::new_checked(ip, pkt_len - l2 as u32) {
             Ok(h) => h,
-            Err(wire::Error::Truncated) => return Verdict::Drop(DropReason::Truncated),
-            Err(wire::Error::Malformed) => return Verdict::Drop(DropReason::BadIpHeader),
+            Err(e) => return Verdict::Drop(e.into()),
         };
-        let dst = hdr.dst();
-        // Multicast (ff00::/8) and link-local (fe80::/10) never leave the link.
-        if dst >> 120 == 0xff || dst >> 118 == 0xfe80 >> 6 {
-            return Verdict::Drop(DropReason::ForControlPlane);
-        }
-        let nh = match self.next_hop(self.v6.lookup(dst)) {
+        let nh = match self.next_hop(self.v6.lookup(hdr.dst())) {
             Ok(nh) => nh,
             Err(r) => return Verdict::Drop(r),
         };

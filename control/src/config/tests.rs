@@ -184,6 +184,25 @@ fn own_addresses() {
 }
 
 #[test]
+fn never_routed_space() {
+    let (_, field, msg) = at(&err_with("198.18.0.0/15", "239.1.0.0/16"));
+    assert_eq!(field, "routes[0].prefix");
+    assert!(msg.contains("224.0.0.0/3") && msg.contains("never routed"), "{msg}");
+    let (_, field, msg) = at(&err_with("2001:db8:100::/48", "ff02::/16"));
+    assert_eq!(field, "routes[1].prefix");
+    assert!(msg.contains("ff00::/8"), "{msg}");
+    let (_, _, msg) = at(&err_with("2001:db8:100::/48", "fe80::/64"));
+    assert!(msg.contains("fe80::/10"), "{msg}");
+    let (_, field, _) = at(&err_with("192.0.2.1/24", "224.0.0.1/24"));
+    assert_eq!(field, "ports[0].ipv4[0]");
+    let (_, field, _) = at(&err_with("2001:db8:1::1/64", "ff02::1/64"));
+    assert_eq!(field, "ports[0].ipv6[0]");
+    // Shorter prefixes that merely contain such space are fine: the longer entry wins.
+    assert!(parse(&GOOD.replacen("198.18.0.0/15", "0.0.0.0/0", 1)).is_ok());
+    assert!(parse(&GOOD.replacen("2001:db8:100::/48", "::/0", 1)).is_ok());
+}
+
+#[test]
 fn syntax_and_missing() {
     let e = parse("[eal\nworkers = [1]").unwrap_err();
     let (line, _, msg) = at(&e);
