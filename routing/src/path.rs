@@ -1,0 +1,363 @@
+//! Paths and path groups: where traffic for a route can leave, and how a group chooses
+//! among its paths. The selection is computed on the control thread (at start-up, on
+//! reload, on every health change) into a Maglev table; the fast path only indexes it.
+
+use crate::maglev::Maglev;
+use std::net::IpAddr;
+
+/// Most paths in a configuration (labels stay bounded; path indices fit the flow entry).
+pub const MAX_PATHS: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cloud {
+    Aws,
+    Gcp,
+    Azure,
+    Onprem,
+}
+
+impl Cloud {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Aws => "aws",
+            Cloud::Gcp => "gcp",
+            Cloud::Azure => "azure",
+            Cloud::Onprem => "onprem",
+        }
+    }
+}
+
+impl std::str::FromStr for Cloud {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cloud, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "aws" => Ok(Cloud::Aws),
+            "gcp" => Ok(Cloud::Gcp),
+            "azure" => Ok(Cloud::Azure),
+            "onprem" | "on-prem" => Ok(Cloud::Onprem),
+            _ => Err(format!("unknown cloud \"{s}\" (accepted: aws, gcp, azure, onprem)")),
+        }
+    }
+}
+
+/// Administrative state, from the configuration or the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdminState {
+    #[default]
+    Up,
+    /// Takes no new flows; existing flows move away at once.
+    Drained,
+}
+
+/// Health, from probes (a later stage of the control plane); until then every path that
+/// is not drained and whose port has link is `Up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Health {
+    #[default]
+    Up,
+    /// Usable, but breaks an SLA: chosen only when nothing `Up` is left.
+    Degraded,
+    Down,
+}
+
+/// A path as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Path {
+    pub name: String,
+    pub cloud: Cloud,
+    pub region: String,
+    /// Index into the configuration's ports.
+    pub port: usize,
+    pub next_hop: IpAddr,
+    pub next_hop_mac: [u8; 6],
+    pub cost_per_gb: f64,
+    pub bandwidth_bps: u64,
+    /// (latitude, longitude) in degrees.
+    pub location: Option<(f64, f64)>,
+    pub weight: u32,
+    /// Expected latency until probes measure it.
+    pub latency_us: u32,
+    pub admin: AdminState,
+}
+
+/// How a group chooses among its usable paths.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    LowestLatency,
+    LowestCost,
+    HighestBandwidth,
+    /// Closest to the appliance's own location (great-circle distance).
+    Nearest,
+    /// Lowest weighted sum of latency, cost, inverse bandwidth and distance, each scaled
+    /// to 0..1 over the group's usable paths.
+    WeightedScore {
+        latency: f64,
+        cost: f64,
+        bandwidth: f64,
+        distance: f64,
+    },
+    /// Every usable path whose latency is within `tolerance_pct` of the best one, each
+    /// taking flows in proportion to its weight.
+    ActiveActive {
+        tolerance_pct: f64,
+    },
+}
+
+impl Policy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Policy::LowestLatency => "lowest-latency",
+            Policy::LowestCost => "lowest-cost",
+            Policy::HighestBandwidth => "highest-bandwidth",
+            Policy::Nearest => "nearest",
+            Policy::WeightedScore { .. } => "weighted-score",
+            Policy::ActiveActive { .. } => "active-active",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathGroup {
+    pub name: String,
+    /// Indices into the path list.
+    pub paths: Vec<u16>,
+    pub policy: Policy,
+}
+
+/// What the control thread knows about a path right now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PathStatus {
+    pub health: Health,
+    /// Measured (or configured) latency.
+    pub latency_us: u32,
+    /// The egress port has link.
+    pub link_up: bool,
+}
+
+impl PathStatus {
+    pub fn from_config(p: &Path) -> PathStatus {
+        PathStatus {
+            health: Health::Up,
+            latency_us: p.latency_us,
+            link_up: true,
+        }
+    }
+}
+
+/// Whether a path may carry traffic at all, and whether it is fully healthy.
+fn usable(p: &Path, s: &PathStatus) -> Option<bool> {
+    if p.admin == AdminState::Drained || !s.link_up || s.health == Health::Down {
+        None
+    } else {
+        Some(s.health == Health::Up)
+    }
+}
+
+/// Great-circle distance in km.
+pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, lo1, la2, lo2) = (a.0.to_radians(), a.1.to_radians(), b.0.to_radians(), b.1.to_radians());
+    let h = ((la2 - la1) / 2.0).sin().powi(2) + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().asin()
+}
+
+/// The group's chosen paths with their weights: (path index, weight). Empty when no
+/// path is usable. Paths that are `Up` are preferred; `Degraded` ones are chosen only
+/// when no path is `Up`. Ties on a single-best policy keep every tied path.
+pub fn select(group: &PathGroup, paths: &[Path], status: &[PathStatus], site: Option<(f64, f64)>) -> Vec<(u16, u32)> {
+    let usable: Vec<(u16, bool)> = group
+        .paths
+        .iter()
+        .filter_map(|&i| usable(&paths[i as usize], &status[i as usize]).map(|up| (i, up)))
+        .collect();
+    let any_up = usable.iter().any(|&(_, up)| up);
+    let cands: Vec<u16> = usable
+        .iter()
+        .filter(|&&(_, up)| up || !any_up)
+        .map(|&(i, _)| i)
+        .collect();
+    if cands.is_empty() {
+        return Vec::new();
+    }
+    let p = |i: u16| &paths[i as usize];
+    let lat = |i: u16| status[i as usize].latency_us as f64;
+    let dist = |i: u16| match (site, p(i).location) {
+        (Some(s), Some(l)) => distance_km(s, l),
+        _ => f64::MAX / 4.0,
+    };
+    // Lower is better for every metric below.
+    let metric: Box<dyn Fn(u16) -> f64> = match &group.policy {
+        Policy::LowestLatency => Box::new(lat),
+        Policy::LowestCost => Box::new(|i| p(i).cost_per_gb),
+        Policy::HighestBandwidth => Box::new(|i| -(p(i).bandwidth_bps as f64)),
+        Policy::Nearest => Box::new(dist),
+        Policy::WeightedScore {
+            latency,
+            cost,
+            bandwidth,
+            distance,
+        } => {
+            let scale = |f: &dyn Fn(u16) -> f64| {
+                let v: Vec<f64> = cands.iter().map(|&i| f(i)).collect();
+                let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+                move |x: f64| if hi > lo { (x - lo) / (hi - lo) } else { 0.0 }
+            };
+            let sl = scale(&lat);
+            let sc = scale(&|i| p(i).cost_per_gb);
+            let sb = scale(&|i| -(p(i).bandwidth_bps as f64));
+            let sd = scale(&dist);
+            let (wl, wc, wb, wd) = (*latency, *cost, *bandwidth, *distance);
+            Box::new(move |i| {
+                wl * sl(lat(i)) + wc * sc(p(i).cost_per_gb) + wb * sb(-(p(i).bandwidth_bps as f64)) + wd * sd(dist(i))
+            })
+        }
+        Policy::ActiveActive { tolerance_pct } => {
+            let best = cands.iter().map(|&i| lat(i)).fold(f64::MAX, f64::min);
+            let limit = best * (1.0 + tolerance_pct / 100.0);
+            return cands
+                .iter()
+                .filter(|&&i| lat(i) <= limit)
+                .map(|&i| (i, p(i).weight))
+                .filter(|&(_, w)| w > 0)
+                .collect();
+        }
+    };
+    let best = cands.iter().map(|&i| metric(i)).fold(f64::MAX, f64::min);
+    cands
+        .iter()
+        .filter(|&&i| metric(i) <= best)
+        .map(|&i| (i, p(i).weight.max(1)))
+        .collect()
+}
+
+/// A group's selection compiled for the fast path.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub members: Vec<(u16, u32)>,
+    pub table: Maglev,
+}
+
+impl Selection {
+    pub fn compile(members: Vec<(u16, u32)>, paths: &[Path]) -> Selection {
+        let named: Vec<(u16, &str, u32)> = members
+            .iter()
+            .map(|&(i, w)| (i, paths[i as usize].name.as_str(), w))
+            .collect();
+        Selection {
+            table: Maglev::build(&named),
+            members,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(name: &str, cloud: Cloud, lat_us: u32, cost: f64, bw_gbps: u64, loc: (f64, f64)) -> Path {
+        Path {
+            name: name.into(),
+            cloud,
+            region: "r".into(),
+            port: 0,
+            next_hop: "10.0.0.1".parse().unwrap(),
+            next_hop_mac: [2, 0, 0, 0, 0, 1],
+            cost_per_gb: cost,
+            bandwidth_bps: bw_gbps * 1_000_000_000,
+            location: Some(loc),
+            weight: 1,
+            latency_us: lat_us,
+            admin: AdminState::Up,
+        }
+    }
+
+    /// aws: fast, expensive, far; gcp: slower, cheap, near; azure: middling, widest.
+    fn set() -> Vec<Path> {
+        vec![
+            path("aws-use1", Cloud::Aws, 10_000, 0.09, 10, (38.9, -77.0)),
+            path("gcp-euw1", Cloud::Gcp, 30_000, 0.02, 5, (50.4, 3.8)),
+            path("azure-weu", Cloud::Azure, 20_000, 0.05, 25, (52.4, 4.9)),
+        ]
+    }
+
+    fn group(policy: Policy) -> PathGroup {
+        PathGroup {
+            name: "g".into(),
+            paths: vec![0, 1, 2],
+            policy,
+        }
+    }
+
+    fn status(paths: &[Path]) -> Vec<PathStatus> {
+        paths.iter().map(PathStatus::from_config).collect()
+    }
+
+    const PARIS: (f64, f64) = (48.9, 2.35);
+
+    #[test]
+    fn each_policy_picks_its_best() {
+        let ps = set();
+        let st = status(&ps);
+        let pick = |pol| select(&group(pol), &ps, &st, Some(PARIS));
+        assert_eq!(pick(Policy::LowestLatency), vec![(0, 1)]);
+        assert_eq!(pick(Policy::LowestCost), vec![(1, 1)]);
+        assert_eq!(pick(Policy::HighestBandwidth), vec![(2, 1)]);
+        // Paris: Belgium (gcp) is nearer than Amsterdam (azure) and Virginia (aws).
+        assert_eq!(pick(Policy::Nearest), vec![(1, 1)]);
+        let ws = |l, c, b, d| Policy::WeightedScore {
+            latency: l,
+            cost: c,
+            bandwidth: b,
+            distance: d,
+        };
+        assert_eq!(pick(ws(1.0, 0.0, 0.0, 0.0)), vec![(0, 1)]);
+        assert_eq!(pick(ws(0.0, 1.0, 0.0, 0.0)), vec![(1, 1)]);
+        // Azure is second on latency and cost and first on bandwidth: it wins a balance.
+        assert_eq!(pick(ws(1.0, 1.0, 1.0, 0.0)), vec![(2, 1)]);
+        // Active-active within 100 %: 10 ms and 20 ms qualify, 30 ms does not.
+        assert_eq!(
+            pick(Policy::ActiveActive { tolerance_pct: 100.0 }),
+            vec![(0, 1), (2, 1)]
+        );
+        assert_eq!(pick(Policy::ActiveActive { tolerance_pct: 0.0 }), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn unusable_paths_are_skipped() {
+        let mut ps = set();
+        let mut st = status(&ps);
+        let g = group(Policy::LowestLatency);
+        st[0].health = Health::Down;
+        assert_eq!(select(&g, &ps, &st, None), vec![(2, 1)]);
+        st[2].link_up = false;
+        assert_eq!(select(&g, &ps, &st, None), vec![(1, 1)]);
+        ps[1].admin = AdminState::Drained;
+        assert!(select(&g, &ps, &st, None).is_empty());
+        // Degraded is used only when nothing is Up.
+        let mut st = status(&ps);
+        ps[1].admin = AdminState::Up;
+        st[0].health = Health::Degraded;
+        assert_eq!(select(&g, &ps, &st, None), vec![(2, 1)]);
+        st[1].health = Health::Degraded;
+        st[2].health = Health::Degraded;
+        assert_eq!(select(&g, &ps, &st, None), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn ties_share_and_weights_carry() {
+        let mut ps = set();
+        ps[1].latency_us = 10_000;
+        ps[1].weight = 3;
+        let st = status(&ps);
+        let sel = select(&group(Policy::LowestLatency), &ps, &st, None);
+        assert_eq!(sel, vec![(0, 1), (1, 3)]);
+        let c = Selection::compile(sel, &ps);
+        let s = c.table.shares(3);
+        assert!(s[1] > 2 * s[0] && s[2] == 0, "{s:?}");
+    }
+
+    #[test]
+    fn distances() {
+        let d = distance_km((51.5, -0.13), (48.86, 2.35));
+        assert!((d - 343.0).abs() < 5.0, "{d}");
+    }
+}
