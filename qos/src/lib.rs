@@ -3,12 +3,14 @@
 //! the class table, per-worker rate shares, and the egress priority scheduler.
 
 pub mod class;
+pub mod classify;
 pub mod meter;
 pub mod scheduler;
 pub mod share;
 pub mod units;
 
 pub use class::{Action, Class, ClassId, Priority};
+pub use classify::{Classifier, Fields, Net, Rule};
 pub use meter::{Colour, Meter, MeterSpec};
 pub use scheduler::{EgressScheduler, Enqueued};
 pub use units::{parse_rate_bps, parse_size_bytes};
