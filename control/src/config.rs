@@ -11,9 +11,14 @@ use routing::{Ipv4Prefix, Ipv6Prefix};
 use serde::{de, Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::Path as FsPath;
 use std::str::FromStr;
 use toml::Spanned;
+
+mod traffic;
+pub use qos::{Class, Rule};
+pub use routing::{Path, PathGroup};
+pub use traffic::{Flows, MAX_FLOWS};
 
 /// Largest MTU a port may be given (jumbo frames).
 pub const MAX_MTU: u16 = 9000;
@@ -199,6 +204,18 @@ struct RawConfig {
     ports: Vec<RawPort>,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    classes: Vec<traffic::RawClass>,
+    #[serde(default)]
+    rules: Vec<traffic::RawRule>,
+    #[serde(default)]
+    paths: Vec<traffic::RawPath>,
+    #[serde(default)]
+    path_groups: Vec<traffic::RawGroup>,
+    #[serde(default)]
+    flows: traffic::RawFlows,
+    #[serde(default)]
+    site: traffic::RawSite,
 }
 
 fn default_prefix() -> Spanned<String> {
@@ -258,24 +275,46 @@ struct RawPort {
     rx_queues: Option<Spanned<u16>>,
     #[serde(default = "yes")]
     promiscuous: bool,
+    #[serde(default)]
+    rate: Option<Spanned<traffic::Amount>>,
+    #[serde(default)]
+    queue_packets: Option<Spanned<u32>>,
+    #[serde(default)]
+    ecn_threshold_packets: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     prefix: Spanned<Pfx>,
-    port: Spanned<String>,
-    next_hop_mac: Spanned<Mac>,
+    #[serde(default)]
+    group: Option<Spanned<String>>,
+    #[serde(default)]
+    port: Option<Spanned<String>>,
+    #[serde(default)]
+    next_hop_mac: Option<Spanned<Mac>>,
 }
 
 // ---- The validated configuration -----------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub eal: Eal,
     pub ports: Vec<Port>,
     pub routes: Vec<Route>,
+    /// Class 0 is `default`: what packets get when no rule matches.
+    pub classes: Vec<Class>,
+    /// In priority order: the first match wins.
+    pub rules: Vec<Rule>,
+    pub paths: Vec<Path>,
+    pub groups: Vec<PathGroup>,
+    pub flows: Flows,
+    /// (latitude, longitude) of this appliance, for the `nearest` policy.
+    pub site: Option<(f64, f64)>,
 }
+
+// Paths carry f64 figures (cost, location); none is ever NaN after validation.
+impl Eq for Config {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eal {
@@ -308,6 +347,13 @@ pub struct Port {
     /// RX queues; when absent, one per worker (limited by what the device offers).
     pub rx_queues: Option<u16>,
     pub promiscuous: bool,
+    /// Egress link rate: when set, packets leaving this port wait in four priority
+    /// queues drained at this rate.
+    pub rate_bps: Option<u64>,
+    /// Depth of each priority queue, per worker.
+    pub queue_packets: u32,
+    /// Queue depth from which ECN-capable packets are CE-marked.
+    pub ecn_threshold_packets: u32,
 }
 
 impl Port {
@@ -320,9 +366,8 @@ impl Port {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub prefix: Prefix,
-    /// Index into `Config::ports`.
-    pub port: usize,
-    pub next_hop_mac: MacAddr,
+    /// Index into `Config::groups`.
+    pub group: usize,
 }
 
 /// `DDDD:BB:DD.F` or `BB:DD.F`, hex digits.
@@ -370,7 +415,7 @@ impl Source<'_> {
 
 impl Config {
     /// Reads and validates a configuration file against this machine.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load(path: &FsPath) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             file: file.clone(),
@@ -652,6 +697,37 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
             }
             None => None,
         };
+        let rate_bps = traffic::port_rate(src, &p.rate, f("rate"))?;
+        let queue_packets = match &p.queue_packets {
+            Some(q) if !(32..=65536).contains(q.get_ref()) => {
+                return Err(src.at(q.span(), f("queue_packets"), "must be from 32 to 65536"))
+            }
+            q => q.as_ref().map_or(1024, |q| *q.get_ref()),
+        };
+        let ecn_threshold_packets = match &p.ecn_threshold_packets {
+            Some(q) if *q.get_ref() > queue_packets => {
+                return Err(src.at(
+                    q.span(),
+                    f("ecn_threshold_packets"),
+                    format!("must be at most queue_packets ({queue_packets})"),
+                ))
+            }
+            q => q.as_ref().map_or(queue_packets / 4, |q| *q.get_ref()),
+        };
+        if rate_bps.is_none() {
+            for (k, v) in [
+                ("queue_packets", &p.queue_packets),
+                ("ecn_threshold_packets", &p.ecn_threshold_packets),
+            ] {
+                if let Some(v) = v {
+                    return Err(src.at(
+                        v.span(),
+                        f(k),
+                        "has no effect without rate (the port's egress link rate)",
+                    ));
+                }
+            }
+        }
         ports.push(Port {
             name,
             device,
@@ -663,8 +739,19 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
             mtu,
             rx_queues,
             promiscuous: p.promiscuous,
+            rate_bps,
+            queue_packets,
+            ecn_threshold_packets,
         });
     }
+
+    // ---- classes, rules, paths, groups
+    let classes = traffic::classes(src, raw.classes)?;
+    let rules = traffic::rules(src, raw.rules, &classes, &by_name)?;
+    let mut paths = traffic::paths(src, raw.paths, &by_name)?;
+    let mut groups = traffic::groups(src, raw.path_groups, &paths)?;
+    let flows = traffic::flows(src, raw.flows)?;
+    let site = traffic::site(src, raw.site)?;
 
     // ---- routes
     let mut routes = Vec::new();
@@ -709,32 +796,132 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
                 format!("{prefix} is the address of port \"{owner}\"; the appliance cannot route its own address"),
             ));
         }
-        let pname = r.port.get_ref();
-        let Some(&port) = by_name.get(pname) else {
+        let group = match (&r.group, &r.port, &r.next_hop_mac) {
+            (Some(g), None, None) => match groups.iter().position(|x| &x.name == g.get_ref()) {
+                Some(k) => k,
+                None => {
+                    let names: Vec<String> = groups.iter().map(|g| format!("\"{}\"", g.name)).collect();
+                    return Err(src.at(
+                        g.span(),
+                        f("group"),
+                        format!(
+                            "path group \"{}\" is not defined (defined: {})",
+                            g.get_ref(),
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            },
+            (None, Some(pn), Some(m)) => {
+                let port = lookup_port(src, &by_name, pn, f("port"))?;
+                let mac = m.get_ref().0;
+                if mac.is_multicast() || mac.is_zero() {
+                    return Err(src.at(
+                        m.span(),
+                        f("next_hop_mac"),
+                        format!("{mac} cannot be a next hop (multicast or zero)"),
+                    ));
+                }
+                direct_group(&mut paths, &mut groups, &ports[port].name, port, mac)
+            }
+            (Some(g), _, _) => {
+                return Err(src.at(
+                    g.span(),
+                    f("group"),
+                    "give either group, or port and next_hop_mac, not both",
+                ))
+            }
+            _ => {
+                return Err(src.at(
+                    r.prefix.span(),
+                    "",
+                    format!("routes[{i}] needs group = \"<path group>\", or port and next_hop_mac"),
+                ))
+            }
+        };
+        routes.push(Route { prefix, group });
+    }
+    if paths.len() > routing::path::MAX_PATHS {
+        return Err(src.at(
+            0..0,
+            "routes",
+            format!(
+                "too many paths (at most {}, counting one per port and next_hop_mac of direct routes)",
+                routing::path::MAX_PATHS
+            ),
+        ));
+    }
+    Ok(Config {
+        eal,
+        ports,
+        routes,
+        classes,
+        rules,
+        paths,
+        groups,
+        flows,
+        site,
+    })
+}
+
+fn lookup_port(
+    src: &Source,
+    by_name: &HashMap<String, usize>,
+    pname: &Spanned<String>,
+    field: String,
+) -> Result<usize, ConfigError> {
+    match by_name.get(pname.get_ref()) {
+        Some(&p) => Ok(p),
+        None => {
             let mut names: Vec<&String> = by_name.keys().collect();
             names.sort();
             let names: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
-            return Err(src.at(
-                r.port.span(),
-                f("port"),
-                format!("port \"{pname}\" is not defined (defined ports: {})", names.join(", ")),
-            ));
-        };
-        let mac = r.next_hop_mac.get_ref().0;
-        if mac.is_multicast() || mac.is_zero() {
-            return Err(src.at(
-                r.next_hop_mac.span(),
-                f("next_hop_mac"),
-                format!("{mac} cannot be a next hop (multicast or zero)"),
-            ));
+            Err(src.at(
+                pname.span(),
+                field,
+                format!(
+                    "port \"{}\" is not defined (defined ports: {})",
+                    pname.get_ref(),
+                    names.join(", ")
+                ),
+            ))
         }
-        routes.push(Route {
-            prefix,
-            port,
-            next_hop_mac: mac,
-        });
     }
-    Ok(Config { eal, ports, routes })
+}
+
+/// A route written with port and next_hop_mac goes to a path and group of its own
+/// (shared by every route with the same port and MAC), named after them.
+fn direct_group(
+    paths: &mut Vec<Path>,
+    groups: &mut Vec<PathGroup>,
+    port_name: &str,
+    port: usize,
+    mac: MacAddr,
+) -> usize {
+    let name = format!("{port_name}-via-{}", mac.to_string().replace(':', ""));
+    if let Some(g) = groups.iter().position(|g| g.name == name) {
+        return g;
+    }
+    paths.push(Path {
+        name: name.clone(),
+        cloud: routing::Cloud::Onprem,
+        region: String::new(),
+        port,
+        next_hop: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        next_hop_mac: mac.0,
+        cost_per_gb: 0.0,
+        bandwidth_bps: 0,
+        location: None,
+        weight: 1,
+        latency_us: 0,
+        admin: routing::AdminState::Up,
+    });
+    groups.push(PathGroup {
+        name,
+        paths: vec![(paths.len() - 1) as u16],
+        policy: routing::Policy::LowestLatency,
+    });
+    groups.len() - 1
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@ use crate::dpdk::{
     flags, DevInfo, Eal, Mempool, Port, PortSetup, PortStats, TxQueue, MAX_PORTS, MBUF_DATA_ROOM, MBUF_HEADROOM,
 };
 use crate::eal_args::{self, device_name};
-use crate::forward::{DropReason, ForwardTable};
+use crate::flow::{FlowTable, Timeouts};
+use crate::pipeline::{DropReason, Stage, BURST};
+use crate::slowpath::SlowPath;
 use crate::stats::{WorkerCounters, WorkerSnapshot};
-use crate::worker::{self, WorkerPlan, BURST};
+use crate::worker::{self, Shared, WorkerPlan};
 use control::Config;
 use log::{error, info, warn};
 use std::collections::BTreeMap;
@@ -90,8 +92,13 @@ pub fn run(opts: Options) -> i32 {
 
     // Signals are caught from here on: a stop during start-up still shuts down cleanly.
     let signalled = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&signalled)) {
+    let reload = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &signalled),
+        (signal_hook::consts::SIGTERM, &signalled),
+        (signal_hook::consts::SIGHUP, &reload),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(flag)) {
             error!(target: "sluiced", "cannot install the signal handler: {e}");
             return EXIT_RUNTIME;
         }
@@ -115,7 +122,7 @@ pub fn run(opts: Options) -> i32 {
             return EXIT_RUNTIME;
         }
     };
-    let status = run_with_eal(&eal, &cfg, &opts, plan.mbufs, &signalled);
+    let status = run_with_eal(&eal, &cfg, &opts, plan.mbufs, &signalled, &reload);
     if let Err(e) = eal.cleanup() {
         warn!(target: "eal", "{e}");
     }
@@ -123,7 +130,14 @@ pub fn run(opts: Options) -> i32 {
 }
 
 /// Everything between EAL init and cleanup; DPDK objects are all released when it returns.
-fn run_with_eal(eal: &Eal, cfg: &Config, opts: &Options, mbufs: u32, signalled: &AtomicBool) -> i32 {
+fn run_with_eal(
+    eal: &Eal,
+    cfg: &Config,
+    opts: &Options,
+    mbufs: u32,
+    signalled: &AtomicBool,
+    reload: &AtomicBool,
+) -> i32 {
     let workers = cfg.eal.workers.len();
     // ---- find ports and decide their queues
     let mut found: Vec<(Port, DevInfo)> = Vec::new();
@@ -218,16 +232,36 @@ fn run_with_eal(eal: &Eal, cfg: &Config, opts: &Options, mbufs: u32, signalled: 
         return finish(ports, pools, &baseline, status, None);
     }
 
-    // ---- the forwarding table
+    // ---- the tables, and the control thread's side of the rings
     let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
-    let table = match ForwardTable::build(cfg, &macs) {
-        Ok(t) => Arc::new(t),
+    let (mut slow, rings) = match SlowPath::new(cfg.clone(), macs, workers) {
+        Ok(s) => s,
         Err(e) => {
             error!(target: "routing", "{e}");
             return finish(ports, pools, &baseline, EXIT_CONFIG, None);
         }
     };
-    info!(target: "routing", "{} routes compiled ({} MiB of tables)", cfg.routes.len(), table.memory_bytes() >> 20);
+    {
+        let t = slow.published.load();
+        info!(
+            target: "routing",
+            "{} routes, {} paths in {} groups, {} classes, {} rules compiled ({} MiB of tables)",
+            cfg.routes.len(),
+            cfg.paths.len(),
+            cfg.groups.len(),
+            cfg.classes.len(),
+            cfg.rules.len(),
+            t.memory_bytes() >> 20
+        );
+    }
+    let flow_capacity = (cfg.flows.capacity as usize).div_ceil(workers);
+    info!(
+        target: "flows",
+        "{} flows per worker ({} in all), {} MiB of flow tables reserved",
+        flow_capacity,
+        flow_capacity * workers,
+        (FlowTable::memory_bytes_for(flow_capacity) * workers) >> 20
+    );
 
     // ---- start ports
     for p in &ports {
@@ -266,16 +300,46 @@ fn run_with_eal(eal: &Eal, cfg: &Config, opts: &Options, mbufs: u32, signalled: 
     let stop = Arc::new(AtomicBool::new(false));
     let counters: Vec<Arc<WorkerCounters>> = (0..workers).map(|_| Arc::new(WorkerCounters::default())).collect();
     let mut launched: Vec<u32> = Vec::new();
-    for (w, (tx, rx)) in worker_tx.into_iter().zip(rx_assign).enumerate() {
+    let tsc_hz = eal.tsc_hz();
+    let shaping: Vec<Option<(u64, usize, usize)>> = cfg
+        .ports
+        .iter()
+        .map(|p| {
+            p.rate_bps.map(|r| {
+                (
+                    r / workers as u64,
+                    p.queue_packets as usize,
+                    p.ecn_threshold_packets as usize,
+                )
+            })
+        })
+        .collect();
+    for (w, ((tx, rx), (exceptions, records))) in worker_tx.into_iter().zip(rx_assign).zip(rings).enumerate() {
         let lcore = cfg.eal.workers[w];
         let polled: Vec<String> = rx
             .iter()
             .map(|(p, q)| format!("{}/{}", ports[*p].name, q.queue()))
             .collect();
         info!(target: "worker", "worker {w} on lcore {lcore} polls [{}]", polled.join(", "));
-        let plan = WorkerPlan { lcore, rx, tx };
-        let (t, c, s) = (Arc::clone(&table), Arc::clone(&counters[w]), Arc::clone(&stop));
-        if let Err(e) = eal.launch(lcore, move || worker::run(plan, t, c, s)) {
+        let plan = WorkerPlan {
+            lcore,
+            index: w,
+            rx,
+            tx,
+            exceptions,
+            records,
+            flow_capacity,
+            timeouts: Timeouts::from_config(&cfg.flows),
+            shaping: shaping.clone(),
+            tsc_hz,
+        };
+        let shared = Shared {
+            tables: Arc::clone(&slow.published),
+            shares: Arc::clone(&slow.shares),
+            stop: Arc::clone(&stop),
+        };
+        let c = Arc::clone(&counters[w]);
+        if let Err(e) = eal.launch(lcore, move || worker::run(plan, shared, c)) {
             error!(target: "worker", "{e}");
             status = EXIT_RUNTIME;
             break;
@@ -287,7 +351,7 @@ fn run_with_eal(eal: &Eal, cfg: &Config, opts: &Options, mbufs: u32, signalled: 
     let started = Instant::now();
     if status == EXIT_OK {
         info!(target: "sluiced", "forwarding; stop with Ctrl-C or SIGTERM");
-        control_loop(&ports, &counters, opts, signalled, started);
+        control_loop(&ports, &counters, opts, signalled, reload, &mut slow, started);
     }
 
     // ---- stop
@@ -295,6 +359,8 @@ fn run_with_eal(eal: &Eal, cfg: &Config, opts: &Options, mbufs: u32, signalled: 
     for lcore in &launched {
         let _ = eal.wait(*lcore);
     }
+    // What the workers handed over last (exception packets, their flows at shutdown).
+    slow.drain();
     let ran = started.elapsed();
     for p in &ports {
         if let Err(e) = p.port.stop() {
@@ -309,6 +375,8 @@ fn run_with_eal(eal: &Eal, cfg: &Config, opts: &Options, mbufs: u32, signalled: 
         workers: &snaps,
         lcores: &cfg.eal.workers,
         ran,
+        slow: &slow,
+        tsc_hz,
     };
     let (text, json) = (report_text(&report), report_json(&report));
     finish(
@@ -427,9 +495,12 @@ fn control_loop(
     counters: &[Arc<WorkerCounters>],
     opts: &Options,
     signalled: &AtomicBool,
+    reload: &AtomicBool,
+    slow: &mut SlowPath,
     started: Instant,
 ) {
-    let tick = Duration::from_millis(50);
+    // Short enough that rings never fill at line rate and a link loss moves flows at once.
+    let tick = Duration::from_millis(5);
     let interval = (opts.stats_interval > 0.0).then(|| Duration::from_secs_f64(opts.stats_interval));
     let mut last = (Instant::now(), port_totals(counters, ports.len()));
     let mut next_print = interval.map(|i| started + i);
@@ -443,6 +514,14 @@ fn control_loop(
                 info!(target: "sluiced", "run time of {:.1} s reached: stopping", d.as_secs_f64());
                 break;
             }
+        }
+        slow.drain();
+        let links: Vec<bool> = ports.iter().map(|p| p.port.link().up).collect();
+        slow.links(&links);
+        slow.rebalance(counters);
+        if reload.swap(false, Ordering::Relaxed) {
+            info!(target: "reload", "SIGHUP: reloading {}", opts.config.display());
+            slow.reload(&opts.config);
         }
         if let (Some(i), Some(at)) = (interval, next_print) {
             if Instant::now() >= at {
@@ -492,6 +571,12 @@ struct Report<'a> {
     workers: &'a [WorkerSnapshot],
     lcores: &'a [u32],
     ran: Duration,
+    slow: &'a SlowPath,
+    tsc_hz: u64,
+}
+
+fn sum_at(r: &Report, f: impl Fn(&WorkerSnapshot) -> &Vec<u64>, i: usize) -> u64 {
+    r.workers.iter().map(|w| f(w).get(i).copied().unwrap_or(0)).sum()
 }
 
 fn drops_total(r: &Report, reason: DropReason) -> u64 {
@@ -557,6 +642,59 @@ fn report_text(r: &Report) -> String {
         .map(|(d, n)| format!("{} {n}", d.name()))
         .collect();
     s.push_str(&format!(
+        "{:<16} {:>14} {:>10} {:>12} {:>10}\n",
+        "stage", "packets", "bursts", "cycles/pkt", "ns/pkt"
+    ));
+    for st in Stage::ALL {
+        let i = st as usize;
+        let (pk, bu, cy) = (
+            sum_at(r, |w| &w.stage_packets, i),
+            sum_at(r, |w| &w.stage_bursts, i),
+            sum_at(r, |w| &w.stage_cycles, i),
+        );
+        let per = if pk > 0 { cy as f64 / pk as f64 } else { 0.0 };
+        s.push_str(&format!(
+            "{:<16} {:>14} {:>10} {:>12.1} {:>10.1}\n",
+            st.name(),
+            pk,
+            bu,
+            per,
+            per * 1e9 / r.tsc_hz as f64
+        ));
+    }
+    s.push_str(&format!(
+        "{:<16} {:>4} {:>14} {:>14} {:>14} {:>16}\n",
+        "class", "prio", "conform", "exceed", "violate", "bytes"
+    ));
+    for (k, c) in r.slow.cfg.classes.iter().enumerate() {
+        let p: Vec<u64> = (0..3).map(|col| sum_at(r, |w| &w.class_packets, k * 3 + col)).collect();
+        let b: u64 = (0..3).map(|col| sum_at(r, |w| &w.class_bytes, k * 3 + col)).sum();
+        s.push_str(&format!(
+            "{:<16} {:>4} {:>14} {:>14} {:>14} {:>16}\n",
+            c.name,
+            c.priority.name(),
+            p[0],
+            p[1],
+            p[2],
+            b
+        ));
+    }
+    let flows = |f: fn(&WorkerSnapshot) -> u64| r.workers.iter().map(f).sum::<u64>();
+    let records: Vec<String> = r.slow.record_counts().iter().map(|(n, c)| format!("{n} {c}")).collect();
+    s.push_str(&format!(
+        "flows: created {}, expired {}, evicted {}; records {} ({} lost); to control plane {} packets, freed {}; reloads ok {}, refused {}; snapshot generation {}\n",
+        flows(|w| w.flows_created),
+        flows(|w| w.flows_expired),
+        flows(|w| w.flows_evicted),
+        records.join(", "),
+        flows(|w| w.records_lost),
+        flows(|w| w.to_control),
+        r.slow.exceptions_freed,
+        r.slow.reloads_ok,
+        r.slow.reloads_refused,
+        r.slow.generation()
+    ));
+    s.push_str(&format!(
         "drops by reason: {}\n",
         if drops.is_empty() {
             "none".to_string()
@@ -601,7 +739,55 @@ fn report_json(r: &Report) -> serde_json::Value {
         })
         .collect();
     let drops: BTreeMap<&str, u64> = DropReason::ALL.iter().map(|&d| (d.name(), drops_total(r, d))).collect();
-    json!({ "seconds": r.ran.as_secs_f64(), "ports": ports, "workers": workers, "drops": drops })
+    let stages: BTreeMap<&str, serde_json::Value> = Stage::ALL
+        .iter()
+        .map(|&st| {
+            let i = st as usize;
+            let (pk, cy) = (sum_at(r, |w| &w.stage_packets, i), sum_at(r, |w| &w.stage_cycles, i));
+            (
+                st.name(),
+                json!({"packets": pk, "bursts": sum_at(r, |w| &w.stage_bursts, i), "cycles": cy,
+                       "cycles_per_packet": if pk > 0 { cy as f64 / pk as f64 } else { 0.0 }}),
+            )
+        })
+        .collect();
+    let classes: BTreeMap<&str, serde_json::Value> = r
+        .slow
+        .cfg
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let p = |col: usize| sum_at(r, |w| &w.class_packets, k * 3 + col);
+            let b = |col: usize| sum_at(r, |w| &w.class_bytes, k * 3 + col);
+            (
+                c.name.as_str(),
+                json!({"conform_packets": p(0), "exceed_packets": p(1), "violate_packets": p(2),
+                       "conform_bytes": b(0), "exceed_bytes": b(1), "violate_bytes": b(2)}),
+            )
+        })
+        .collect();
+    let total = |f: fn(&WorkerSnapshot) -> u64| r.workers.iter().map(f).sum::<u64>();
+    let records: BTreeMap<&str, u64> = r.slow.record_counts().into_iter().collect();
+    let queues: Vec<_> = (0..r.ports.len())
+        .flat_map(|p| qos::Priority::ALL.into_iter().map(move |q| (p, q)))
+        .map(|(p, q)| {
+            let i = p * qos::Priority::COUNT + q as usize;
+            json!({"port": r.ports[p].name, "priority": q.name(),
+                   "enqueued": sum_at(r, |w| &w.queue_enqueued, i),
+                   "dropped": sum_at(r, |w| &w.queue_dropped, i),
+                   "ce_marked": sum_at(r, |w| &w.queue_ce_marked, i)})
+        })
+        .collect();
+    json!({
+        "seconds": r.ran.as_secs_f64(), "ports": ports, "workers": workers, "drops": drops,
+        "stages": stages, "classes": classes, "queues": queues,
+        "flows": {"created": total(|w| w.flows_created), "expired": total(|w| w.flows_expired),
+                  "evicted": total(|w| w.flows_evicted), "records": records, "records_lost": total(|w| w.records_lost)},
+        "control_plane": {"packets": total(|w| w.to_control), "freed": r.slow.exceptions_freed},
+        "reloads": {"ok": r.slow.reloads_ok, "refused": r.slow.reloads_refused},
+        "generation": r.slow.generation(),
+    })
 }
 
 /// Closes ports, checks pools for leaks, prints and writes the report; returns the status.

@@ -20,6 +20,8 @@ pub struct FrameSpec {
     pub dst_port: u16,
     pub ttl: u8,
     pub dscp: u8,
+    /// The two ECN bits (1 or 2: ECN-capable; 3: CE).
+    pub ecn: u8,
     pub frame_len: usize,
 }
 
@@ -41,6 +43,7 @@ impl FrameSpec {
             dst_port: 5001,
             ttl: 64,
             dscp: 0,
+            ecn: 0,
             frame_len,
         }
     }
@@ -67,7 +70,7 @@ impl FrameSpec {
                 f.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
                 let ip_len = self.frame_len.saturating_sub(f.len()).max(20 + l4_hdr);
                 let ip_at = f.len();
-                f.extend_from_slice(&[0x45, self.dscp << 2]);
+                f.extend_from_slice(&[0x45, self.dscp << 2 | (self.ecn & 3)]);
                 f.extend_from_slice(&(ip_len as u16).to_be_bytes());
                 f.extend_from_slice(&[0, 0, 0x40, 0, self.ttl, self.proto, 0, 0]);
                 f.extend_from_slice(&s.octets());
@@ -86,7 +89,7 @@ impl FrameSpec {
                 f.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
                 let ip_len = self.frame_len.saturating_sub(f.len()).max(40 + l4_hdr);
                 let l4_len = ip_len - 40;
-                let tc = (self.dscp as u32) << 2;
+                let tc = (self.dscp as u32) << 2 | (self.ecn & 3) as u32;
                 f.extend_from_slice(&((6u32 << 28) | (tc << 20)).to_be_bytes());
                 f.extend_from_slice(&(l4_len as u16).to_be_bytes());
                 f.extend_from_slice(&[self.proto, self.ttl]);

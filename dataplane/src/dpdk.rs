@@ -231,6 +231,19 @@ pub fn lcore_id() -> u32 {
     unsafe { sys::sluice_lcore_id() }
 }
 
+/// Starts loading the cache line holding `r` (flow-table buckets and entries).
+#[inline(always)]
+pub fn prefetch_ref<T>(r: &T) {
+    prefetch(r as *const T as *const u8);
+}
+
+/// The time-stamp counter: DPDK's time base for meters, flow ages and stage cycles.
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no memory effects; every x86-64 CPU has it.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
 #[inline(always)]
 fn prefetch(p: *const u8) {
     // SAFETY: a prefetch never faults, whatever the address.

@@ -1,24 +1,53 @@
 //! The worker loop: run to completion on one lcore, polling its RX queues in bursts of 32,
-//! forwarding each packet by the table, buffering per egress port and transmitting on its
-//! own TX queue of each port. No allocation, locks, syscalls or logging in the loop; the
-//! only shared writes are this worker's own counters.
+//! running each burst through the pipeline (parse/classify → shape → route → mark) and
+//! the tx stage, which transmits on this worker's own TX queue of each port — through the
+//! port's priority queues when the port has a link rate. Exception packets (ARP, packets
+//! for the appliance) and ended flows go to the control thread on lock-free rings. No
+//! allocation, locks, syscalls or logging in the loop; the only shared writes are this
+//! worker's own counters.
 
-use crate::dpdk::{flags, lcore_id, Burst, RxQueue, TxQueue};
-use crate::forward::{DropReason, ForwardTable, RxChecksum, Verdict};
-use crate::stats::{bump, WorkerCounters};
+use crate::dpdk::{flags, lcore_id, rdtsc, Burst, Mbuf, RxQueue, TxQueue};
+use crate::flow::{FlowRecord, Timeouts};
+use crate::parse::RxChecksum;
+use crate::pipeline::{set_ce, DropReason, Frame, Pipeline, Shares, Stage, Verdict, BURST};
+use crate::stats::{bump, set, WorkerCounters};
+use crate::tables::Published;
+use qos::scheduler::{EgressScheduler, Enqueued};
+use qos::Priority;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub const BURST: usize = 32;
+/// Flow-table entries looked at for expiry per loop iteration.
+const AGE_BUDGET: usize = 64;
 
 /// What one worker owns.
 pub struct WorkerPlan {
     /// The lcore EAL runs this worker on.
     pub lcore: u32,
+    /// This worker's number (0..workers), for rate shares.
+    pub index: usize,
     /// (port index, queue) pairs this worker polls.
     pub rx: Vec<(usize, RxQueue)>,
     /// This worker's TX queue on every port, by port index.
     pub tx: Vec<TxQueue>,
+    /// Exception packets for the control thread.
+    pub exceptions: rtrb::Producer<Mbuf>,
+    /// Ended flows for the control thread.
+    pub records: rtrb::Producer<FlowRecord>,
+    /// Flow-table capacity of this worker.
+    pub flow_capacity: usize,
+    pub timeouts: Timeouts,
+    /// Per port: (this worker's part of the link rate in bits/s, queue depth, ECN
+    /// threshold) when the port has a link rate.
+    pub shaping: Vec<Option<(u64, usize, usize)>>,
+    pub tsc_hz: u64,
+}
+
+/// What the workers share with the control thread.
+pub struct Shared {
+    pub tables: Arc<Published>,
+    pub shares: Arc<Shares>,
+    pub stop: Arc<AtomicBool>,
 }
 
 #[inline(always)]
@@ -29,6 +58,21 @@ fn rx_checksum(ol_flags: u64) -> RxChecksum {
         // NONE (both bits): header integrity verified, checksum field not meaningful.
         flags::MBUF_RX_IP_CKSUM_MASK => RxChecksum::Good,
         _ => RxChecksum::Unknown,
+    }
+}
+
+impl Frame for Mbuf {
+    #[inline(always)]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.data_mut()
+    }
+    #[inline(always)]
+    fn pkt_len(&self) -> u32 {
+        Mbuf::pkt_len(self)
+    }
+    #[inline(always)]
+    fn rx_checksum(&self) -> RxChecksum {
+        rx_checksum(self.ol_flags())
     }
 }
 
@@ -43,26 +87,103 @@ fn flush(q: &mut TxQueue, b: &mut Burst<BURST>, bytes: u64, port: usize, c: &Wor
     }
 }
 
-/// Marks a packet to drop in the per-burst verdict array.
-const DROP: u16 = u16::MAX;
+/// Per-port transmit buffers of one worker.
+struct Egress {
+    pending: Vec<Burst<BURST>>,
+    pending_bytes: Vec<u64>,
+    /// Priority queues of rate-limited ports.
+    sched: Vec<Option<EgressScheduler<Mbuf>>>,
+}
 
-/// Runs until `stop` is set; returns 0. Everything still buffered is sent or freed.
-///
-/// Each RX burst goes through two passes, as in DPDK's l3fwd: first every packet is
-/// decided and rewritten in place (its egress port noted in `dst`), then the burst is
-/// dispatched. When the whole burst leaves by one port, which is the common case, it is
-/// handed to that port's TX queue as it is; otherwise packets are sorted into per-port
-/// buffers that are sent when full and at the end of every poll round.
-pub fn run(mut plan: WorkerPlan, table: Arc<ForwardTable>, c: Arc<WorkerCounters>, stop: Arc<AtomicBool>) -> i32 {
+impl Egress {
+    #[inline(always)]
+    fn push(&mut self, p: usize, m: Mbuf, tx: &mut [TxQueue], c: &WorkerCounters) {
+        self.pending_bytes[p] += m.pkt_len() as u64;
+        let b = &mut self.pending[p];
+        // A full buffer is flushed right after the push that filled it, so there is
+        // always room here.
+        let _ = b.push(m);
+        if b.is_full() {
+            flush(&mut tx[p], b, self.pending_bytes[p], p, c);
+            self.pending_bytes[p] = 0;
+        }
+    }
+
+    fn flush_all(&mut self, tx: &mut [TxQueue], c: &WorkerCounters) {
+        for (p, b) in self.pending.iter_mut().enumerate() {
+            if !b.is_empty() {
+                flush(&mut tx[p], b, self.pending_bytes[p], p, c);
+                self.pending_bytes[p] = 0;
+            }
+        }
+    }
+
+    /// Moves what the link rates allow from the priority queues to the TX buffers.
+    fn drain_queues(&mut self, now: u64, c: &WorkerCounters) {
+        for p in 0..self.sched.len() {
+            let Some(s) = self.sched[p].as_mut() else { continue };
+            if s.is_empty() {
+                continue;
+            }
+            let mut out = std::mem::take(&mut self.pending[p]);
+            let mut bytes = 0u64;
+            s.dequeue(now, BURST - out.len(), |m, _| {
+                bytes += m.pkt_len() as u64;
+                let _ = out.push(m);
+            });
+            for prio in Priority::ALL {
+                set(
+                    &c.queue_depth[p * Priority::COUNT + prio as usize],
+                    s.depth(prio) as u64,
+                );
+            }
+            self.pending[p] = out;
+            self.pending_bytes[p] += bytes;
+        }
+    }
+}
+
+/// Runs until `stop` is set; returns 0. Everything still buffered is sent or freed, and
+/// every live flow is reported as ended.
+pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 {
     // Counters and queues assume the planned lcore (its mempool cache, its NUMA node).
     assert_eq!(lcore_id(), plan.lcore, "worker started on the wrong lcore");
     let ports = plan.tx.len();
+    let mut pipe = Pipeline::new(plan.flow_capacity, plan.timeouts, plan.index, plan.tsc_hz);
     let mut rx = Burst::<BURST>::new();
-    let mut pending: Vec<Burst<BURST>> = (0..ports).map(|_| Burst::new()).collect();
-    let mut pending_bytes: Vec<u64> = vec![0; ports];
-    let mut dst = [DROP; BURST];
-    let table = &*table;
-    while !stop.load(Ordering::Relaxed) {
+    let now = rdtsc();
+    let mut tables = shared.tables.load();
+    let mins: Vec<u64> = tables.classes.iter().map(|c| c.min_bps).collect();
+    let mut eg = Egress {
+        pending: (0..ports).map(|_| Burst::new()).collect(),
+        pending_bytes: vec![0; ports],
+        sched: plan
+            .shaping
+            .iter()
+            .map(|s| {
+                s.map(|(rate, depth, ecn)| EgressScheduler::new(rate, 16 * 1024, depth, ecn, &mins, plan.tsc_hz, now))
+            })
+            .collect(),
+    };
+    let mut generation = tables.generation;
+    set(&c.generation, generation as u64);
+    let records = &mut plan.records;
+    let counters = &*c;
+    let mut ended = |r: FlowRecord| {
+        if records.push(r).is_err() {
+            bump(&counters.records_lost, 1);
+        }
+    };
+    let mut polls = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        // A new snapshot is picked up between bursts, never inside one.
+        if shared.tables.generation() != generation {
+            tables = shared.tables.load();
+            generation = tables.generation;
+            set(&c.generation, generation as u64);
+            rebuild_minimums(&mut eg, &tables);
+        }
+        pipe.sync_meters(&tables, &shared.shares, rdtsc());
         let mut got = 0;
         for (in_port, q) in plan.rx.iter_mut() {
             let n = q.rx(&mut rx);
@@ -70,64 +191,107 @@ pub fn run(mut plan: WorkerPlan, table: Arc<ForwardTable>, c: Arc<WorkerCounters
                 continue;
             }
             got += n;
-            // Headers of the whole burst start loading while the first packets are decided.
+            let in_port = *in_port;
+            // Headers of the whole burst start loading while the first packets are parsed.
             rx.prefetch_all();
-            let mut bytes = 0u64;
-            for (m, d) in rx.as_mut_slice().iter_mut().zip(dst.iter_mut()) {
-                let len = m.pkt_len();
-                bytes += len as u64;
-                let csum = rx_checksum(m.ol_flags());
-                *d = match table.forward(m.data_mut(), len, csum) {
-                    Verdict::Forward(p) => p,
-                    Verdict::Drop(r) => {
-                        c.drop_packet(r);
-                        DROP
-                    }
-                };
-            }
-            bump(&c.rx_packets[*in_port], n as u64);
-            bump(&c.rx_bytes[*in_port], bytes);
+            let bytes: u64 = rx.as_mut_slice().iter().map(|m| m.pkt_len() as u64).sum();
+            bump(&c.rx_packets[in_port], n as u64);
+            bump(&c.rx_bytes[in_port], bytes);
+            pipe.process(&tables, rx.as_mut_slice(), in_port as u8, &c, &mut ended);
 
-            let first = dst[0];
-            if first != DROP && dst[1..n].iter().all(|&d| d == first) {
-                let p = first as usize;
-                // Keep order: what is already waiting for this port goes first.
-                if !pending[p].is_empty() {
-                    flush(&mut plan.tx[p], &mut pending[p], pending_bytes[p], p, &c);
-                    pending_bytes[p] = 0;
+            let t0 = rdtsc();
+            let v = pipe.verdicts();
+            let whole = match v[0] {
+                Verdict::Out { port, .. } if eg.sched[port as usize].is_none() => v[1..n]
+                    .iter()
+                    .all(|x| matches!(x, Verdict::Out { port: p, .. } if *p == port))
+                    .then_some(port as usize),
+                _ => None,
+            };
+            if let Some(p) = whole {
+                // The common case: the whole burst leaves by one port, as it is. What is
+                // already waiting for that port goes first, to keep order.
+                if !eg.pending[p].is_empty() {
+                    flush(&mut plan.tx[p], &mut eg.pending[p], eg.pending_bytes[p], p, &c);
+                    eg.pending_bytes[p] = 0;
                 }
                 flush(&mut plan.tx[p], &mut rx, bytes, p, &c);
             } else {
-                for (m, &d) in rx.drain().zip(dst.iter()) {
-                    if d == DROP {
-                        drop(m);
-                        continue;
-                    }
-                    let p = d as usize;
-                    let b = &mut pending[p];
-                    pending_bytes[p] += m.pkt_len() as u64;
-                    // A full buffer is flushed right after the push that filled it, so
-                    // there is always room here.
-                    let _ = b.push(m);
-                    if b.is_full() {
-                        flush(&mut plan.tx[p], b, pending_bytes[p], p, &c);
-                        pending_bytes[p] = 0;
+                for (i, mut m) in rx.drain().enumerate() {
+                    match pipe.verdicts()[i] {
+                        Verdict::Drop(_) => drop(m),
+                        Verdict::Control => {
+                            if plan.exceptions.push(m).is_err() {
+                                c.drop_packet(DropReason::ControlRingFull);
+                            } else {
+                                bump(&c.to_control, 1);
+                            }
+                        }
+                        Verdict::Out { port, prio, class, ect } => {
+                            let p = port as usize;
+                            let Some(s) = eg.sched[p].as_mut() else {
+                                eg.push(p, m, &mut plan.tx, &c);
+                                continue;
+                            };
+                            let q = p * Priority::COUNT + prio as usize;
+                            match s.admit(prio, ect) {
+                                Enqueued::Drop => {
+                                    c.drop_packet(DropReason::QueueFull);
+                                    bump(&c.queue_dropped[q], 1);
+                                    continue;
+                                }
+                                Enqueued::QueueMarkCe => {
+                                    set_ce(m.data_mut(), pipe.meta(i));
+                                    bump(&c.queue_ce_marked[q], 1);
+                                }
+                                Enqueued::Queue => {}
+                            }
+                            bump(&c.queue_enqueued[q], 1);
+                            let len = m.pkt_len();
+                            s.push(prio, m, len, qos::ClassId(class as u16));
+                        }
                     }
                 }
             }
+            c.stage(Stage::Tx, rdtsc() - t0, n as u64);
         }
-        for (p, b) in pending.iter_mut().enumerate() {
-            if !b.is_empty() {
-                flush(&mut plan.tx[p], b, pending_bytes[p], p, &c);
-                pending_bytes[p] = 0;
-            }
+        let now = rdtsc();
+        eg.drain_queues(now, &c);
+        eg.flush_all(&mut plan.tx, &c);
+        pipe.flows.age(pipe.now_ms(now), AGE_BUDGET, &mut ended);
+        polls += 1;
+        if polls.is_multiple_of(1024) {
+            publish_flow_counters(&pipe, &c);
         }
         bump(&c.polls, 1);
         if got > 0 {
             bump(&c.busy_polls, 1);
         }
     }
+    // Shutdown: queued packets are freed (the ports are stopping), live flows reported.
+    for s in eg.sched.iter_mut().flatten() {
+        s.drain(drop);
+    }
+    eg.flush_all(&mut plan.tx, &c);
+    pipe.flows.flush(&mut ended);
+    publish_flow_counters(&pipe, &c);
     0
+}
+
+/// A new snapshot may change the classes' guaranteed minimums: rebuild the schedulers'
+/// minimum buckets (only on rate-limited ports; queued packets stay queued).
+fn rebuild_minimums(eg: &mut Egress, t: &crate::tables::Tables) {
+    for s in eg.sched.iter_mut().flatten() {
+        s.set_minimums(t.classes.iter().map(|c| c.min_bps));
+    }
+}
+
+fn publish_flow_counters(pipe: &Pipeline, c: &WorkerCounters) {
+    let f = pipe.flows.counters;
+    set(&c.flows_created, f.created);
+    set(&c.flows_expired, f.expired);
+    set(&c.flows_evicted, f.evicted);
+    set(&c.flows_active, pipe.flows.len() as u64);
 }
 
 #[cfg(test)]

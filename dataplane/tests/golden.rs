@@ -100,8 +100,8 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
     arp.extend_from_slice(&[0x08, 0x06]);
     arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
     arp.resize(60, 0);
-    input.push(arp); // for_control_plane
-    input.push(v4("192.0.2.1", 60).build()); // for_control_plane (own address)
+    input.push(arp); // to the control plane
+    input.push(v4("192.0.2.1", 60).build()); // to the control plane (own address)
     input.push(v4("224.0.0.5", 60).build()); // not_unicast
     let mut lldp = v4("198.18.1.1", 60).build();
     lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
@@ -180,7 +180,6 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
         ("truncated", 2),
         ("bad_ip_header", 1),
         ("bad_checksum", 1),
-        ("for_control_plane", 2),
         ("not_unicast", 1),
         ("unsupported_ethertype", 1),
         ("mtu_exceeded", 1),
@@ -196,11 +195,19 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
     assert_eq!(lan["rx_packets"], n_in as u64, "driver and worker agree");
     assert_eq!(wan["tx_packets"], want_wan.len() as u64);
     assert_eq!(lan["tx_packets"], want_lan.len() as u64);
+    // ARP and the packet to the appliance's own address went to the control thread,
+    // which counted and freed them.
+    assert_eq!(s["control_plane"]["packets"], 2, "{}", s["control_plane"]);
+    assert_eq!(s["control_plane"]["freed"], 2);
     assert_eq!(
-        dropped + (want_wan.len() + want_lan.len()) as u64,
+        dropped + 2 + (want_wan.len() + want_lan.len()) as u64,
         n_in as u64,
-        "sent + dropped = received"
+        "sent + dropped + to control = received"
     );
+    // Every stage saw the burst, and the flows were recorded at shutdown.
+    assert!(s["stages"]["parse_classify"]["packets"].as_u64().unwrap() >= n_in as u64);
+    assert!(s["stages"]["route"]["cycles"].as_u64().unwrap() > 0);
+    assert_eq!(s["flows"]["created"], s["flows"]["records"]["shutdown"]);
     assert_no_leak(&s);
     assert!(
         out.stdout.contains("drops by reason:"),

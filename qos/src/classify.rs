@@ -150,7 +150,7 @@ fn intervals<T: Ord + Copy + Default + std::fmt::Debug>(
             }
         }
     }
-    events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    events.sort_unstable_by_key(|e| e.0);
     let mut cur = vec![0u64; sets.words];
     let mut starts = vec![T::default()];
     let mut ids = vec![sets.intern(&cur)];
@@ -264,8 +264,8 @@ impl Classifier {
         };
         // A rule with a v6 prefix never matches v4 and the other way round; a rule with
         // no prefix matches both.
-        let fam4 = |r: &Rule| !r.src.is_some_and(|n| n.is_v6()) && !r.dst.is_some_and(|n| n.is_v6());
-        let fam6 = |r: &Rule| !r.src.is_some_and(|n| !n.is_v6()) && !r.dst.is_some_and(|n| !n.is_v6());
+        let fam4 = |r: &Rule| r.src.is_none_or(|n| !n.is_v6()) && r.dst.is_none_or(|n| !n.is_v6());
+        let fam6 = |r: &Rule| r.src.is_none_or(|n| n.is_v6()) && r.dst.is_none_or(|n| n.is_v6());
         let a4 = |n: Option<Net>, ok: bool| -> Option<(u32, u32)> {
             if !ok {
                 None

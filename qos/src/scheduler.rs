@@ -43,6 +43,7 @@ pub struct EgressScheduler<T> {
     ecn_threshold: usize,
     tsc_hz: u64,
     link: Bucket,
+    burst_bytes: u64,
     /// Guaranteed minimum per class (index = ClassId); `None` for classes without one.
     min: Vec<Option<Bucket>>,
     last: u64,
@@ -69,13 +70,30 @@ impl<T> EgressScheduler<T> {
             ecn_threshold,
             tsc_hz,
             link: Bucket::new(link_bps, burst_bytes, tsc_hz),
-            min: min_bps
-                .iter()
-                .map(|&r| (r > 0).then(|| Bucket::new(r, burst_bytes, tsc_hz)))
-                .collect(),
+            burst_bytes,
+            min: {
+                let mut v = Vec::with_capacity(crate::class::MAX_CLASSES.max(min_bps.len()));
+                v.extend(
+                    min_bps
+                        .iter()
+                        .map(|&r| (r > 0).then(|| Bucket::new(r, burst_bytes, tsc_hz))),
+                );
+                v
+            },
             last: now,
             counters: [QueueCounters::default(); Priority::COUNT],
         }
+    }
+
+    /// Replaces the classes' guaranteed minimums (a new configuration). Buckets start
+    /// full; the list's capacity is reused, so this does not allocate for up to
+    /// `MAX_CLASSES` classes.
+    pub fn set_minimums(&mut self, min_bps: impl Iterator<Item = u64>) {
+        let burst = self.burst_bytes;
+        let hz = self.tsc_hz;
+        self.min.clear();
+        self.min
+            .extend(min_bps.map(|r| (r > 0).then(|| Bucket::new(r, burst, hz))));
     }
 
     /// Whether a packet may join priority `p`'s queue, and whether it must carry CE.

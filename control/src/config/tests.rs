@@ -67,9 +67,11 @@ fn good_config() {
     assert!(c.ports[1].is_pci());
     assert_eq!(c.ports[1].rx_queues, Some(1));
     assert_eq!(c.ports[1].rx_descriptors, 1024);
-    assert_eq!(c.routes[0].port, 1);
+    let path = |r: usize| &c.paths[c.groups[c.routes[r].group].paths[0] as usize];
+    assert_eq!(path(0).port, 1);
     assert_eq!(c.routes[1].prefix.to_string(), "2001:db8:100::/48");
-    assert_eq!(c.routes[1].next_hop_mac.to_string(), "02:00:00:00:01:02");
+    assert_eq!(MacAddr(path(1).next_hop_mac).to_string(), "02:00:00:00:01:02");
+    assert_eq!(path(1).name, "lan-via-020000000102");
 }
 
 #[test]
@@ -220,7 +222,7 @@ fn syntax_and_missing() {
 
 #[test]
 fn io_error() {
-    let e = Config::load(Path::new("/nonexistent/sluice.toml")).unwrap_err();
+    let e = Config::load(FsPath::new("/nonexistent/sluice.toml")).unwrap_err();
     assert!(matches!(e, ConfigError::Io { .. }));
     assert!(e.to_string().contains("/nonexistent/sluice.toml"));
 }
@@ -232,4 +234,215 @@ fn pci_addresses() {
     assert!(!is_pci_address("0000:03:00.8"));
     assert!(!is_pci_address("net_null0"));
     assert!(!is_pci_address("0000:3:00.0"));
+}
+
+const TRAFFIC: &str = r#"
+[site]
+location = [48.86, 2.35]
+
+[flows]
+capacity = 2000000
+udp_idle_s = 30
+
+[[classes]]
+name = "voice"
+priority = "p0"
+dscp = "ef"
+meter = { type = "token-bucket", rate = "50Mbit", burst = "64KiB" }
+exceed = "drop"
+
+[[classes]]
+name = "video"
+priority = "p1"
+dscp = "af41"
+min_rate = "100Mbit"
+meter = { type = "trtcm", cir = "200Mbit", pir = "300Mbit", colour_aware = true }
+exceed = "remark af42"
+violate = "demote p3"
+
+[[classes]]
+name = "default"
+dscp = 0
+
+[[rules]]
+class = "voice"
+protocol = "udp"
+dst_ports = "16384-32767"
+dscp = "ef"
+
+[[rules]]
+class = "video"
+priority = 10
+dst = "198.18.0.0/16"
+in_port = "lan"
+
+[[paths]]
+name = "aws-use1"
+cloud = "aws"
+region = "us-east-1"
+port = "wan"
+next_hop = "192.0.2.10"
+next_hop_mac = "02:00:00:00:0a:01"
+cost_per_gb = 0.09
+bandwidth = "10Gbit"
+location = [38.9, -77.0]
+latency_ms = 80
+
+[[paths]]
+name = "gcp-euw1"
+cloud = "gcp"
+port = "wan"
+next_hop = "192.0.2.20"
+next_hop_mac = "02:00:00:00:0a:02"
+latency_ms = 12
+state = "drained"
+
+[[path_groups]]
+name = "internet"
+paths = ["aws-use1", "gcp-euw1"]
+policy = "active-active"
+tolerance_pct = 20
+
+[[routes]]
+prefix = "0.0.0.0/0"
+group = "internet"
+"#;
+
+fn traffic(extra: &str) -> Result<Config, ConfigError> {
+    parse(&format!("{GOOD}{TRAFFIC}{extra}"))
+}
+
+fn traffic_err(from: &str, to: &str) -> (usize, String, String) {
+    assert!(TRAFFIC.contains(from), "test bug: {from:?} not in TRAFFIC");
+    let text = format!("{GOOD}{}", TRAFFIC.replacen(from, to, 1));
+    at(&parse(&text).expect_err("the change must be refused"))
+}
+
+#[test]
+fn traffic_sections() {
+    use qos::{Action, MeterSpec, Priority};
+    let c = traffic("").unwrap();
+    assert_eq!(c.site, Some((48.86, 2.35)));
+    assert_eq!(c.flows.capacity, 2_000_000);
+    assert_eq!(c.flows.udp_idle_s, 30);
+    assert_eq!(c.flows.tcp_idle_s, 300);
+    // default first (redefined), then the others in file order.
+    let names: Vec<&str> = c.classes.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["default", "voice", "video"]);
+    assert_eq!(c.classes[0].dscp, Some(0));
+    let voice = &c.classes[1];
+    assert_eq!(voice.priority, Priority::P0);
+    assert_eq!(voice.dscp, Some(46));
+    assert_eq!(
+        voice.meter,
+        MeterSpec::TokenBucket {
+            rate_bps: 50_000_000,
+            burst_bytes: 65536
+        }
+    );
+    let video = &c.classes[2];
+    assert!(video.colour_aware);
+    assert_eq!(video.min_bps, 100_000_000);
+    assert_eq!(video.exceed, Action::Remark(36));
+    assert_eq!(video.violate, Action::Demote(Priority::P3));
+    // Default bursts: 10 ms at the rate.
+    assert_eq!(
+        video.meter,
+        MeterSpec::TrTcm {
+            cir_bps: 200_000_000,
+            cbs_bytes: 250_000,
+            pir_bps: 300_000_000,
+            pbs_bytes: 375_000
+        }
+    );
+    // Rules in priority order: the video rule (10) before the voice rule (100).
+    assert_eq!(c.rules.len(), 2);
+    assert_eq!(c.rules[0].class, qos::ClassId(2));
+    assert_eq!(c.rules[0].in_port, Some(0));
+    assert_eq!(c.rules[1].dst_ports, (16384, 32767));
+    assert_eq!(c.rules[1].proto, Some(17));
+    // Paths: two configured, then one per direct route's (port, MAC).
+    assert_eq!(c.paths.len(), 4);
+    assert_eq!(c.paths[0].cloud, routing::Cloud::Aws);
+    assert_eq!(c.paths[0].latency_us, 80_000);
+    assert_eq!(c.paths[1].admin, routing::AdminState::Drained);
+    let g = &c.groups[c.routes[2].group];
+    assert_eq!(g.name, "internet");
+    assert_eq!(g.paths, vec![0, 1]);
+    assert_eq!(g.policy, routing::Policy::ActiveActive { tolerance_pct: 20.0 });
+}
+
+#[test]
+fn traffic_errors() {
+    let (_, f, m) = traffic_err(r#"rate = "50Mbit""#, r#"rate = "50Mbat""#);
+    assert_eq!(f, "classes[0].meter.rate");
+    assert!(m.contains("unknown unit"), "{m}");
+    let (_, f, m) = traffic_err(r#"type = "token-bucket""#, r#"type = "leaky""#);
+    assert_eq!(f, "classes[0].meter.type");
+    assert!(m.contains("token-bucket, srtcm, trtcm, trtcm-4115"), "{m}");
+    let (_, f, m) = traffic_err(r#"pir = "300Mbit""#, r#"pir = "100Mbit""#);
+    assert_eq!(f, "classes[1].meter.type");
+    assert!(m.contains("peak rate"), "{m}");
+    let (_, f, m) = traffic_err(r#"violate = "demote p3""#, r#"violate = "demote p0""#);
+    assert_eq!(f, "classes[1].violate");
+    assert!(m.contains("lower priority"), "{m}");
+    let (_, f, _) = traffic_err(r#"exceed = "drop""#, r#"exceed = "shred""#);
+    assert_eq!(f, "classes[0].exceed");
+    let (line, f, m) = traffic_err(r#"class = "voice""#, r#"class = "vioce""#);
+    assert_eq!(f, "rules[0].class");
+    assert!(m.contains("\"voice\""), "{m}");
+    assert!(line > 40);
+    let (_, f, m) = traffic_err(r#"protocol = "udp""#, r#"protocol = "udpp""#);
+    assert_eq!(f, "rules[0].protocol");
+    assert!(m.contains("tcp, udp"), "{m}");
+    let (_, f, m) = traffic_err(r#"dst_ports = "16384-32767""#, r#"dst_ports = "32767-16384""#);
+    assert_eq!(f, "rules[0].dst_ports");
+    assert!(m.contains("empty"), "{m}");
+    let (_, f, _) = traffic_err(r#"in_port = "lan""#, r#"in_port = "lab""#);
+    assert_eq!(f, "rules[1].in_port");
+    let (_, f, _) = traffic_err(r#"cloud = "gcp""#, r#"cloud = "oracle""#);
+    assert_eq!(f, "paths[1].cloud");
+    let (_, f, _) = traffic_err(r#"next_hop = "192.0.2.20""#, r#"next_hop = "192.0.2""#);
+    assert_eq!(f, "paths[1].next_hop");
+    let (_, f, _) = traffic_err(r#"location = [38.9, -77.0]"#, r#"location = [98.9, -77.0]"#);
+    assert_eq!(f, "paths[0].location");
+    let (_, f, m) = traffic_err(
+        r#"paths = ["aws-use1", "gcp-euw1"]"#,
+        r#"paths = ["aws-use1", "azure"]"#,
+    );
+    assert_eq!(f, "path_groups[0].paths[1]");
+    assert!(m.contains("not defined"), "{m}");
+    let (_, f, _) = traffic_err(r#"policy = "active-active""#, r#"policy = "cheapest""#);
+    assert_eq!(f, "path_groups[0].policy");
+    let (_, f, m) = traffic_err(r#"group = "internet""#, r#"group = "intranet""#);
+    assert_eq!(f, "routes[2].group");
+    assert!(m.contains("\"internet\""), "{m}");
+    let (_, f, _) = traffic_err("udp_idle_s = 30", "udp_idle_s = 0");
+    assert_eq!(f, "flows.udp_idle_s");
+    let (_, f, _) = traffic_err("capacity = 2000000", "capacity = 10");
+    assert_eq!(f, "flows.capacity");
+    // A route needs exactly one form.
+    let e = traffic("[[routes]]\nprefix = \"10.9.0.0/16\"\n").unwrap_err();
+    assert!(e.to_string().contains("needs group"), "{e}");
+    let e = traffic("[[routes]]\nprefix = \"10.9.0.0/16\"\ngroup = \"internet\"\nport = \"wan\"\n").unwrap_err();
+    assert!(e.to_string().contains("not both"), "{e}");
+}
+
+#[test]
+fn port_rates() {
+    let c = parse(&GOOD.replacen(
+        "rx_queues = 1",
+        "rx_queues = 1\nrate = \"1Gbit\"\nqueue_packets = 512",
+        1,
+    ))
+    .unwrap();
+    assert_eq!(c.ports[1].rate_bps, Some(1_000_000_000));
+    assert_eq!(c.ports[1].queue_packets, 512);
+    assert_eq!(c.ports[1].ecn_threshold_packets, 128);
+    assert_eq!(c.ports[0].rate_bps, None);
+    let (_, f, m) = at(&err_with("rx_queues = 1", "rx_queues = 1\nqueue_packets = 512"));
+    assert_eq!(f, "ports[1].queue_packets");
+    assert!(m.contains("without rate"), "{m}");
+    let (_, f, _) = at(&err_with("rx_queues = 1", "rx_queues = 1\nrate = \"10kbit\""));
+    assert_eq!(f, "ports[1].rate");
 }

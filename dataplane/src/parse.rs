@@ -1,0 +1,332 @@
+//! The parse stage: one pass over a frame's headers (Ethernet, 802.1Q and QinQ, ARP,
+//! IPv4 with options and fragments, IPv6 with extension headers and fragments, TCP, UDP,
+//! ICMP, ICMPv6) into a small `Meta`. Nothing is trusted: every length is checked against
+//! what the frame holds, and every way a packet can be wrong is a `DropReason`.
+//!
+//! Works on the first segment's bytes; the whole packet's length (`pkt_len`) bounds the
+//! IP lengths, so chained jumbo frames parse as long as their headers are in the first
+//! segment (a driver's first segment is at least 2 KB).
+
+use crate::flow::FlowKey;
+use crate::pipeline::DropReason;
+use crate::wire::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ, ETHERTYPE_VLAN};
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// Longest IPv6 extension-header chain followed before giving up.
+pub const MAX_EXTENSION_HEADERS: usize = 8;
+
+pub mod meta_flag {
+    pub const V6: u8 = 1;
+    /// A fragment other than the first: no L4 header, keyed by addresses and protocol.
+    pub const LATER_FRAGMENT: u8 = 2;
+    /// The first fragment of a fragmented packet (keyed by its 5-tuple).
+    pub const FIRST_FRAGMENT: u8 = 4;
+    /// TCP with FIN or RST.
+    pub const TCP_END: u8 = 8;
+}
+
+/// What the later stages need to know about a packet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub key: FlowKey,
+    /// Offset of the IP header in the frame.
+    pub l3: u16,
+    /// Offset of the L4 header (equal to the IP payload's start for later fragments).
+    pub l4: u16,
+    /// IP total length (IPv6: payload length + 40).
+    pub ip_len: u16,
+    /// The traffic-class byte: DSCP << 2 | ECN.
+    pub tos: u8,
+    pub ttl: u8,
+    pub flags: u8,
+}
+
+impl Meta {
+    #[inline(always)]
+    pub fn dscp(&self) -> u8 {
+        self.tos >> 2
+    }
+    #[inline(always)]
+    pub fn ecn(&self) -> u8 {
+        self.tos & 3
+    }
+    #[inline(always)]
+    pub fn is_v6(&self) -> bool {
+        self.flags & meta_flag::V6 != 0
+    }
+}
+
+/// What a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    Ip(Meta),
+    /// ARP: the control plane's.
+    Arp,
+}
+
+/// How the driver's checksum offload judged the IPv4 header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxChecksum {
+    Good,
+    Bad,
+    /// Not checked by the device: verify in software.
+    Unknown,
+}
+
+#[inline(always)]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline(always)]
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[inline(always)]
+fn addr128(b: &[u8], at: usize) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    u128::from_be_bytes(a)
+}
+
+/// Parses one frame received on `in_port`. `pkt_len` is the whole packet's length.
+#[inline]
+pub fn parse(frame: &[u8], pkt_len: u32, in_port: u8, csum: RxChecksum) -> Result<Parsed, DropReason> {
+    if frame.len() < wire::ETHERNET_HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    let mut et = be16(frame, 12);
+    let mut l2 = wire::ETHERNET_HEADER_LEN;
+    let mut vlan = 0u32;
+    let mut tags = 0;
+    while et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ {
+        if tags == 2 {
+            return Err(DropReason::TooManyVlanTags);
+        }
+        if frame.len() < l2 + wire::VLAN_TAG_LEN {
+            return Err(DropReason::Truncated);
+        }
+        vlan = (vlan << 12) | (be16(frame, l2) & 0x0fff) as u32;
+        et = be16(frame, l2 + 2);
+        l2 += wire::VLAN_TAG_LEN;
+        tags += 1;
+    }
+    let mut m = Meta {
+        key: FlowKey {
+            vlan,
+            in_port,
+            ..FlowKey::default()
+        },
+        l3: l2 as u16,
+        ..Meta::default()
+    };
+    let avail = pkt_len.saturating_sub(l2 as u32);
+    match et {
+        ETHERTYPE_IPV4 => ipv4(frame, l2, avail, csum, &mut m)?,
+        ETHERTYPE_IPV6 => ipv6(frame, l2, avail, &mut m)?,
+        ETHERTYPE_ARP => {
+            // Ethernet/IPv4 ARP is 28 bytes.
+            return if frame.len() >= l2 + 28 {
+                Ok(Parsed::Arp)
+            } else {
+                Err(DropReason::Truncated)
+            };
+        }
+        _ => return Err(DropReason::UnsupportedEthertype),
+    }
+    Ok(Parsed::Ip(m))
+}
+
+#[inline(always)]
+fn ipv4(frame: &[u8], l3: usize, avail: u32, csum: RxChecksum, m: &mut Meta) -> Result<(), DropReason> {
+    let ip = &frame[l3..];
+    if ip.len() < wire::IPV4_MIN_HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    let vihl = ip[0];
+    if vihl >> 4 != 4 {
+        return Err(DropReason::BadIpHeader);
+    }
+    let hl = (vihl & 0x0f) as usize * 4;
+    if hl < wire::IPV4_MIN_HEADER_LEN {
+        return Err(DropReason::BadIpHeader);
+    }
+    if ip.len() < hl {
+        return Err(DropReason::Truncated);
+    }
+    let total = be16(ip, 2) as usize;
+    if total < hl {
+        return Err(DropReason::BadIpHeader);
+    }
+    if total as u32 > avail {
+        return Err(DropReason::Truncated);
+    }
+    let ok = match csum {
+        RxChecksum::Good => true,
+        RxChecksum::Bad => false,
+        RxChecksum::Unknown => wire::ones_complement_sum(&ip[..hl]) == 0xffff,
+    };
+    if !ok {
+        return Err(DropReason::BadChecksum);
+    }
+    m.tos = ip[1];
+    m.ttl = ip[8];
+    m.ip_len = total as u16;
+    m.key.proto = ip[9];
+    m.key.family = 4;
+    m.key.src = be32(ip, 12) as u128;
+    m.key.dst = be32(ip, 16) as u128;
+    m.l4 = (l3 + hl) as u16;
+    let frag = be16(ip, 6);
+    let offset = frag & 0x1fff;
+    let more = frag & 0x2000 != 0;
+    if offset != 0 {
+        m.flags |= meta_flag::LATER_FRAGMENT;
+        return Ok(());
+    }
+    if more {
+        m.flags |= meta_flag::FIRST_FRAGMENT;
+    }
+    // The L4 header must lie inside the IP packet and the first segment.
+    let l4_end = (l3 + total).min(frame.len());
+    l4(frame, l3 + hl, l4_end, m)
+}
+
+/// Reads ports (or ICMP type/code and echo id) and TCP flags from the L4 header at `at`;
+/// `end` is where the IP packet (or the first segment) ends.
+#[inline(always)]
+fn l4(frame: &[u8], at: usize, end: usize, m: &mut Meta) -> Result<(), DropReason> {
+    let room = end.saturating_sub(at);
+    match m.key.proto {
+        PROTO_TCP => {
+            if room < 20 {
+                return Err(DropReason::BadL4Header);
+            }
+            let off = (frame[at + 12] >> 4) as usize * 4;
+            if off < 20 || off > room {
+                return Err(DropReason::BadL4Header);
+            }
+            m.key.src_port = be16(frame, at);
+            m.key.dst_port = be16(frame, at + 2);
+            // FIN or RST.
+            if frame[at + 13] & 0x05 != 0 {
+                m.flags |= meta_flag::TCP_END;
+            }
+        }
+        PROTO_UDP => {
+            if room < 8 {
+                return Err(DropReason::BadL4Header);
+            }
+            let len = be16(frame, at + 4) as usize;
+            // A UDP length of 0 is legal only for IPv6 jumbograms, which are not forwarded.
+            if len < 8 || (m.flags & meta_flag::FIRST_FRAGMENT == 0 && len > m.ip_len as usize - (at - m.l3 as usize)) {
+                return Err(DropReason::BadL4Header);
+            }
+            m.key.src_port = be16(frame, at);
+            m.key.dst_port = be16(frame, at + 2);
+        }
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            if room < 8 {
+                return Err(DropReason::BadL4Header);
+            }
+            let (ty, code) = (frame[at], frame[at + 1]);
+            m.key.src_port = (ty as u16) << 8 | code as u16;
+            // Echo request/reply: the identifier tells pings apart.
+            if matches!((m.key.proto, ty), (PROTO_ICMP, 0 | 8) | (PROTO_ICMPV6, 128 | 129)) {
+                m.key.dst_port = be16(frame, at + 4);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn ipv6(frame: &[u8], l3: usize, avail: u32, m: &mut Meta) -> Result<(), DropReason> {
+    let ip = &frame[l3..];
+    if ip.len() < wire::IPV6_HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    if ip[0] >> 4 != 6 {
+        return Err(DropReason::BadIpHeader);
+    }
+    let total = be16(ip, 4) as usize + wire::IPV6_HEADER_LEN;
+    if total as u32 > avail {
+        return Err(DropReason::Truncated);
+    }
+    m.flags |= meta_flag::V6;
+    m.tos = ((be16(ip, 0) >> 4) & 0xff) as u8;
+    m.ttl = ip[7];
+    m.ip_len = total as u16;
+    m.key.family = 6;
+    m.key.src = addr128(ip, 8);
+    m.key.dst = addr128(ip, 24);
+    let end = (l3 + total).min(frame.len());
+    let mut next = ip[6];
+    let mut at = l3 + wire::IPV6_HEADER_LEN;
+    let mut first = true;
+    for _ in 0..=MAX_EXTENSION_HEADERS {
+        match next {
+            // Hop-by-hop (only first), routing, destination options: (len + 1) * 8 bytes.
+            0 | 43 | 60 => {
+                if next == 0 && !first {
+                    return Err(DropReason::BadExtensionHeader);
+                }
+                if at + 8 > end {
+                    return Err(DropReason::BadExtensionHeader);
+                }
+                let len = (frame[at + 1] as usize + 1) * 8;
+                if at + len > end {
+                    return Err(DropReason::BadExtensionHeader);
+                }
+                next = frame[at];
+                at += len;
+            }
+            // Fragment: 8 bytes.
+            44 => {
+                if at + 8 > end {
+                    return Err(DropReason::BadExtensionHeader);
+                }
+                let frag = be16(frame, at + 2);
+                next = frame[at];
+                at += 8;
+                if frag >> 3 != 0 {
+                    m.key.proto = next;
+                    m.l4 = at as u16;
+                    m.flags |= meta_flag::LATER_FRAGMENT;
+                    return Ok(());
+                }
+                if frag & 1 != 0 {
+                    m.flags |= meta_flag::FIRST_FRAGMENT;
+                }
+            }
+            // Authentication header: (len + 2) * 4 bytes.
+            51 => {
+                if at + 8 > end {
+                    return Err(DropReason::BadExtensionHeader);
+                }
+                let len = (frame[at + 1] as usize + 2) * 4;
+                if at + len > end {
+                    return Err(DropReason::BadExtensionHeader);
+                }
+                next = frame[at];
+                at += len;
+            }
+            _ => {
+                m.key.proto = next;
+                m.l4 = at as u16;
+                return l4(frame, at, end, m);
+            }
+        }
+        first = false;
+    }
+    Err(DropReason::BadExtensionHeader)
+}
+
+#[cfg(test)]
+mod tests;

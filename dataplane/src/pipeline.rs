@@ -1,0 +1,510 @@
+//! The fast path's stages over one burst, stage by stage so each stage's code and tables
+//! stay hot: parse/classify (parse, flow lookup with prefetch, classify new flows),
+//! shape (meters and exceed/violate actions), route (path by flow, MAC rewrite, TTL),
+//! mark (DSCP). The worker adds the last stage, tx. Every stage's cycles, packets and
+//! bursts are counted per burst; every drop is counted by reason.
+//!
+//! Generic over `Frame` so the same code runs on mbufs in a worker and on byte vectors in
+//! tests. Worker-local state (flow table, meters) lives in `Pipeline`; shared state
+//! (`Tables`, `Shares`) is read-only here.
+
+use crate::dpdk::rdtsc;
+use crate::flow::{flag, FlowRecord, FlowTable, Timeouts};
+use crate::parse::{self, meta_flag, Meta, Parsed, RxChecksum};
+use crate::stats::WorkerCounters;
+use crate::tables::{Tables, PATH_LOCAL, PATH_NONE_USABLE, PATH_NOT_UNICAST, PATH_NO_ROUTE};
+use crate::wire::checksum_update16;
+use qos::class::{pre_colour, Action, Priority, MAX_CLASSES};
+use qos::classify::Fields;
+use qos::meter::{Colour, Meter};
+use qos::share::WHOLE_PPM;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const BURST: usize = 32;
+
+/// Why a packet was not forwarded. Each has a counter per worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than the headers it announces.
+    Truncated = 0,
+    /// IP version, header length or total length inconsistent.
+    BadIpHeader,
+    /// IPv4 header checksum wrong.
+    BadChecksum,
+    /// TCP, UDP or ICMP header missing or inconsistent.
+    BadL4Header,
+    /// IPv6 extension-header chain malformed or too long.
+    BadExtensionHeader,
+    /// More than two VLAN tags.
+    TooManyVlanTags,
+    /// An EtherType Sluice does not forward.
+    UnsupportedEthertype,
+    /// TTL / hop limit would reach zero.
+    TtlExpired,
+    /// No route for the destination.
+    NoRoute,
+    /// The route's path group has no usable path.
+    NoPath,
+    /// Larger than the egress port's MTU (no fragmentation on the fast path).
+    MtuExceeded,
+    /// IPv4 multicast, broadcast or reserved (224.0.0.0/3) destinations: never routed.
+    NotUnicast,
+    /// The class's meter said exceed and the class drops such packets.
+    MeterExceed,
+    /// The class's meter said violate and the class drops such packets.
+    MeterViolate,
+    /// The egress priority queue was full.
+    QueueFull,
+    /// The ring to the control thread was full.
+    ControlRingFull,
+    /// The egress queue was full (tx_burst did not take the packet).
+    TxFull,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 17;
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Truncated,
+        DropReason::BadIpHeader,
+        DropReason::BadChecksum,
+        DropReason::BadL4Header,
+        DropReason::BadExtensionHeader,
+        DropReason::TooManyVlanTags,
+        DropReason::UnsupportedEthertype,
+        DropReason::TtlExpired,
+        DropReason::NoRoute,
+        DropReason::NoPath,
+        DropReason::MtuExceeded,
+        DropReason::NotUnicast,
+        DropReason::MeterExceed,
+        DropReason::MeterViolate,
+        DropReason::QueueFull,
+        DropReason::ControlRingFull,
+        DropReason::TxFull,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadIpHeader => "bad_ip_header",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::BadL4Header => "bad_l4_header",
+            DropReason::BadExtensionHeader => "bad_extension_header",
+            DropReason::TooManyVlanTags => "too_many_vlan_tags",
+            DropReason::UnsupportedEthertype => "unsupported_ethertype",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::NoRoute => "no_route",
+            DropReason::NoPath => "no_path",
+            DropReason::MtuExceeded => "mtu_exceeded",
+            DropReason::NotUnicast => "not_unicast",
+            DropReason::MeterExceed => "meter_exceed",
+            DropReason::MeterViolate => "meter_violate",
+            DropReason::QueueFull => "queue_full",
+            DropReason::ControlRingFull => "control_ring_full",
+            DropReason::TxFull => "tx_full",
+        }
+    }
+
+    /// The stage that drops for this reason.
+    pub fn stage(self) -> Stage {
+        use DropReason::*;
+        match self {
+            Truncated | BadIpHeader | BadChecksum | BadL4Header | BadExtensionHeader | TooManyVlanTags
+            | UnsupportedEthertype => Stage::Classify,
+            MeterExceed | MeterViolate | QueueFull => Stage::Shape,
+            TtlExpired | NoRoute | NoPath | MtuExceeded | NotUnicast => Stage::Route,
+            ControlRingFull | TxFull => Stage::Tx,
+        }
+    }
+}
+
+/// The stages, for cycle accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    Classify = 0,
+    Shape,
+    Route,
+    Mark,
+    Tx,
+}
+
+impl Stage {
+    pub const COUNT: usize = 5;
+    pub const ALL: [Stage; 5] = [Stage::Classify, Stage::Shape, Stage::Route, Stage::Mark, Stage::Tx];
+    pub fn name(self) -> &'static str {
+        ["parse_classify", "shape", "route", "mark", "tx"][self as usize]
+    }
+}
+
+/// A packet's fate after the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Leave on `port` at priority `prio`; `ect` says the packet is ECN-capable.
+    Out {
+        port: u16,
+        prio: Priority,
+        class: u8,
+        ect: bool,
+    },
+    /// For the control thread (ARP, the appliance's own addresses, IPv6 link-local).
+    Control,
+    Drop(DropReason),
+}
+
+/// What the pipeline needs of a packet buffer.
+pub trait Frame {
+    /// The first segment's bytes.
+    fn bytes_mut(&mut self) -> &mut [u8];
+    /// The whole packet's length.
+    fn pkt_len(&self) -> u32;
+    fn rx_checksum(&self) -> RxChecksum;
+}
+
+/// Per-worker shares of every class's rate, set by the control thread.
+pub struct Shares {
+    pub generation: AtomicU32,
+    /// `ppm[worker * MAX_CLASSES + class]`.
+    pub ppm: Vec<AtomicU32>,
+}
+
+impl Shares {
+    /// Equal shares for `workers` workers.
+    pub fn new(workers: usize) -> Shares {
+        let each = WHOLE_PPM / workers as u32;
+        Shares {
+            generation: AtomicU32::new(0),
+            ppm: (0..workers * MAX_CLASSES).map(|_| AtomicU32::new(each)).collect(),
+        }
+    }
+
+    pub fn get(&self, worker: usize, class: usize) -> u32 {
+        self.ppm[worker * MAX_CLASSES + class].load(Ordering::Relaxed)
+    }
+
+    /// Sets one class's shares (one per worker) and tells the workers.
+    pub fn set(&self, class: usize, shares: &[u32]) {
+        for (w, &s) in shares.iter().enumerate() {
+            self.ppm[w * MAX_CLASSES + class].store(s, Ordering::Relaxed);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// One packet's working state through the stages.
+#[derive(Clone, Copy, Default)]
+struct Pkt {
+    meta: Meta,
+    hash: u64,
+    flow: u32,
+    class: u8,
+    prio: u8,
+    /// DSCP to leave with, or `KEEP`.
+    dscp: u8,
+    /// The flow's decisions are from an older snapshot: route again.
+    reroute: bool,
+}
+
+const KEEP: u8 = 0xff;
+
+/// The worker-local state of the pipeline.
+pub struct Pipeline {
+    pub flows: FlowTable,
+    meters: Vec<Meter>,
+    worker: usize,
+    tsc_hz: u64,
+    start_tsc: u64,
+    /// (tables generation, shares generation) the meters were set up for.
+    meters_for: (u32, u32),
+    pkts: [Pkt; BURST],
+    verdicts: [Verdict; BURST],
+}
+
+impl Pipeline {
+    pub fn new(flow_capacity: usize, timeouts: Timeouts, worker: usize, tsc_hz: u64) -> Pipeline {
+        Pipeline {
+            flows: FlowTable::new(flow_capacity, timeouts),
+            meters: Vec::with_capacity(MAX_CLASSES),
+            worker,
+            tsc_hz,
+            start_tsc: rdtsc(),
+            meters_for: (u32::MAX, u32::MAX),
+            pkts: [Pkt::default(); BURST],
+            verdicts: [Verdict::Control; BURST],
+        }
+    }
+
+    /// Milliseconds since the pipeline started (the flow table's clock).
+    #[inline(always)]
+    pub fn now_ms(&self, tsc: u64) -> u32 {
+        ((tsc.wrapping_sub(self.start_tsc) as u128 * 1000 / self.tsc_hz as u128) as u64) as u32
+    }
+
+    /// Sets the meters up for the snapshot's classes and this worker's shares, keeping
+    /// the tokens of classes that stay. Never allocates (capacity is `MAX_CLASSES`).
+    pub fn sync_meters(&mut self, t: &Tables, shares: &Shares, now: u64) {
+        let sg = shares.generation.load(Ordering::Acquire);
+        if self.meters_for == (t.generation, sg) {
+            return;
+        }
+        self.meters.truncate(t.classes.len());
+        for (i, c) in t.classes.iter().enumerate() {
+            let spec = c.meter.share(shares.get(self.worker, i));
+            if i < self.meters.len() {
+                self.meters[i].colour_aware = c.colour_aware;
+                self.meters[i].reconfigure(&spec, now);
+            } else {
+                self.meters.push(Meter::new(&spec, c.colour_aware, self.tsc_hz, now));
+            }
+        }
+        self.meters_for = (t.generation, sg);
+    }
+
+    /// The verdicts of the last `process` call.
+    pub fn verdicts(&self) -> &[Verdict] {
+        &self.verdicts
+    }
+
+    /// What the last `process` call parsed of packet `i` (meaningful for `Verdict::Out`).
+    pub fn meta(&self, i: usize) -> &Meta {
+        &self.pkts[i].meta
+    }
+
+    /// Runs the stages over a burst received on `in_port`; verdicts are left in
+    /// `verdicts()`. Flows that end (evicted here) go to `ended`.
+    // Each stage walks three parallel arrays (frames, working state, verdicts) by index.
+    #[allow(clippy::needless_range_loop)]
+    #[inline]
+    pub fn process<F: Frame>(
+        &mut self,
+        t: &Tables,
+        frames: &mut [F],
+        in_port: u8,
+        c: &WorkerCounters,
+        ended: &mut impl FnMut(FlowRecord),
+    ) {
+        let n = frames.len();
+        debug_assert!(n <= BURST);
+        let t0 = rdtsc();
+        let now_ms = self.now_ms(t0);
+
+        // ---- parse / classify
+        for i in 0..n {
+            let f = &mut frames[i];
+            let len = f.pkt_len();
+            let csum = f.rx_checksum();
+            self.verdicts[i] = match parse::parse(f.bytes_mut(), len, in_port, csum) {
+                Ok(Parsed::Ip(m)) => {
+                    let p = &mut self.pkts[i];
+                    p.meta = m;
+                    p.hash = m.key.hash();
+                    self.flows.prefetch(p.hash);
+                    Verdict::Out {
+                        port: 0,
+                        prio: Priority::P3,
+                        class: 0,
+                        ect: m.ecn() != 0,
+                    }
+                }
+                Ok(Parsed::Arp) => Verdict::Control,
+                Err(r) => Verdict::Drop(r),
+            };
+        }
+        let mut live = 0u64;
+        for i in 0..n {
+            if !matches!(self.verdicts[i], Verdict::Out { .. }) {
+                continue;
+            }
+            live += 1;
+            let p = &mut self.pkts[i];
+            let found = self.flows.lookup_or_insert(&p.meta.key, p.hash, now_ms, ended);
+            let fl = self.flows.get_mut(found.index);
+            p.flow = found.index;
+            if found.new || fl.generation != t.generation {
+                let m = &p.meta;
+                let (class, _) = t.classifier.classify(&Fields {
+                    v6: m.is_v6(),
+                    src: m.key.src,
+                    dst: m.key.dst,
+                    src_port: m.key.src_port,
+                    dst_port: m.key.dst_port,
+                    proto: m.key.proto,
+                    vlan: (m.key.vlan != 0).then_some((m.key.vlan >> if m.key.vlan > 0xfff { 12 } else { 0 }) as u16),
+                    in_port: m.key.in_port,
+                    dscp: m.dscp(),
+                });
+                fl.class = class.0 as u8;
+                if found.new {
+                    fl.dscp_in = m.dscp();
+                }
+                fl.generation = t.generation;
+                p.reroute = true;
+            } else {
+                p.reroute = false;
+            }
+            fl.packets = fl.packets.wrapping_add(1);
+            fl.bytes += frames[i].pkt_len() as u64;
+            fl.last_ms = now_ms;
+            if p.meta.flags & meta_flag::TCP_END != 0 {
+                fl.flags |= flag::CLOSING;
+            }
+            p.class = fl.class;
+        }
+        let t1 = rdtsc();
+        c.stage(Stage::Classify, t1 - t0, n as u64);
+
+        // ---- shape
+        for i in 0..n {
+            if !matches!(self.verdicts[i], Verdict::Out { .. }) {
+                continue;
+            }
+            let p = &mut self.pkts[i];
+            let class = &t.classes[p.class as usize];
+            let len = frames[i].pkt_len();
+            let colour = self.meters[p.class as usize].colour(t1, len, pre_colour(p.meta.dscp()));
+            c.class_packet(p.class as usize, colour, len);
+            p.prio = class.priority as u8;
+            p.dscp = class.dscp.unwrap_or(KEEP);
+            match class.action(colour) {
+                Action::Transmit => {}
+                Action::Drop => {
+                    self.verdicts[i] = Verdict::Drop(if colour == Colour::Red {
+                        DropReason::MeterViolate
+                    } else {
+                        DropReason::MeterExceed
+                    })
+                }
+                Action::Remark(d) => p.dscp = d,
+                Action::Demote(pr) => p.prio = pr as u8,
+            }
+        }
+        let t2 = rdtsc();
+        c.stage(Stage::Shape, t2 - t1, live);
+
+        // ---- route
+        let mut routed = 0u64;
+        for i in 0..n {
+            let Verdict::Out { ect, .. } = self.verdicts[i] else {
+                continue;
+            };
+            routed += 1;
+            let p = &mut self.pkts[i];
+            let fl = self.flows.get_mut(p.flow);
+            if p.reroute {
+                fl.path = t.resolve_path(&p.meta, p.hash, fl.path);
+                if let Some(h) = t.hops.get(fl.path as usize) {
+                    fl.out_port = h.port as u8;
+                }
+            }
+            let path = fl.path;
+            let hop = match path {
+                PATH_NO_ROUTE => Err(DropReason::NoRoute),
+                PATH_NOT_UNICAST => Err(DropReason::NotUnicast),
+                PATH_NONE_USABLE => Err(DropReason::NoPath),
+                PATH_LOCAL => {
+                    self.verdicts[i] = Verdict::Control;
+                    continue;
+                }
+                p => Ok(&t.hops[p as usize]),
+            };
+            let hop = match hop {
+                Ok(h) => h,
+                Err(r) => {
+                    self.verdicts[i] = Verdict::Drop(r);
+                    continue;
+                }
+            };
+            let m = &p.meta;
+            if m.ttl <= 1 {
+                self.verdicts[i] = Verdict::Drop(DropReason::TtlExpired);
+                continue;
+            }
+            if m.ip_len > hop.mtu {
+                self.verdicts[i] = Verdict::Drop(DropReason::MtuExceeded);
+                continue;
+            }
+            let b = frames[i].bytes_mut();
+            let l3 = m.l3 as usize;
+            if m.is_v6() {
+                b[l3 + 7] -= 1;
+            } else {
+                // TTL is the high byte of the 16-bit word at offset 8.
+                let old = u16::from_be_bytes([b[l3 + 8], b[l3 + 9]]);
+                b[l3 + 8] -= 1;
+                let sum = u16::from_be_bytes([b[l3 + 10], b[l3 + 11]]);
+                let sum = checksum_update16(sum, old, old - 0x100);
+                b[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+            }
+            b[..12].copy_from_slice(&hop.macs);
+            self.verdicts[i] = Verdict::Out {
+                port: hop.port,
+                prio: Priority::from_index(p.prio).unwrap_or(Priority::P3),
+                class: p.class,
+                ect,
+            };
+        }
+        let t3 = rdtsc();
+        c.stage(Stage::Route, t3 - t2, routed);
+
+        // ---- mark
+        let mut marked = 0u64;
+        for i in 0..n {
+            if !matches!(self.verdicts[i], Verdict::Out { .. }) {
+                continue;
+            }
+            marked += 1;
+            let p = &self.pkts[i];
+            let fl = self.flows.get_mut(p.flow);
+            let dscp = if p.dscp == KEEP { p.meta.dscp() } else { p.dscp };
+            fl.dscp_out = dscp;
+            if dscp != p.meta.dscp() {
+                set_dscp(frames[i].bytes_mut(), &p.meta, dscp);
+            }
+        }
+        let t4 = rdtsc();
+        c.stage(Stage::Mark, t4 - t3, marked);
+        for v in &self.verdicts[..n] {
+            if let Verdict::Drop(r) = v {
+                c.drop_packet(*r);
+            }
+        }
+    }
+}
+
+/// Rewrites the six DSCP bits, leaving ECN alone; IPv4's checksum is updated (RFC 1624).
+#[inline(always)]
+pub fn set_dscp(b: &mut [u8], m: &Meta, dscp: u8) {
+    let l3 = m.l3 as usize;
+    if m.is_v6() {
+        // Traffic class spans bytes 0 and 1: version(4) tc(8) flow(20).
+        let old = ((b[l3] & 0x0f) << 4) | (b[l3 + 1] >> 4);
+        let tc = (old & 0x03) | (dscp << 2);
+        b[l3] = (b[l3] & 0xf0) | (tc >> 4);
+        b[l3 + 1] = (b[l3 + 1] & 0x0f) | (tc << 4);
+    } else {
+        let old = u16::from_be_bytes([b[l3], b[l3 + 1]]);
+        b[l3 + 1] = (b[l3 + 1] & 0x03) | dscp << 2;
+        let new = u16::from_be_bytes([b[l3], b[l3 + 1]]);
+        let sum = u16::from_be_bytes([b[l3 + 10], b[l3 + 11]]);
+        b[l3 + 10..l3 + 12].copy_from_slice(&checksum_update16(sum, old, new).to_be_bytes());
+    }
+}
+
+/// Sets ECN to CE (congestion experienced), as the egress scheduler asks.
+#[inline(always)]
+pub fn set_ce(b: &mut [u8], m: &Meta) {
+    let l3 = m.l3 as usize;
+    if m.is_v6() {
+        b[l3 + 1] |= 0x30;
+    } else {
+        let old = u16::from_be_bytes([b[l3], b[l3 + 1]]);
+        b[l3 + 1] |= 0x03;
+        let new = u16::from_be_bytes([b[l3], b[l3 + 1]]);
+        let sum = u16::from_be_bytes([b[l3 + 10], b[l3 + 11]]);
+        b[l3 + 10..l3 + 12].copy_from_slice(&checksum_update16(sum, old, new).to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests;

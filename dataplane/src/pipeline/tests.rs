@@ -1,0 +1,360 @@
+use super::*;
+use crate::builder::FrameSpec;
+use crate::tables::Tables;
+use crate::wire::ones_complement_sum;
+use control::Config;
+use routing::path::{Health, PathStatus};
+
+const CFG: &str = r#"
+[eal]
+workers = [1]
+[[ports]]
+name = "a"
+device = "net_null0"
+ipv4 = ["192.0.2.1/24"]
+ipv6 = ["2001:db8::1/64"]
+[[ports]]
+name = "b"
+device = "net_null1"
+mtu = 1000
+
+[[classes]]
+name = "voice"
+priority = "p0"
+dscp = "ef"
+[[classes]]
+name = "bulk"
+priority = "p2"
+dscp = "af11"
+meter = { type = "token-bucket", rate = "8kbit", burst = 1000 }
+exceed = "remark af13"
+[[classes]]
+name = "capped"
+dscp = "cs1"
+meter = { type = "token-bucket", rate = "8kbit", burst = 1000 }
+exceed = "drop"
+[[classes]]
+name = "scavenger"
+priority = "p1"
+meter = { type = "token-bucket", rate = "8kbit", burst = 1000 }
+exceed = "demote p3"
+
+[[rules]]
+class = "voice"
+protocol = "udp"
+dst_ports = "5060-5061"
+[[rules]]
+class = "bulk"
+dst = "198.18.1.0/24"
+[[rules]]
+class = "capped"
+dst = "198.18.2.0/24"
+[[rules]]
+class = "scavenger"
+dst = "198.18.3.0/24"
+
+[[paths]]
+name = "aws"
+cloud = "aws"
+port = "b"
+next_hop = "203.0.113.1"
+next_hop_mac = "02:00:00:00:0b:01"
+latency_ms = 10
+[[paths]]
+name = "gcp"
+cloud = "gcp"
+port = "b"
+next_hop = "203.0.113.2"
+next_hop_mac = "02:00:00:00:0b:02"
+latency_ms = 11
+[[path_groups]]
+name = "clouds"
+paths = ["aws", "gcp"]
+policy = "active-active"
+tolerance_pct = 50
+
+[[routes]]
+prefix = "198.18.0.0/16"
+group = "clouds"
+[[routes]]
+prefix = "198.19.0.0/16"
+port = "a"
+next_hop_mac = "02:00:00:00:0a:01"
+[[routes]]
+prefix = "2001:db8:100::/48"
+port = "b"
+next_hop_mac = "02:00:00:00:0b:06"
+"#;
+
+const MAC_A: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
+const MAC_B: [u8; 6] = [2, 0xbb, 0, 0, 0, 2];
+
+fn config() -> Config {
+    static TREE: std::sync::OnceLock<numa::FakeTree> = std::sync::OnceLock::new();
+    let sys = TREE
+        .get_or_init(|| numa::FakeTree::new("pipeline-test").online_cpus("0-1"))
+        .system();
+    Config::parse(CFG, "t.toml", &sys).unwrap()
+}
+
+fn tables(cfg: &Config, generation: u32, status: Option<Vec<PathStatus>>) -> Tables {
+    let status = status.unwrap_or_else(|| cfg.paths.iter().map(PathStatus::from_config).collect());
+    Tables::build(cfg, &[MAC_A, MAC_B], &status, generation).unwrap()
+}
+
+struct F(Vec<u8>);
+impl Frame for F {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    fn pkt_len(&self) -> u32 {
+        self.0.len() as u32
+    }
+    fn rx_checksum(&self) -> RxChecksum {
+        RxChecksum::Unknown
+    }
+}
+
+struct Rig {
+    t: Tables,
+    p: Pipeline,
+    c: Box<WorkerCounters>,
+    shares: Shares,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let cfg = config();
+        let t = tables(&cfg, 1, None);
+        let timeouts = crate::flow::Timeouts::from_config(&cfg.flows);
+        let mut p = Pipeline::new(4096, timeouts, 0, 1_000_000_000);
+        let shares = Shares::new(1);
+        p.sync_meters(&t, &shares, rdtsc());
+        Rig {
+            t,
+            p,
+            c: Box::default(),
+            shares,
+        }
+    }
+
+    fn run(&mut self, frames: &mut [F]) -> Vec<Verdict> {
+        self.p.sync_meters(&self.t, &self.shares, rdtsc());
+        self.p.process(&self.t, frames, 0, &self.c, &mut |_| {});
+        self.p.verdicts()[..frames.len()].to_vec()
+    }
+
+    fn one(&mut self, f: Vec<u8>) -> (Verdict, Vec<u8>) {
+        let mut v = [F(f)];
+        let out = self.run(&mut v);
+        let [F(f)] = v;
+        (out[0], f)
+    }
+}
+
+fn udp4(dst: &str, dport: u16) -> Vec<u8> {
+    let mut s = FrameSpec::udp4("10.0.0.1".parse().unwrap(), dst.parse().unwrap(), 100);
+    s.dst_port = dport;
+    s.ecn = 1;
+    s.build()
+}
+
+fn out_port(v: Verdict) -> u16 {
+    match v {
+        Verdict::Out { port, .. } => port,
+        other => panic!("expected Out, got {other:?}"),
+    }
+}
+
+#[test]
+fn routes_rewrites_and_keeps_checksums_valid() {
+    let mut r = Rig::new();
+    let (v, f) = r.one(udp4("198.19.0.9", 80));
+    assert_eq!(out_port(v), 0);
+    assert_eq!(&f[..6], &[2, 0, 0, 0, 0x0a, 1]);
+    assert_eq!(&f[6..12], &MAC_A);
+    assert_eq!(f[22], 63);
+    assert_eq!(ones_complement_sum(&f[14..34]), 0xffff);
+    // Default class: DSCP and ECN untouched.
+    assert_eq!(f[15], 1);
+    let s = r.c.snapshot(2);
+    assert_eq!(s.stage_packets, vec![1, 1, 1, 1, 0]);
+    assert_eq!(s.stage_bursts[0], 1);
+}
+
+#[test]
+fn class_sets_dscp_priority_and_leaves_ecn() {
+    let mut r = Rig::new();
+    let (v, f) = r.one(udp4("198.19.0.9", 5060));
+    assert!(
+        matches!(
+            v,
+            Verdict::Out {
+                prio: Priority::P0,
+                class: 1,
+                ect: true,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert_eq!(f[15], 46 << 2 | 1);
+    assert_eq!(ones_complement_sum(&f[14..34]), 0xffff);
+    // IPv6: the traffic class bits around the version and flow label.
+    let mut s = FrameSpec::udp6(
+        "2001:db8:5::1".parse().unwrap(),
+        "2001:db8:100::9".parse().unwrap(),
+        100,
+    );
+    s.dst_port = 5061;
+    s.ecn = 2;
+    let (v, f) = r.one(s.build());
+    assert_eq!(out_port(v), 1);
+    let tc = ((f[14] & 0x0f) << 4) | (f[15] >> 4);
+    assert_eq!((f[14] >> 4, tc), (6, 46 << 2 | 2));
+    assert_eq!(f[21], 63);
+    assert_eq!(&f[..6], &[2, 0, 0, 0, 0x0b, 6]);
+}
+
+#[test]
+fn exceed_actions() {
+    let mut r = Rig::new();
+    // A 1000-byte bucket: the first 100-byte packet of each class conforms; beyond ten
+    // packets, bulk is remarked, capped is dropped, scavenger is demoted.
+    let mut last = vec![];
+    for _ in 0..12 {
+        let mut burst = vec![
+            F(udp4("198.18.1.1", 80)),
+            F(udp4("198.18.2.1", 80)),
+            F(udp4("198.18.3.1", 80)),
+        ];
+        let v = r.run(&mut burst);
+        last = burst.into_iter().map(|f| f.0).collect::<Vec<_>>();
+        let _ = v;
+    }
+    let v = r.p.verdicts()[..3].to_vec();
+    assert_eq!(last[0][15] >> 2, 14, "bulk exceeds: af13");
+    assert_eq!(ones_complement_sum(&last[0][14..34]), 0xffff);
+    assert!(matches!(v[0], Verdict::Out { prio: Priority::P2, .. }));
+    assert_eq!(v[1], Verdict::Drop(DropReason::MeterExceed));
+    assert!(matches!(v[2], Verdict::Out { prio: Priority::P3, .. }), "{:?}", v[2]);
+    let s = r.c.snapshot(2);
+    // Ten conform (10 x 100 bytes), two exceed, per class.
+    for class in 2..=4 {
+        assert_eq!(s.class_packets[class * 3], 10, "class {class}");
+        assert_eq!(s.class_packets[class * 3 + 1], 2, "class {class}");
+    }
+    assert_eq!(s.drop_count(DropReason::MeterExceed), 2);
+}
+
+#[test]
+fn drops_and_control_plane() {
+    let mut r = Rig::new();
+    assert_eq!(r.one(udp4("203.0.113.9", 80)).0, Verdict::Drop(DropReason::NoRoute));
+    assert_eq!(r.one(udp4("224.0.0.5", 80)).0, Verdict::Drop(DropReason::NotUnicast));
+    assert_eq!(r.one(udp4("192.0.2.1", 80)).0, Verdict::Control);
+    let mut f = udp4("198.19.0.9", 80);
+    f[22] = 1;
+    f[24] = 0;
+    f[25] = 0;
+    let c = crate::wire::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(r.one(f).0, Verdict::Drop(DropReason::TtlExpired));
+    let big = FrameSpec::udp4("10.0.0.1".parse().unwrap(), "198.18.0.1".parse().unwrap(), 1100).build();
+    assert_eq!(r.one(big).0, Verdict::Drop(DropReason::MtuExceeded));
+    let mut bad = udp4("198.19.0.9", 80);
+    bad[14] = 0x47;
+    // IHL 7: the checksum over 28 bytes no longer holds.
+    assert_eq!(r.one(bad).0, Verdict::Drop(DropReason::BadChecksum));
+    let s = r.c.snapshot(2);
+    assert_eq!(s.total_drops(), 5);
+    assert_eq!(s.drop_count(DropReason::NoRoute), 1);
+}
+
+#[test]
+fn flows_are_created_once_and_count() {
+    let mut r = Rig::new();
+    for _ in 0..5 {
+        r.one(udp4("198.18.0.1", 80));
+    }
+    r.one(udp4("198.18.0.2", 80));
+    assert_eq!(r.p.flows.len(), 2);
+    assert_eq!(r.p.flows.counters.created, 2);
+    let f = r.p.flows.get(r.p.pkts[0].flow);
+    assert_eq!(f.packets, 1);
+    let mut key = r.p.pkts[0].meta.key;
+    key.dst = 0xc612_0001;
+    let first = r.p.flows.lookup_or_insert(&key, key.hash(), 0, &mut |_| {});
+    assert!(!first.new);
+    assert_eq!(r.p.flows.get(first.index).packets, 5);
+    assert_eq!(r.p.flows.get(first.index).bytes, 500);
+}
+
+/// Spreads 200 flows over the two active paths; draining one moves its flows to the
+/// other and leaves the other's where they were.
+#[test]
+fn flows_keep_their_path_while_it_stays_up() {
+    let cfg = config();
+    let mut r = Rig::new();
+    let mut before = vec![];
+    for i in 0..200u16 {
+        let v = r.one(udp4("198.18.9.9", 1000 + i));
+        out_port(v.0);
+        before.push(r.p.flows.get(r.p.pkts[0].flow).path);
+    }
+    let on_aws = before.iter().filter(|&&p| p == 0).count();
+    assert!((50..150).contains(&on_aws), "{on_aws} of 200 on aws");
+    // gcp goes down: a new snapshot.
+    let mut status: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
+    status[1].health = Health::Down;
+    r.t = tables(&cfg, 2, Some(status));
+    for i in 0..200u16 {
+        let (_, f) = r.one(udp4("198.18.9.9", 1000 + i));
+        let path = r.p.flows.get(r.p.pkts[0].flow).path;
+        assert_eq!(path, 0, "flow {i} must be on aws");
+        assert_eq!(&f[..6], &[2, 0, 0, 0, 0x0b, 1]);
+    }
+    // gcp recovers: flows stay where they are (only new flows would use it).
+    r.t = tables(&cfg, 3, None);
+    for i in 0..200u16 {
+        r.one(udp4("198.18.9.9", 1000 + i));
+        assert_eq!(r.p.flows.get(r.p.pkts[0].flow).path, 0);
+    }
+    let mut fresh_on_gcp = 0;
+    for i in 0..200u16 {
+        r.one(udp4("198.18.9.9", 3000 + i));
+        fresh_on_gcp += (r.p.flows.get(r.p.pkts[0].flow).path == 1) as usize;
+    }
+    assert!(fresh_on_gcp > 50, "{fresh_on_gcp}");
+}
+
+#[test]
+fn dscp_rewrite_matches_full_recomputation() {
+    // Random headers: the incremental checksum equals a full recomputation.
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut s = FrameSpec::udp4(
+            std::net::Ipv4Addr::from(x as u32),
+            std::net::Ipv4Addr::from((x >> 32) as u32),
+            60,
+        );
+        s.dscp = (x >> 8) as u8 & 63;
+        s.ecn = (x >> 16) as u8 & 3;
+        s.ttl = (x >> 24) as u8;
+        let mut f = s.build();
+        let m = match parse::parse(&f, 60, 0, RxChecksum::Unknown) {
+            Ok(Parsed::Ip(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let d = (x >> 40) as u8 & 63;
+        set_dscp(&mut f, &m, d);
+        assert_eq!(f[15], d << 2 | s.ecn);
+        assert_eq!(ones_complement_sum(&f[14..34]), 0xffff);
+        set_ce(&mut f, &m);
+        assert_eq!(f[15] & 3, 3);
+        assert_eq!(ones_complement_sum(&f[14..34]), 0xffff);
+    }
+}

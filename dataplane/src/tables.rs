@@ -1,0 +1,181 @@
+//! The snapshot the workers read: everything compiled from the configuration and the
+//! paths' current state (classifier, classes, LPM tables, path groups with their Maglev
+//! selections, next-hop rewrites). Immutable once built; the control thread builds a new
+//! one for a reload or a path-state change and publishes it with one atomic swap
+//! (`Published`), and workers pick it up between bursts.
+
+use crate::parse::Meta;
+use arc_swap::ArcSwap;
+use control::config::{Config, Prefix};
+use qos::{Class, Classifier};
+use routing::path::{select, PathStatus, Selection};
+use routing::{Ipv4Prefix, Ipv6Prefix, Lpm4, Lpm6, Path};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// What a flow's `path` holds when it has no path: the special values below, or a path index.
+pub const PATH_NO_ROUTE: u16 = u16::MAX;
+/// For the appliance itself (its own addresses, IPv6 link-local and multicast).
+pub const PATH_LOCAL: u16 = u16::MAX - 1;
+/// IPv4 multicast, broadcast and reserved destinations: never routed.
+pub const PATH_NOT_UNICAST: u16 = u16::MAX - 2;
+/// The route's group has no usable path right now.
+pub const PATH_NONE_USABLE: u16 = u16::MAX - 3;
+
+const LPM_LOCAL: u32 = routing::lpm::MAX_VALUE;
+const LPM_NOT_UNICAST: u32 = routing::lpm::MAX_VALUE - 1;
+
+/// Bytes written over the first 12 of a frame, the egress port and its MTU.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop {
+    pub macs: [u8; 12],
+    pub port: u16,
+    pub mtu: u16,
+}
+
+/// A group's current choice.
+#[derive(Debug, Clone)]
+pub struct GroupSelection {
+    pub name: String,
+    pub selection: Selection,
+}
+
+pub struct Tables {
+    pub generation: u32,
+    pub classifier: Classifier,
+    pub classes: Vec<Class>,
+    v4: Lpm4,
+    v6: Lpm6,
+    pub groups: Vec<GroupSelection>,
+    pub hops: Vec<Hop>,
+    pub paths: Vec<Path>,
+    pub status: Vec<PathStatus>,
+}
+
+impl Tables {
+    /// Compiles `cfg` with the paths' current `status` (one per configured path).
+    /// `port_macs[i]` is port i's MAC address.
+    pub fn build(
+        cfg: &Config,
+        port_macs: &[[u8; 6]],
+        status: &[PathStatus],
+        generation: u32,
+    ) -> Result<Tables, String> {
+        assert_eq!(status.len(), cfg.paths.len());
+        let classifier = Classifier::build(&cfg.rules, qos::ClassId(0)).map_err(|e| e.to_string())?;
+        let mut r4: Vec<(Ipv4Prefix, u32)> = Vec::new();
+        let mut r6: Vec<(Ipv6Prefix, u32)> = Vec::new();
+        for r in &cfg.routes {
+            match r.prefix {
+                Prefix::V4(p) => r4.push((p, r.group as u32)),
+                Prefix::V6(p) => r6.push((p, r.group as u32)),
+            }
+        }
+        // Address space that is never forwarded is compiled into the table, so the fast
+        // path needs no checks of its own for it. Validation refuses routes inside these
+        // ranges and routes to the appliance's own addresses, so nothing collides.
+        r4.push((control::config::IPV4_NOT_UNICAST, LPM_NOT_UNICAST));
+        r6.extend(control::config::IPV6_LINK_ONLY.iter().map(|&p| (p, LPM_LOCAL)));
+        for p in &cfg.ports {
+            r4.extend(p.ipv4.iter().map(|a| (Ipv4Prefix::new(a.addr, 32), LPM_LOCAL)));
+            r6.extend(p.ipv6.iter().map(|a| (Ipv6Prefix::new(a.addr, 128), LPM_LOCAL)));
+        }
+        let groups = cfg
+            .groups
+            .iter()
+            .map(|g| GroupSelection {
+                name: g.name.clone(),
+                selection: Selection::compile(select(g, &cfg.paths, status, cfg.site), &cfg.paths),
+            })
+            .collect();
+        let hops = cfg
+            .paths
+            .iter()
+            .map(|p| {
+                let mut macs = [0u8; 12];
+                macs[..6].copy_from_slice(&p.next_hop_mac);
+                macs[6..].copy_from_slice(&port_macs[p.port]);
+                Hop {
+                    macs,
+                    port: p.port as u16,
+                    mtu: cfg.ports[p.port].mtu,
+                }
+            })
+            .collect();
+        Ok(Tables {
+            generation,
+            classifier,
+            classes: cfg.classes.clone(),
+            v4: Lpm4::build(&r4, Lpm4::DEFAULT_MAX_GROUPS).map_err(|e| e.to_string())?,
+            v6: Lpm6::build(&r6, Lpm6::DEFAULT_MAX_GROUPS).map_err(|e| e.to_string())?,
+            groups,
+            hops,
+            paths: cfg.paths.clone(),
+            status: status.to_vec(),
+        })
+    }
+
+    /// Memory the LPM tables take (virtual; untouched pages are not resident).
+    pub fn memory_bytes(&self) -> usize {
+        self.v4.memory_bytes() + self.v6.memory_bytes() + self.classifier.memory_bytes()
+    }
+
+    /// The path for a packet of a flow with hash `flow_hash` that had path `current`:
+    /// the current one while it is still selected for the destination's group, else the
+    /// group's Maglev choice; or one of the special `PATH_*` values.
+    #[inline]
+    pub fn resolve_path(&self, m: &Meta, flow_hash: u64, current: u16) -> u16 {
+        let route = if m.is_v6() {
+            self.v6.lookup(m.key.dst)
+        } else {
+            self.v4.lookup(m.key.dst as u32)
+        };
+        let g = match route {
+            None => return PATH_NO_ROUTE,
+            Some(LPM_LOCAL) => return PATH_LOCAL,
+            Some(LPM_NOT_UNICAST) => return PATH_NOT_UNICAST,
+            Some(g) => &self.groups[g as usize].selection,
+        };
+        if g.members.iter().any(|&(p, _)| p == current) {
+            return current;
+        }
+        match g.table.lookup((flow_hash >> 32) as u32) {
+            routing::NO_PATH => PATH_NONE_USABLE,
+            p => p,
+        }
+    }
+}
+
+/// The published snapshot and its generation, which workers check once per burst.
+pub struct Published {
+    current: ArcSwap<Tables>,
+    generation: AtomicU32,
+}
+
+impl Published {
+    pub fn new(t: Tables) -> Published {
+        let g = t.generation;
+        Published {
+            current: ArcSwap::from_pointee(t),
+            generation: AtomicU32::new(g),
+        }
+    }
+
+    /// Publishes `t`; returns the snapshot it replaced, which the caller keeps until no
+    /// worker holds it any more (so a worker never frees a large table on its core).
+    pub fn publish(&self, t: Tables) -> Arc<Tables> {
+        let g = t.generation;
+        let old = self.current.swap(Arc::new(t));
+        self.generation.store(g, Ordering::Release);
+        old
+    }
+
+    #[inline(always)]
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn load(&self) -> Arc<Tables> {
+        self.current.load_full()
+    }
+}
