@@ -72,16 +72,6 @@ fn stops_on(signal: i32, name: &str) {
     assert_no_leak(&s);
 }
 
-/// Signals our own child with kill(1), keeping the test free of unsafe code.
-fn send_signal(pid: i32, sig: i32) -> i32 {
-    std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .map(|s| s.code().unwrap_or(1))
-        .unwrap_or(1)
-}
-
 #[test]
 fn sigterm_stops_cleanly() {
     stops_on(15, "sigterm");

@@ -193,3 +193,13 @@ pub fn inet_checksum(b: &[u8]) -> u16 {
     }
     !(s as u16)
 }
+
+/// Signals our own child with kill(1), keeping the tests free of unsafe code.
+pub fn send_signal(pid: i32, sig: i32) -> i32 {
+    std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.code().unwrap_or(1))
+        .unwrap_or(1)
+}
