@@ -240,3 +240,62 @@ impl SlowPath {
         .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qos::meter::Colour;
+
+    fn config() -> Config {
+        static TREE: std::sync::OnceLock<numa::FakeTree> = std::sync::OnceLock::new();
+        let sys = TREE
+            .get_or_init(|| numa::FakeTree::new("slowpath-test").online_cpus("0-3"))
+            .system();
+        Config::parse(
+            "[eal]\nworkers = [1, 2]\n[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\n\
+             [[classes]]\nname = \"gold\"\nmeter = { type = \"token-bucket\", rate = \"1Gbit\" }\n\
+             [[routes]]\nprefix = \"198.18.0.0/16\"\nport = \"a\"\nnext_hop_mac = \"02:00:00:00:00:01\"\n",
+            "t.toml",
+            &sys,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn shares_follow_demand_and_sum_to_the_rate() {
+        let (mut s, _rings) = SlowPath::new(config(), vec![[2, 0, 0, 0, 0, 1]], 2).unwrap();
+        let counters = vec![Arc::new(WorkerCounters::default()), Arc::new(WorkerCounters::default())];
+        assert_eq!((s.shares.get(0, 1), s.shares.get(1, 1)), (500_000, 500_000));
+        // Worker 1 sees nine times worker 0's traffic of class 1.
+        counters[0].class_packet(1, Colour::Green, 1000);
+        counters[1].class_packet(1, Colour::Green, 9000);
+        s.last_rebalance = Instant::now() - REBALANCE_EVERY;
+        s.rebalance(&counters);
+        let (a, b) = (s.shares.get(0, 1), s.shares.get(1, 1));
+        assert_eq!(a + b, 1_000_000);
+        assert!(a < 150_000 && b > 850_000, "{a} {b}");
+        assert_eq!(s.shares.generation.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // The unmetered default class is left alone.
+        assert_eq!(s.shares.get(0, 0), 500_000);
+        // No new traffic: nothing changes.
+        s.last_rebalance = Instant::now() - REBALANCE_EVERY;
+        s.rebalance(&counters);
+        assert_eq!(s.shares.generation.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn link_down_republishes_without_the_port() {
+        let (mut s, _rings) = SlowPath::new(config(), vec![[2, 0, 0, 0, 0, 1]], 2).unwrap();
+        let g1 = s.published.generation();
+        s.links(&[false]);
+        assert_eq!(s.published.generation(), g1 + 1);
+        assert!(s.published.load().groups[0].selection.members.is_empty());
+        s.links(&[false]);
+        assert_eq!(s.published.generation(), g1 + 1, "no change, no publish");
+        s.links(&[true]);
+        assert_eq!(s.published.load().groups[0].selection.members.len(), 1);
+        // Replaced snapshots nobody holds are released on the next drain.
+        s.drain();
+        assert!(s.retired.is_empty());
+    }
+}

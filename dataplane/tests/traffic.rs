@@ -291,3 +291,70 @@ fn reload_mid_stream_loses_nothing() {
     assert_eq!(s["flows"]["created"], 64);
     assert_no_leak(&s);
 }
+
+/// A rate-limited egress port: packets wait in priority queues, P0 leaves before P3,
+/// ECN-capable packets are CE-marked above the threshold, and a full queue drops.
+#[test]
+fn egress_priority_queues_mark_and_drop() {
+    let dir = TestDir::new("egress");
+    // 120 packets of 1000 bytes: P3 (port 80) and P0 (port 5060) alternating, all
+    // ECN-capable, arriving far faster than the 10 Mbit/s link drains them.
+    let mut input = Vec::new();
+    for i in 0..120u16 {
+        let dport = if i % 2 == 0 { 80 } else { 5060 };
+        input.push(udp4("198.18.5.1", dport, 3000 + i, 1000));
+    }
+    write_pcap(&dir.file("in.pcap"), &input);
+    write_pcap(&dir.file("empty.pcap"), &[]);
+    let cfg = format!(
+        "{eal}\n\
+         [[ports]]\nname = \"lan\"\ndevice = \"net_pcap0,rx_pcap={d}/in.pcap,tx_pcap={d}/lan-out.pcap\"\n\
+         mac = \"02:00:00:00:00:0a\"\n\
+         [[ports]]\nname = \"wan\"\ndevice = \"net_pcap1,rx_pcap={d}/empty.pcap,tx_pcap={d}/wan-out.pcap\"\n\
+         mac = \"02:00:00:00:00:0b\"\nrate = \"10Mbit\"\nqueue_packets = 40\necn_threshold_packets = 10\n{TRAFFIC}",
+        eal = eal_section(&dir.prefix("e")),
+        d = dir.path.display()
+    );
+    let cfg = dir.write("sluice.toml", &cfg);
+    let stats_file = dir.file("stats.json");
+    let out = run(
+        &dir,
+        "e",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--duration",
+            "1.5",
+            "--stats-file",
+            stats_file.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    out.assert_ok();
+    let got = read_pcap(&dir.file("wan-out.pcap"));
+    let s = stats(&stats_file);
+    let dport = |f: &Vec<u8>| u16::from_be_bytes([f[36], f[37]]);
+    // Each queue holds 40: of 60 per priority, the first few leave at once (the link's
+    // 16 KiB burst), 40 wait, the rest are tail-dropped.
+    let queue_full = s["drops"]["queue_full"].as_u64().unwrap();
+    assert!(queue_full > 0, "{}", s["drops"]);
+    assert_eq!(got.len() as u64 + queue_full, 120);
+    // After the initial burst, every P0 packet leaves before any waiting P3 packet.
+    let first_p3_after_burst = got.iter().skip(20).position(|f| dport(f) == 80).map(|p| p + 20);
+    let last_p0 = got.iter().rposition(|f| dport(f) == 5060).unwrap();
+    assert!(first_p3_after_burst.unwrap() > last_p0, "P0 must drain first");
+    // Queued beyond the threshold: CE set, checksum still valid.
+    let ce = got.iter().filter(|f| f[15] & 3 == 3).count() as u64;
+    assert!(ce > 0);
+    for f in &got {
+        assert_eq!(inet_checksum(&f[14..34]), 0);
+    }
+    let marked: u64 = s["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["ce_marked"].as_u64().unwrap())
+        .sum();
+    assert_eq!(marked, ce);
+    assert_no_leak(&s);
+}
