@@ -102,7 +102,8 @@ fn check_config_flag() {
     );
     out.assert_ok();
     assert!(
-        out.stdout.contains("OK (2 ports, 1 routes, 1 workers)"),
+        out.stdout
+            .contains("OK (2 ports, 1 routes, 1 workers, 1 classes, 0 rules, 1 paths in 1 groups)"),
         "{}",
         out.stdout
     );
@@ -119,5 +120,22 @@ fn check_config_flag() {
             .contains("/nonexistent/x.toml: cannot read the configuration"),
         "{}",
         missing.stderr
+    );
+}
+
+/// The README's multi-cloud example is a valid configuration (on a machine with cores 0
+/// and 1; its PCI devices are not opened by --check-config).
+#[test]
+fn multicloud_example_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/multicloud.toml");
+    let out = std::process::Command::new(common::SLUICED)
+        .args(["--check-config", "-c", example])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("303 routes") && stdout.contains("5 classes") && stdout.contains("5 paths in 6 groups"),
+        "{stdout}"
     );
 }

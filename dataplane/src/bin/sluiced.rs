@@ -37,12 +37,24 @@ fn main() {
     if cli.check_config {
         match control::Config::load(&cli.config) {
             Ok(c) => {
+                // Compile the tables too (classifier, LPM, selections), with placeholder
+                // port MACs: what would fail at start-up fails here.
+                let status: Vec<routing::PathStatus> = c.paths.iter().map(routing::PathStatus::from_config).collect();
+                let macs = vec![[2, 0, 0, 0, 0, 1]; c.ports.len()];
+                if let Err(e) = dataplane::tables::Tables::build(&c, &macs, &status, 1) {
+                    eprintln!("sluiced: {}: {e}", cli.config.display());
+                    std::process::exit(app::EXIT_CONFIG);
+                }
                 println!(
-                    "{}: OK ({} ports, {} routes, {} workers)",
+                    "{}: OK ({} ports, {} routes, {} workers, {} classes, {} rules, {} paths in {} groups)",
                     cli.config.display(),
                     c.ports.len(),
                     c.routes.len(),
-                    c.eal.workers.len()
+                    c.eal.workers.len(),
+                    c.classes.len(),
+                    c.rules.len(),
+                    c.paths.len(),
+                    c.groups.len()
                 );
                 std::process::exit(app::EXIT_OK);
             }
