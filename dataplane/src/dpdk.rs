@@ -237,6 +237,22 @@ pub fn prefetch_ref<T>(r: &T) {
     prefetch(r as *const T as *const u8);
 }
 
+/// Asks the kernel to back a vector's whole capacity with transparent huge pages: tables
+/// indexed at random (flow tables) then cost far fewer TLB misses. Advice only: where THP
+/// is off it changes nothing. Call before the memory is first touched.
+pub fn advise_huge_pages<T>(v: &mut Vec<T>) {
+    const HUGE: usize = 2 << 20;
+    let ptr = v.as_mut_ptr() as usize;
+    let len = v.capacity() * std::mem::size_of::<T>();
+    let start = (ptr + HUGE - 1) & !(HUGE - 1);
+    let end = (ptr + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: MADV_HUGEPAGE only changes how the kernel backs pages of this mapping,
+        // which the vector owns; contents and validity are unchanged.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
 /// The time-stamp counter: DPDK's time base for meters, flow ages and stage cycles.
 #[inline(always)]
 pub fn rdtsc() -> u64 {

@@ -10,7 +10,7 @@
 
 use crate::dpdk::rdtsc;
 use crate::flow::{flag, FlowRecord, FlowTable, Timeouts};
-use crate::parse::{self, meta_flag, Meta, Parsed, RxChecksum};
+use crate::parse::{self, meta_flag, Kind, Meta, RxChecksum};
 use crate::stats::WorkerCounters;
 use crate::tables::{Tables, PATH_LOCAL, PATH_NONE_USABLE, PATH_NOT_UNICAST, PATH_NO_ROUTE};
 use crate::wire::checksum_update16;
@@ -197,6 +197,8 @@ impl Shares {
 struct Pkt {
     meta: Meta,
     hash: u64,
+    /// The flow entry the signature pointed at, checked first.
+    candidate: u32,
     flow: u32,
     class: u8,
     prio: u8,
@@ -215,6 +217,8 @@ pub struct Pipeline {
     worker: usize,
     tsc_hz: u64,
     start_tsc: u64,
+    /// Milliseconds per TSC tick, as a 32.32 fixed-point multiplier.
+    ms_per_tick_fp32: u64,
     /// (tables generation, shares generation) the meters were set up for.
     meters_for: (u32, u32),
     pkts: [Pkt; BURST],
@@ -229,6 +233,7 @@ impl Pipeline {
             worker,
             tsc_hz,
             start_tsc: rdtsc(),
+            ms_per_tick_fp32: ((1000u128 << 32) / tsc_hz as u128) as u64,
             meters_for: (u32::MAX, u32::MAX),
             pkts: [Pkt::default(); BURST],
             verdicts: [Verdict::Control; BURST],
@@ -238,7 +243,7 @@ impl Pipeline {
     /// Milliseconds since the pipeline started (the flow table's clock).
     #[inline(always)]
     pub fn now_ms(&self, tsc: u64) -> u32 {
-        ((tsc.wrapping_sub(self.start_tsc) as u128 * 1000 / self.tsc_hz as u128) as u64) as u32
+        ((tsc.wrapping_sub(self.start_tsc) as u128 * self.ms_per_tick_fp32 as u128) >> 32) as u32
     }
 
     /// Sets the meters up for the snapshot's classes and this worker's shares, keeping
@@ -294,22 +299,27 @@ impl Pipeline {
             let f = &mut frames[i];
             let len = f.pkt_len();
             let csum = f.rx_checksum();
-            self.verdicts[i] = match parse::parse(f.bytes_mut(), len, in_port, csum) {
-                Ok(Parsed::Ip(m)) => {
-                    let p = &mut self.pkts[i];
-                    p.meta = m;
-                    p.hash = m.key.hash();
+            let p = &mut self.pkts[i];
+            self.verdicts[i] = match parse::parse_into(f.bytes_mut(), len, in_port, csum, &mut p.meta) {
+                Ok(Kind::Ip) => {
+                    p.hash = p.meta.key.hash();
                     self.flows.prefetch(p.hash);
                     Verdict::Out {
                         port: 0,
                         prio: Priority::P3,
                         class: 0,
-                        ect: m.ecn() != 0,
+                        ect: p.meta.ecn() != 0,
                     }
                 }
-                Ok(Parsed::Arp) => Verdict::Control,
+                Ok(Kind::Arp) => Verdict::Control,
                 Err(r) => Verdict::Drop(r),
             };
+        }
+        // Buckets are arriving: find each flow's entry and start loading it too.
+        for i in 0..n {
+            if matches!(self.verdicts[i], Verdict::Out { .. }) {
+                self.pkts[i].candidate = self.flows.candidate(self.pkts[i].hash);
+            }
         }
         let mut live = 0u64;
         for i in 0..n {
@@ -318,7 +328,9 @@ impl Pipeline {
             }
             live += 1;
             let p = &mut self.pkts[i];
-            let found = self.flows.lookup_or_insert(&p.meta.key, p.hash, now_ms, ended);
+            let found = self
+                .flows
+                .lookup_or_insert_from(p.candidate, &p.meta.key, p.hash, now_ms, ended);
             let fl = self.flows.get_mut(found.index);
             p.flow = found.index;
             if found.new || fl.generation != t.generation {

@@ -346,7 +346,7 @@ fn dscp_rewrite_matches_full_recomputation() {
         s.ttl = (x >> 24) as u8;
         let mut f = s.build();
         let m = match parse::parse(&f, 60, 0, RxChecksum::Unknown) {
-            Ok(Parsed::Ip(m)) => m,
+            Ok(parse::Parsed::Ip(m)) => m,
             other => panic!("{other:?}"),
         };
         let d = (x >> 40) as u8 & 63;
