@@ -201,7 +201,7 @@ struct Pkt {
     candidate: u32,
     flow: u32,
     class: u8,
-    prio: u8,
+    prio: Priority,
     /// DSCP to leave with, or `KEEP`.
     dscp: u8,
     /// The flow's decisions are from an older snapshot: route again.
@@ -278,8 +278,6 @@ impl Pipeline {
 
     /// Runs the stages over a burst received on `in_port`; verdicts are left in
     /// `verdicts()`. Flows that end (evicted here) go to `ended`.
-    // Each stage walks three parallel arrays (frames, working state, verdicts) by index.
-    #[allow(clippy::needless_range_loop)]
     #[inline]
     pub fn process<F: Frame>(
         &mut self,
@@ -289,21 +287,29 @@ impl Pipeline {
         c: &WorkerCounters,
         ended: &mut impl FnMut(FlowRecord),
     ) {
-        let n = frames.len();
-        debug_assert!(n <= BURST);
+        let n = frames.len().min(BURST);
         let t0 = rdtsc();
         let now_ms = self.now_ms(t0);
+        let Pipeline {
+            flows,
+            meters,
+            pkts,
+            verdicts,
+            ..
+        } = self;
+        // Each stage walks the burst's three parallel arrays together.
+        let frames = &mut frames[..n];
+        let pkts = &mut pkts[..n];
+        let verdicts = &mut verdicts[..n];
 
         // ---- parse / classify
-        for i in 0..n {
-            let f = &mut frames[i];
+        for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
             let len = f.pkt_len();
             let csum = f.rx_checksum();
-            let p = &mut self.pkts[i];
-            self.verdicts[i] = match parse::parse_into(f.bytes_mut(), len, in_port, csum, &mut p.meta) {
+            *v = match parse::parse_into(f.bytes_mut(), len, in_port, csum, &mut p.meta) {
                 Ok(Kind::Ip) => {
                     p.hash = p.meta.key.hash();
-                    self.flows.prefetch(p.hash);
+                    flows.prefetch(p.hash);
                     Verdict::Out {
                         port: 0,
                         prio: Priority::P3,
@@ -316,22 +322,19 @@ impl Pipeline {
             };
         }
         // Buckets are arriving: find each flow's entry and start loading it too.
-        for i in 0..n {
-            if matches!(self.verdicts[i], Verdict::Out { .. }) {
-                self.pkts[i].candidate = self.flows.candidate(self.pkts[i].hash);
+        for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {
+            if matches!(v, Verdict::Out { .. }) {
+                p.candidate = flows.candidate(p.hash);
             }
         }
         let mut live = 0u64;
-        for i in 0..n {
-            if !matches!(self.verdicts[i], Verdict::Out { .. }) {
+        for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter()) {
+            if !matches!(v, Verdict::Out { .. }) {
                 continue;
             }
             live += 1;
-            let p = &mut self.pkts[i];
-            let found = self
-                .flows
-                .lookup_or_insert_from(p.candidate, &p.meta.key, p.hash, now_ms, ended);
-            let fl = self.flows.get_mut(found.index);
+            let found = flows.lookup_or_insert_from(p.candidate, &p.meta.key, p.hash, now_ms, ended);
+            let fl = flows.get_mut(found.index);
             p.flow = found.index;
             if found.new || fl.generation != t.generation {
                 let m = &p.meta;
@@ -356,7 +359,7 @@ impl Pipeline {
                 p.reroute = false;
             }
             fl.packets = fl.packets.wrapping_add(1);
-            fl.bytes += frames[i].pkt_len() as u64;
+            fl.bytes += f.pkt_len() as u64;
             fl.last_ms = now_ms;
             if p.meta.flags & meta_flag::TCP_END != 0 {
                 fl.flags |= flag::CLOSING;
@@ -367,28 +370,34 @@ impl Pipeline {
         c.stage(Stage::Classify, t1 - t0, n as u64);
 
         // ---- shape
-        for i in 0..n {
-            if !matches!(self.verdicts[i], Verdict::Out { .. }) {
+        for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
+            if !matches!(v, Verdict::Out { .. }) {
                 continue;
             }
-            let p = &mut self.pkts[i];
             let class = &t.classes[p.class as usize];
-            let len = frames[i].pkt_len();
-            let colour = self.meters[p.class as usize].colour(t1, len, pre_colour(p.meta.dscp()));
+            let len = f.pkt_len();
+            let meter = &mut meters[p.class as usize];
+            // Colour-blind meters ignore the incoming colour: do not work it out.
+            let pre = if meter.colour_aware {
+                pre_colour(p.meta.dscp())
+            } else {
+                Colour::Green
+            };
+            let colour = meter.colour(t1, len, pre);
             c.class_packet(p.class as usize, colour, len);
-            p.prio = class.priority as u8;
+            p.prio = class.priority;
             p.dscp = class.dscp.unwrap_or(KEEP);
             match class.action(colour) {
                 Action::Transmit => {}
                 Action::Drop => {
-                    self.verdicts[i] = Verdict::Drop(if colour == Colour::Red {
+                    *v = Verdict::Drop(if colour == Colour::Red {
                         DropReason::MeterViolate
                     } else {
                         DropReason::MeterExceed
                     })
                 }
                 Action::Remark(d) => p.dscp = d,
-                Action::Demote(pr) => p.prio = pr as u8,
+                Action::Demote(pr) => p.prio = pr,
             }
         }
         let t2 = rdtsc();
@@ -396,62 +405,55 @@ impl Pipeline {
 
         // ---- route
         let mut routed = 0u64;
-        for i in 0..n {
-            let Verdict::Out { ect, .. } = self.verdicts[i] else {
-                continue;
-            };
+        for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
+            let Verdict::Out { ect, .. } = *v else { continue };
             routed += 1;
-            let p = &mut self.pkts[i];
-            let fl = self.flows.get_mut(p.flow);
+            let fl = flows.get_mut(p.flow);
             if p.reroute {
                 fl.path = t.resolve_path(&p.meta, p.hash, fl.path);
                 if let Some(h) = t.hops.get(fl.path as usize) {
                     fl.out_port = h.port as u8;
                 }
             }
-            let path = fl.path;
-            let hop = match path {
+            let hop = match fl.path {
                 PATH_NO_ROUTE => Err(DropReason::NoRoute),
                 PATH_NOT_UNICAST => Err(DropReason::NotUnicast),
                 PATH_NONE_USABLE => Err(DropReason::NoPath),
                 PATH_LOCAL => {
-                    self.verdicts[i] = Verdict::Control;
+                    *v = Verdict::Control;
                     continue;
                 }
-                p => Ok(&t.hops[p as usize]),
+                path => t.hops.get(path as usize).ok_or(DropReason::NoPath),
             };
             let hop = match hop {
                 Ok(h) => h,
                 Err(r) => {
-                    self.verdicts[i] = Verdict::Drop(r);
+                    *v = Verdict::Drop(r);
                     continue;
                 }
             };
             let m = &p.meta;
             if m.ttl <= 1 {
-                self.verdicts[i] = Verdict::Drop(DropReason::TtlExpired);
+                *v = Verdict::Drop(DropReason::TtlExpired);
                 continue;
             }
             if m.ip_len > hop.mtu {
-                self.verdicts[i] = Verdict::Drop(DropReason::MtuExceeded);
+                *v = Verdict::Drop(DropReason::MtuExceeded);
                 continue;
             }
-            let b = frames[i].bytes_mut();
+            let b = f.bytes_mut();
             let l3 = m.l3 as usize;
             if m.is_v6() {
                 b[l3 + 7] -= 1;
-            } else {
-                // TTL is the high byte of the 16-bit word at offset 8.
-                let old = u16::from_be_bytes([b[l3 + 8], b[l3 + 9]]);
-                b[l3 + 8] -= 1;
-                let sum = u16::from_be_bytes([b[l3 + 10], b[l3 + 11]]);
-                let sum = checksum_update16(sum, old, old - 0x100);
-                b[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+            } else if let Some(h) = b.get_mut(l3..l3 + 12) {
+                h[8] -= 1;
+                let sum = checksum_ttl_decrement(u16::from_be_bytes([h[10], h[11]]));
+                h[10..12].copy_from_slice(&sum.to_be_bytes());
             }
             b[..12].copy_from_slice(&hop.macs);
-            self.verdicts[i] = Verdict::Out {
+            *v = Verdict::Out {
                 port: hop.port,
-                prio: Priority::from_index(p.prio).unwrap_or(Priority::P3),
+                prio: p.prio,
                 class: p.class,
                 ect,
             };
@@ -461,27 +463,34 @@ impl Pipeline {
 
         // ---- mark
         let mut marked = 0u64;
-        for i in 0..n {
-            if !matches!(self.verdicts[i], Verdict::Out { .. }) {
+        for ((f, p), v) in frames.iter_mut().zip(pkts.iter()).zip(verdicts.iter()) {
+            if !matches!(v, Verdict::Out { .. }) {
                 continue;
             }
             marked += 1;
-            let p = &self.pkts[i];
-            let fl = self.flows.get_mut(p.flow);
             let dscp = if p.dscp == KEEP { p.meta.dscp() } else { p.dscp };
-            fl.dscp_out = dscp;
+            flows.get_mut(p.flow).dscp_out = dscp;
             if dscp != p.meta.dscp() {
-                set_dscp(frames[i].bytes_mut(), &p.meta, dscp);
+                set_dscp(f.bytes_mut(), &p.meta, dscp);
             }
         }
         let t4 = rdtsc();
         c.stage(Stage::Mark, t4 - t3, marked);
-        for v in &self.verdicts[..n] {
+        for v in verdicts.iter() {
             if let Verdict::Drop(r) = v {
                 c.drop_packet(*r);
             }
         }
     }
+}
+
+/// The IPv4 header checksum after the TTL went down by one: the 16-bit word holding TTL
+/// fell by 0x0100, so by RFC 1624 (eqn. 3) HC' = ~(~HC + ~m + m') = ~(~HC + 0xfeff).
+#[inline(always)]
+pub fn checksum_ttl_decrement(hc: u16) -> u16 {
+    let mut sum = (!hc as u32) + 0xfeff;
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }
 
 /// Rewrites the six DSCP bits, leaving ECN alone; IPv4's checksum is updated (RFC 1624).

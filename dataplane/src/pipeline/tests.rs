@@ -358,3 +358,28 @@ fn dscp_rewrite_matches_full_recomputation() {
         assert_eq!(ones_complement_sum(&f[14..34]), 0xffff);
     }
 }
+
+#[test]
+fn ttl_decrement_checksum_matches_recomputation() {
+    // Every TTL, over headers with many checksum values.
+    let mut x = 0x9e37_79b9u32;
+    for ttl in 1..=255u8 {
+        for _ in 0..40 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let mut s = FrameSpec::udp4(
+                std::net::Ipv4Addr::from(x),
+                std::net::Ipv4Addr::from(x.rotate_left(7)),
+                60,
+            );
+            s.ttl = ttl;
+            s.dscp = (x >> 3) as u8 & 63;
+            let mut f = s.build();
+            let hc = u16::from_be_bytes([f[24], f[25]]);
+            f[22] -= 1;
+            f[24..26].copy_from_slice(&checksum_ttl_decrement(hc).to_be_bytes());
+            assert_eq!(ones_complement_sum(&f[14..34]), 0xffff, "ttl {ttl}");
+        }
+    }
+}
