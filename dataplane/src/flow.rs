@@ -470,7 +470,8 @@ impl FlowTable {
         }
         let mut expired = 0;
         for _ in 0..budget.min(n) {
-            let i = self.cursor % n;
+            // No division: the cursor wraps by comparison.
+            let i = if self.cursor >= n { 0 } else { self.cursor };
             self.cursor = i + 1;
             let f = &self.entries[i];
             if f.flags & flag::LIVE == 0 {

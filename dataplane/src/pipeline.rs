@@ -308,8 +308,6 @@ impl Pipeline {
             let csum = f.rx_checksum();
             *v = match parse::parse_into(f.bytes_mut(), len, in_port, csum, &mut p.meta) {
                 Ok(Kind::Ip) => {
-                    p.hash = p.meta.key.hash();
-                    flows.prefetch(p.hash);
                     Verdict::Out {
                         port: 0,
                         prio: Priority::P3,
@@ -320,6 +318,14 @@ impl Pipeline {
                 Ok(Kind::Arp) => Verdict::Control,
                 Err(r) => Verdict::Drop(r),
             };
+        }
+        // Hashes in a pass of their own: the metadata stores above have settled by now
+        // (reading a key back right after writing it stalls on store forwarding).
+        for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {
+            if matches!(v, Verdict::Out { .. }) {
+                p.hash = p.meta.key.hash();
+                flows.prefetch(p.hash);
+            }
         }
         // Buckets are arriving: find each flow's entry and start loading it too.
         for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {

@@ -17,8 +17,9 @@ use qos::Priority;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Flow-table entries looked at for expiry per loop iteration.
-const AGE_BUDGET: usize = 64;
+/// Flow-table entries looked at for expiry per loop iteration: a whole table of 5 million
+/// flows is walked in about a second even when every poll brings a full burst.
+const AGE_BUDGET: usize = 16;
 
 /// What one worker owns.
 pub struct WorkerPlan {
