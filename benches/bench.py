@@ -2,7 +2,12 @@
 """Sluice benchmarks, BENCHMARKS.md setup 1: per-core throughput on pcap replay.
 
 Sluice (one worker), DPDK's l3fwd (LPM) and dpdk-testpmd (io) each forward the same pcap
-file, replayed forever by net_pcap, on the same core. Runs are interleaved (A B C, B C A,
+file, replayed forever by net_pcap, on the same core. Sluice runs with the whole pipeline
+configured ("full": 100 classifier rules, classes with trTCM meters and DSCP marking, an
+active-active path group of two paths) and, on the 64-byte IPv4 input, with one stage's
+work configured away in turn ("no-classify": no rules; "no-shape": no meters; "no-mark":
+no DSCP) and with routes only ("forward"). Parsing, the flow table, routing and the
+per-stage accounting always run. Runs are interleaved (A B C, B C A,
 ...) because absolute figures on a shared machine drift from run to run, in whole phases
 where every process on the core runs slower. The ratio reported is the median of the
 per-round ratios (each Sluice run against the peer run next to it in time); the medians of
@@ -47,17 +52,27 @@ def run(cmd, **kw):
 # ---- inputs and peers -------------------------------------------------------------------
 
 FILES = [
-    # name, frame size shown in results, pcapgen arguments
-    ("v4-64B-4k", 64, ["--flows", "4096", "--size", "60", "--dst", "198.18.0.0/24", "--tcp-pct", "0"]),
+    # name, frame size shown in results, flows, family, pcapgen arguments
+    ("v4-64B-4k", 64, 4096, "v4", ["--flows", "4096", "--size", "60", "--dst", "198.18.0.0/24", "--tcp-pct", "0"]),
 ] + ([] if QUICK else [
-    ("v4-imix-4k", "imix", ["--flows", "4096", "--packets", "4104", "--size", "imix", "--dst", "198.18.0.0/24", "--tcp-pct", "0"]),
+    ("v4-imix-4k", "imix", 4096, "v4",
+     ["--flows", "4096", "--packets", "4104", "--size", "imix", "--dst", "198.18.0.0/24", "--tcp-pct", "0"]),
+    # The smallest IPv6/UDP frame: 62 bytes + FCS. l3fwd routes 2001:200::/64 to port 0.
+    ("v6-66B-4k", 66, 4096, "v6",
+     ["--flows", "4096", "--size", "62", "--family", "v6", "--dst", "2001:200::/64", "--tcp-pct", "0"]),
+    # As many flows as the hugepages hold in replayed mbufs (1 M would need 2.3 GB of them;
+    # the flow table at 1 M and 10 M flows is measured by `cargo bench -p dataplane`).
+    ("v4-64B-256k", 64, 262144, "v4", ["--flows", "262144", "--size", "60", "--dst", "198.18.0.0/24", "--tcp-pct", "0"]),
 ])
+
+# Sluice configurations: the pipeline's work, whole and with one stage's work left out.
+VARIANTS = ["full", "forward"] + ([] if QUICK else ["no-classify", "no-shape", "no-mark"])
 
 
 def make_pcaps():
     os.makedirs(WORK, exist_ok=True)
     out = {}
-    for name, _, args in FILES:
+    for name, _, _, _, args in FILES:
         path = os.path.join(WORK, name + ".pcap")
         run([os.path.join(BIN, "sluice-pcapgen"), "--out", path] + args, stdout=subprocess.DEVNULL)
         out[name] = path
@@ -166,7 +181,48 @@ def pcap_packets(path):
             n += 1
 
 
-def sluice_cmd(pcap, prefix, mem_args):
+def pipeline_config(variant):
+    """The traffic part of Sluice's configuration for a variant."""
+    if variant == "forward":
+        return """
+[[routes]]
+prefix = "198.18.0.0/16"
+port = "p0"
+next_hop_mac = "02:00:00:00:00:02"
+
+[[routes]]
+prefix = "2001:200::/64"
+port = "p0"
+next_hop_mac = "02:00:00:00:00:02"
+"""
+    meter = variant != "no-shape"
+    mark = variant != "no-mark"
+    rules = variant != "no-classify"
+    out = []
+    for name, prio, dscp in (("gold", "p0", "ef"), ("bulk", "p3", "af11")):
+        out.append(f'[[classes]]\nname = "{name}"\npriority = "{prio}"\n')
+        if mark:
+            out.append(f'dscp = "{dscp}"\n')
+        if meter:
+            # Rates far above what one core forwards: everything conforms, nothing drops.
+            out.append('meter = { type = "trtcm", cir = "400Gbit", pir = "800Gbit" }\n')
+    out.append('[[classes]]\nname = "default"\n' + ('dscp = "cs1"\n' if mark else "")
+               + ('meter = { type = "token-bucket", rate = "400Gbit" }\n' if meter else ""))
+    if rules:
+        # 99 rules that the traffic does not match, then the one it does.
+        for i in range(99):
+            out.append(f'[[rules]]\nclass = "bulk"\ndst = "10.{i}.0.0/16"\nprotocol = "tcp"\ndst_ports = 443\n')
+        out.append('[[rules]]\nclass = "gold"\nprotocol = "udp"\n')
+    for i, cloud in enumerate(("aws", "gcp")):
+        out.append(f'[[paths]]\nname = "{cloud}"\ncloud = "{cloud}"\nport = "p0"\nnext_hop = "203.0.113.{i + 1}"\n'
+                   f'next_hop_mac = "02:00:00:00:00:0{i + 2}"\nlatency_ms = 10\n')
+    out.append('[[path_groups]]\nname = "clouds"\npaths = ["aws", "gcp"]\npolicy = "active-active"\n')
+    out.append('[[routes]]\nprefix = "198.18.0.0/16"\ngroup = "clouds"\n')
+    out.append('[[routes]]\nprefix = "2001:200::/64"\ngroup = "clouds"\n')
+    return "\n".join(out)
+
+
+def sluice_cmd(pcap, prefix, mem_args, variant="full"):
     cfg = os.path.join(WORK, prefix + ".toml")
     # net_pcap's infinite_rx keeps the whole file in mbufs, on top of rings and caches.
     mbufs = (1 << (pcap_packets(pcap) + 16384).bit_length()) - 1
@@ -184,10 +240,7 @@ mbufs = {mbufs}
 name = "p0"
 device = "net_pcap0,rx_pcap={pcap},infinite_rx=1"
 
-[[routes]]
-prefix = "198.18.0.0/16"
-port = "p0"
-next_hop_mac = "02:00:00:00:00:02"
+{pipeline_config(variant)}
 """)
     return [os.path.join(BIN, "sluiced"), "--config", cfg, "--log-level", "warn", "--link-wait", "0"]
 
@@ -219,40 +272,46 @@ def main():
         log("not enough free hugepages: every process runs with --no-huge (slower for all)")
     pid = os.getpid()
     results = []
-    for name, frame, _ in FILES:
+    for name, frame, flows, family, _ in FILES:
         pcap = pcaps[name]
-        duts = {
-            "sluice": lambda r: measure("sluiced", sluice_cmd(pcap, f"bs{pid}{r}", mem_args), f"bs{pid}{r}"),
-            "l3fwd": lambda r: measure("l3fwd", l3fwd_cmd(l3fwd, pcap, f"bl{pid}{r}", mem_args), f"bl{pid}{r}"),
-            "testpmd": lambda r: measure("testpmd", testpmd_cmd(pcap, f"bt{pid}{r}", mem_args), f"bt{pid}{r}"),
-        }
+        variants = VARIANTS if name == "v4-64B-4k" else ["full"]
+        duts = {}
+        for v in variants:
+            duts[f"sluice-{v}"] = (lambda v: lambda r: measure(
+                "sluiced", sluice_cmd(pcap, f"bs{pid}{v[:3]}{r}", mem_args, v), f"bs{pid}{v[:3]}{r}"))(v)
+        duts["l3fwd"] = lambda r: measure("l3fwd", l3fwd_cmd(l3fwd, pcap, f"bl{pid}{r}", mem_args), f"bl{pid}{r}")
+        duts["testpmd"] = lambda r: measure("testpmd", testpmd_cmd(pcap, f"bt{pid}{r}", mem_args), f"bt{pid}{r}")
         runs = {k: [] for k in duts}
         order = list(duts)
         for r in range(ROUNDS):
-            for dut in order[r % 3:] + order[:r % 3]:
+            k = r % len(order)
+            for dut in order[k:] + order[:k]:
                 mpps = duts[dut](r)
                 runs[dut].append(mpps)
                 log(f"{name} round {r + 1}/{ROUNDS}: {dut} {mpps:.2f} Mpps")
         med = {k: statistics.median(v) for k, v in runs.items()}
-        for peer in ("l3fwd", "testpmd"):
-            paired = statistics.median(a / b for a, b in zip(runs["sluice"], runs[peer]))
-            line = {
-                "bench": "throughput", "dut": "sluice", "stages": "forward", "frame": frame, "flows": 4096,
-                "mpps": round(med["sluice"], 2), "peer": peer, "peer_mpps": round(med[peer], 2),
-                "ratio": round(paired, 3), "ratio_of_medians": round(med["sluice"] / med[peer], 3),
-                "rounds": ROUNDS, "window_s": WINDOW_S, "core": CORE,
-                "runs": {k: [round(x, 2) for x in v] for k, v in runs.items() if k in ("sluice", peer)},
-                "hugepages": not mem_args,
-            }
-            results.append(line)
-            print(json.dumps(line), flush=True)
+        for v in variants:
+            me = f"sluice-{v}"
+            for peer in ("l3fwd", "testpmd"):
+                paired = statistics.median(a / b for a, b in zip(runs[me], runs[peer]))
+                line = {
+                    "bench": "throughput", "dut": "sluice", "stages": v, "frame": frame, "family": family,
+                    "flows": flows, "mpps": round(med[me], 2), "peer": peer, "peer_mpps": round(med[peer], 2),
+                    "ratio": round(paired, 3), "ratio_of_medians": round(med[me] / med[peer], 3),
+                    "rounds": ROUNDS, "window_s": WINDOW_S, "core": CORE,
+                    "runs": {k: [round(x, 2) for x in runs[k]] for k in (me, peer)},
+                    "hugepages": not mem_args,
+                }
+                results.append(line)
+                print(json.dumps(line), flush=True)
 
     print()
-    print(f"{'input':<14} {'sluice Mpps':>12} {'l3fwd Mpps':>11} {'testpmd io':>11} {'vs l3fwd':>9} {'vs testpmd':>11}")
+    print(f"{'input':<14} {'stages':<12} {'sluice Mpps':>12} {'l3fwd Mpps':>11} {'testpmd io':>11} {'vs l3fwd':>9} {'vs testpmd':>11}")
     for i in range(0, len(results), 2):
         a, b = results[i], results[i + 1]
-        name = f"v4 {a['frame']}{'B' if a['frame'] != 'imix' else ''} 4k"
-        print(f"{name:<14} {a['mpps']:>12.2f} {a['peer_mpps']:>11.2f} {b['peer_mpps']:>11.2f} {a['ratio']:>9.3f} {b['ratio']:>11.3f}")
+        name = f"{a['family']} {a['frame']}{'B' if a['frame'] != 'imix' else ''} {a['flows'] // 1024}k"
+        print(f"{name:<14} {a['stages']:<12} {a['mpps']:>12.2f} {a['peer_mpps']:>11.2f} {b['peer_mpps']:>11.2f} "
+              f"{a['ratio']:>9.3f} {b['ratio']:>11.3f}")
     print(f"(Mpps: medians of {ROUNDS} interleaved rounds of {WINDOW_S:.0f} s on core {CORE}; "
           "ratios: medians of the per-round ratios)")
     os.makedirs(RESULTS, exist_ok=True)

@@ -340,8 +340,9 @@ fn meter(src: &Source, m: &Spanned<RawMeter>, f: &dyn Fn(&str) -> String) -> Res
             )),
         }
     };
-    // A burst defaults to 10 ms at the rate, at least one jumbo frame.
-    let def_burst = |bps: u64| Some((bps / 8 / 100).max(9216));
+    // A burst defaults to 10 ms at the rate, at least one jumbo frame, at most what a
+    // bucket may hold.
+    let def_burst = |bps: u64| Some((bps / 8 / 100).clamp(9216, qos::meter::MAX_BURST_BYTES));
     let unused = |names: &[(&str, &Option<Spanned<Amount>>)]| -> Result<(), ConfigError> {
         for (k, v) in names {
             if let Some(v) = v {
