@@ -34,6 +34,7 @@ WORK = os.path.join(ROOT, "target", "bench")
 PEERS = os.path.join(ROOT, "target", "peers")
 RESULTS = os.path.join(ROOT, "bench-results")
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
+ONLY = os.environ.get("ONLY", "")  # run only the inputs whose name contains this
 ROUNDS = 2 if QUICK else 7
 WINDOW_S = 2.0 if QUICK else 3.0
 WARMUP_S = 0.5 if QUICK else 1.0
@@ -62,6 +63,8 @@ FILES = [
      ["--flows", "4096", "--size", "62", "--family", "v6", "--dst", "2001:200::/64", "--tcp-pct", "0"]),
     # As many flows as the hugepages hold in replayed mbufs (1 M would need 2.3 GB of them;
     # the flow table at 1 M and 10 M flows is measured by `cargo bench -p dataplane`).
+    # l3fwd and testpmd cannot replay it (their pools are too small): Sluice runs against
+    # itself on the 4 k-flow file, interleaved, for the flow-scale ratio.
     ("v4-64B-256k", 64, 262144, "v4", ["--flows", "262144", "--size", "60", "--dst", "198.18.0.0/24", "--tcp-pct", "0"]),
 ])
 
@@ -272,13 +275,36 @@ def main():
         log("not enough free hugepages: every process runs with --no-huge (slower for all)")
     pid = os.getpid()
     results = []
+    scale = []
     for name, frame, flows, family, _ in FILES:
+        if ONLY and ONLY not in name:
+            continue
         pcap = pcaps[name]
         variants = VARIANTS if name == "v4-64B-4k" else ["full"]
         duts = {}
         for v in variants:
             duts[f"sluice-{v}"] = (lambda v: lambda r: measure(
                 "sluiced", sluice_cmd(pcap, f"bs{pid}{v[:3]}{r}", mem_args, v), f"bs{pid}{v[:3]}{r}"))(v)
+        if flows > 4096:
+            small = pcaps["v4-64B-4k"]
+            duts["sluice-full-4k"] = lambda r: measure(
+                "sluiced", sluice_cmd(small, f"bs{pid}4k{r}", mem_args, "full"), f"bs{pid}4k{r}")
+            runs = {k: [] for k in duts}
+            for r in range(ROUNDS):
+                for dut in (list(duts) if r % 2 == 0 else list(duts)[::-1]):
+                    runs[dut].append(duts[dut](r))
+                    log(f"{name} round {r + 1}/{ROUNDS}: {dut} {runs[dut][-1]:.2f} Mpps")
+            line = {
+                "bench": "flow-scale", "dut": "sluice", "stages": "full", "frame": frame, "family": family,
+                "flows": flows, "mpps": round(statistics.median(runs["sluice-full"]), 2),
+                "mpps_4k_flows": round(statistics.median(runs["sluice-full-4k"]), 2),
+                "ratio_to_4k": round(statistics.median(a / b for a, b in zip(runs["sluice-full"], runs["sluice-full-4k"])), 3),
+                "rounds": ROUNDS, "window_s": WINDOW_S, "core": CORE,
+                "runs": {k: [round(x, 2) for x in v] for k, v in runs.items()}, "hugepages": not mem_args,
+            }
+            scale.append(line)
+            print(json.dumps(line), flush=True)
+            continue
         duts["l3fwd"] = lambda r: measure("l3fwd", l3fwd_cmd(l3fwd, pcap, f"bl{pid}{r}", mem_args), f"bl{pid}{r}")
         duts["testpmd"] = lambda r: measure("testpmd", testpmd_cmd(pcap, f"bt{pid}{r}", mem_args), f"bt{pid}{r}")
         runs = {k: [] for k in duts}
@@ -312,8 +338,12 @@ def main():
         name = f"{a['family']} {a['frame']}{'B' if a['frame'] != 'imix' else ''} {a['flows'] // 1024}k"
         print(f"{name:<14} {a['stages']:<12} {a['mpps']:>12.2f} {a['peer_mpps']:>11.2f} {b['peer_mpps']:>11.2f} "
               f"{a['ratio']:>9.3f} {b['ratio']:>11.3f}")
+    for line in scale:
+        print(f"flow scale: {line['flows']} flows {line['mpps']:.2f} Mpps, 4k flows {line['mpps_4k_flows']:.2f} Mpps: "
+              f"{line['ratio_to_4k']:.3f} of the 4k-flow rate")
     print(f"(Mpps: medians of {ROUNDS} interleaved rounds of {WINDOW_S:.0f} s on core {CORE}; "
           "ratios: medians of the per-round ratios)")
+    results += scale
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.jsonl"), "w") as f:
         for line in results:

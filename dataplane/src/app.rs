@@ -298,6 +298,7 @@ fn run_with_eal(
 
     // ---- workers
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counters: Vec<Arc<WorkerCounters>> = (0..workers).map(|_| Arc::new(WorkerCounters::default())).collect();
     let mut launched: Vec<u32> = Vec::new();
     let tsc_hz = eal.tsc_hz();
@@ -337,6 +338,7 @@ fn run_with_eal(
             tables: Arc::clone(&slow.published),
             shares: Arc::clone(&slow.shares),
             stop: Arc::clone(&stop),
+            done: Arc::clone(&done),
         };
         let c = Arc::clone(&counters[w]);
         if let Err(e) = eal.launch(lcore, move || worker::run(plan, shared, c)) {
@@ -356,6 +358,12 @@ fn run_with_eal(
 
     // ---- stop
     stop.store(true, Ordering::Relaxed);
+    // Drain the rings while the workers report their live flows, until all are done.
+    let stopping = Instant::now();
+    while done.load(Ordering::Acquire) < launched.len() && stopping.elapsed() < Duration::from_secs(10) {
+        slow.drain();
+        std::thread::sleep(Duration::from_millis(1));
+    }
     for lcore in &launched {
         let _ = eal.wait(*lcore);
     }

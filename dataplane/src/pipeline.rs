@@ -307,14 +307,12 @@ impl Pipeline {
             let len = f.pkt_len();
             let csum = f.rx_checksum();
             *v = match parse::parse_into(f.bytes_mut(), len, in_port, csum, &mut p.meta) {
-                Ok(Kind::Ip) => {
-                    Verdict::Out {
-                        port: 0,
-                        prio: Priority::P3,
-                        class: 0,
-                        ect: p.meta.ecn() != 0,
-                    }
-                }
+                Ok(Kind::Ip) => Verdict::Out {
+                    port: 0,
+                    prio: Priority::P3,
+                    class: 0,
+                    ect: p.meta.ecn() != 0,
+                },
                 Ok(Kind::Arp) => Verdict::Control,
                 Err(r) => Verdict::Drop(r),
             };

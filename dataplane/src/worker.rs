@@ -49,6 +49,8 @@ pub struct Shared {
     pub tables: Arc<Published>,
     pub shares: Arc<Shares>,
     pub stop: Arc<AtomicBool>,
+    /// Workers that have finished, their last records handed over.
+    pub done: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[inline(always)]
@@ -274,10 +276,33 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         s.drain(drop);
     }
     eg.flush_all(&mut plan.tx, &c);
-    pipe.flows.flush(&mut ended);
+    // Every live flow becomes a record. The control thread drains the ring until this
+    // worker says it is done, so here (and only here) a full ring is waited on, for a
+    // bounded time.
+    let deadline = std::time::Instant::now() + SHUTDOWN_RECORDS_WAIT;
+    pipe.flows.flush(&mut |r: FlowRecord| {
+        let mut r = r;
+        loop {
+            match plan.records.push(r) {
+                Ok(()) => return,
+                Err(rtrb::PushError::Full(back)) if std::time::Instant::now() < deadline => {
+                    r = back;
+                    std::hint::spin_loop();
+                }
+                Err(_) => {
+                    bump(&c.records_lost, 1);
+                    return;
+                }
+            }
+        }
+    });
     publish_flow_counters(&pipe, &c);
+    shared.done.fetch_add(1, Ordering::Release);
     0
 }
+
+/// How long a stopping worker waits for room for its last flow records.
+const SHUTDOWN_RECORDS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A new snapshot may change the classes' guaranteed minimums: rebuild the schedulers'
 /// minimum buckets (only on rate-limited ports; queued packets stay queued).
