@@ -702,6 +702,18 @@ fn report_text(r: &Report) -> String {
         r.slow.reloads_refused,
         r.slow.generation()
     ));
+    let by_stage: Vec<String> = Stage::ALL
+        .iter()
+        .map(|&st| {
+            let n: u64 = DropReason::ALL
+                .iter()
+                .filter(|d| d.stage() == st)
+                .map(|&d| drops_total(r, d))
+                .sum();
+            format!("{} {n}", st.name())
+        })
+        .collect();
+    s.push_str(&format!("drops by stage: {}\n", by_stage.join(", ")));
     s.push_str(&format!(
         "drops by reason: {}\n",
         if drops.is_empty() {
@@ -777,6 +789,10 @@ fn report_json(r: &Report) -> serde_json::Value {
         .collect();
     let total = |f: fn(&WorkerSnapshot) -> u64| r.workers.iter().map(f).sum::<u64>();
     let records: BTreeMap<&str, u64> = r.slow.record_counts().into_iter().collect();
+    let mut drops_by_stage: BTreeMap<&str, u64> = Stage::ALL.iter().map(|s| (s.name(), 0)).collect();
+    for d in DropReason::ALL {
+        *drops_by_stage.entry(d.stage().name()).or_default() += drops_total(r, d);
+    }
     let queues: Vec<_> = (0..r.ports.len())
         .flat_map(|p| qos::Priority::ALL.into_iter().map(move |q| (p, q)))
         .map(|(p, q)| {
@@ -789,7 +805,7 @@ fn report_json(r: &Report) -> serde_json::Value {
         .collect();
     json!({
         "seconds": r.ran.as_secs_f64(), "ports": ports, "workers": workers, "drops": drops,
-        "stages": stages, "classes": classes, "queues": queues,
+        "stages": stages, "classes": classes, "queues": queues, "drops_by_stage": drops_by_stage,
         "flows": {"created": total(|w| w.flows_created), "expired": total(|w| w.flows_expired),
                   "evicted": total(|w| w.flows_evicted), "records": records, "records_lost": total(|w| w.records_lost)},
         "control_plane": {"packets": total(|w| w.to_control), "freed": r.slow.exceptions_freed},

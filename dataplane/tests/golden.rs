@@ -110,6 +110,20 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
     hl1.ttl = 1;
     input.push(hl1.build()); // ttl_expired
     input.push(v4("198.19.2.2", 2000).build()); // mtu_exceeded (lan has MTU 1500)
+    let mut udp_len = v4("198.18.1.1", 60).build();
+    udp_len[38..40].copy_from_slice(&300u16.to_be_bytes());
+    input.push(udp_len); // bad_l4_header (UDP length beyond the IP packet)
+    let plain = v4("198.18.1.1", 64).build();
+    let mut three_tags = plain[..12].to_vec();
+    for _ in 0..3 {
+        three_tags.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+    }
+    three_tags.extend_from_slice(&plain[12..]);
+    input.push(three_tags); // too_many_vlan_tags
+    let mut ext = FrameSpec::udp6("2001:db8:1::1".parse().unwrap(), "2001:db8:100::1".parse().unwrap(), 90).build();
+    ext[20] = 60; // destination options, whose length runs past the packet
+    ext[55] = 200;
+    input.push(ext); // bad_extension_header
 
     let n_in = input.len();
     write_pcap(&dir.file("in.pcap"), &input);
@@ -183,6 +197,9 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
         ("not_unicast", 1),
         ("unsupported_ethertype", 1),
         ("mtu_exceeded", 1),
+        ("bad_l4_header", 1),
+        ("too_many_vlan_tags", 1),
+        ("bad_extension_header", 1),
         ("tx_full", 0),
     ];
     for (reason, n) in expect {
@@ -207,6 +224,11 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
     // Every stage saw the burst, and the flows were recorded at shutdown.
     assert!(s["stages"]["parse_classify"]["packets"].as_u64().unwrap() >= n_in as u64);
     assert!(s["stages"]["route"]["cycles"].as_u64().unwrap() > 0);
+    // Drops by stage add up: parse_classify 8 (truncated 2, bad IP header, bad checksum,
+    // EtherType, L4 header, VLAN tags, extension header), route 5 (TTL 2, no route, not
+    // unicast, MTU).
+    assert_eq!(s["drops_by_stage"]["parse_classify"], 8, "{}", s["drops_by_stage"]);
+    assert_eq!(s["drops_by_stage"]["route"], 5);
     assert_eq!(s["flows"]["created"], s["flows"]["records"]["shutdown"]);
     assert_no_leak(&s);
     assert!(
