@@ -391,6 +391,20 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// A name field (port, class, path, group), checked.
+fn checked_name(src: &Source, name: &Spanned<String>, field: String) -> Result<String, ConfigError> {
+    let n = name.get_ref();
+    if valid_name(n) {
+        Ok(n.clone())
+    } else {
+        Err(src.at(
+            name.span(),
+            field,
+            format!("\"{n}\" is not a valid name (letters, digits, '-' and '_', at most 32)"),
+        ))
+    }
+}
+
 /// Turns byte offsets into line/column for messages.
 struct Source<'a> {
     file: &'a str,
@@ -553,14 +567,7 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
     let mut own_v6: HashMap<std::net::Ipv6Addr, String> = HashMap::new();
     for (i, p) in raw.ports.into_iter().enumerate() {
         let f = |k: &str| format!("ports[{i}].{k}");
-        let name = p.name.get_ref().clone();
-        if !valid_name(&name) {
-            return Err(src.at(
-                p.name.span(),
-                f("name"),
-                format!("\"{name}\" is not a valid name (letters, digits, '-' and '_', at most 32)"),
-            ));
-        }
+        let name = checked_name(src, &p.name, f("name"))?;
         if by_name.insert(name.clone(), i).is_some() {
             return Err(src.at(p.name.span(), f("name"), format!("port name \"{name}\" is used twice")));
         }

@@ -74,6 +74,38 @@ prefix = "2001:db8:100::/48"
 group = "clouds"
 "#;
 
+/// Writes `ports` (the [[ports]] tables) and TRAFFIC into a configuration, runs `sluiced`
+/// for 1.5 s over it, and returns its output and final counters.
+fn run_pcaps(dir: &TestDir, role: &str, ports: &str) -> (Finished, serde_json::Value) {
+    let cfg = format!("{}\n{ports}{TRAFFIC}", eal_section(&dir.prefix(role)));
+    let cfg = dir.write("sluice.toml", &cfg);
+    let stats_file = dir.file("stats.json");
+    let args = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--duration",
+        "1.5",
+        "--stats-file",
+        stats_file.to_str().unwrap(),
+    ];
+    let out = run(dir, role, &args, Duration::from_secs(60));
+    out.assert_ok();
+    let s = stats(&stats_file);
+    (out, s)
+}
+
+/// Two pcap ports: "lan" reads `in.pcap`, "wan" (with `wan_extra` settings) writes
+/// `wan-out.pcap`.
+fn pcap_ports(dir: &TestDir, wan_extra: &str) -> String {
+    format!(
+        "[[ports]]\nname = \"lan\"\ndevice = \"net_pcap0,rx_pcap={d}/in.pcap,tx_pcap={d}/lan-out.pcap\"\n\
+         mac = \"02:00:00:00:00:0a\"\nipv4 = [\"192.0.2.1/24\"]\n\
+         [[ports]]\nname = \"wan\"\ndevice = \"net_pcap1,rx_pcap={d}/empty.pcap,tx_pcap={d}/wan-out.pcap\"\n\
+         mac = \"02:00:00:00:00:0b\"\nipv4 = [\"203.0.113.1/29\"]\n{wan_extra}\n",
+        d = dir.path.display()
+    )
+}
+
 fn udp4(dst: &str, dport: u16, sport: u16, len: usize) -> Vec<u8> {
     let mut s = FrameSpec::udp4("10.1.0.1".parse().unwrap(), dst.parse().unwrap(), len);
     s.dst_port = dport;
@@ -117,33 +149,8 @@ fn classes_meters_and_path_groups() {
     }
     write_pcap(&dir.file("in.pcap"), &input);
     write_pcap(&dir.file("empty.pcap"), &[]);
-    let cfg = format!(
-        "{eal}\n\
-         [[ports]]\nname = \"lan\"\ndevice = \"net_pcap0,rx_pcap={d}/in.pcap,tx_pcap={d}/lan-out.pcap\"\n\
-         mac = \"02:00:00:00:00:0a\"\nipv4 = [\"192.0.2.1/24\"]\n\
-         [[ports]]\nname = \"wan\"\ndevice = \"net_pcap1,rx_pcap={d}/empty.pcap,tx_pcap={d}/wan-out.pcap\"\n\
-         mac = \"02:00:00:00:00:0b\"\nipv4 = [\"203.0.113.1/29\"]\n{TRAFFIC}",
-        eal = eal_section(&dir.prefix("t")),
-        d = dir.path.display()
-    );
-    let cfg = dir.write("sluice.toml", &cfg);
-    let stats_file = dir.file("stats.json");
-    let out = run(
-        &dir,
-        "t",
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--duration",
-            "1.5",
-            "--stats-file",
-            stats_file.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    out.assert_ok();
+    let (out, s) = run_pcaps(&dir, "t", &pcap_ports(&dir, ""));
     let got = read_pcap(&dir.file("wan-out.pcap"));
-    let s = stats(&stats_file);
 
     // Voice: EF, ECN kept, checksums valid, each flow on aws or gcp, both paths used.
     let voice: Vec<&Vec<u8>> = got
@@ -306,33 +313,9 @@ fn egress_priority_queues_mark_and_drop() {
     }
     write_pcap(&dir.file("in.pcap"), &input);
     write_pcap(&dir.file("empty.pcap"), &[]);
-    let cfg = format!(
-        "{eal}\n\
-         [[ports]]\nname = \"lan\"\ndevice = \"net_pcap0,rx_pcap={d}/in.pcap,tx_pcap={d}/lan-out.pcap\"\n\
-         mac = \"02:00:00:00:00:0a\"\n\
-         [[ports]]\nname = \"wan\"\ndevice = \"net_pcap1,rx_pcap={d}/empty.pcap,tx_pcap={d}/wan-out.pcap\"\n\
-         mac = \"02:00:00:00:00:0b\"\nrate = \"10Mbit\"\nqueue_packets = 40\necn_threshold_packets = 10\n{TRAFFIC}",
-        eal = eal_section(&dir.prefix("e")),
-        d = dir.path.display()
-    );
-    let cfg = dir.write("sluice.toml", &cfg);
-    let stats_file = dir.file("stats.json");
-    let out = run(
-        &dir,
-        "e",
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--duration",
-            "1.5",
-            "--stats-file",
-            stats_file.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    out.assert_ok();
+    let wan = "rate = \"10Mbit\"\nqueue_packets = 40\necn_threshold_packets = 10";
+    let (_, s) = run_pcaps(&dir, "e", &pcap_ports(&dir, wan));
     let got = read_pcap(&dir.file("wan-out.pcap"));
-    let s = stats(&stats_file);
     let dport = |f: &Vec<u8>| u16::from_be_bytes([f[36], f[37]]);
     // Each queue holds 40: of 60 per priority, the first few leave at once (the link's
     // 16 KiB burst), 40 wait, the rest are tail-dropped.

@@ -3,7 +3,7 @@
 //! the pure crates' types (`qos::Class`, `qos::Rule`, `routing::Path`, `routing::PathGroup`)
 //! with errors that point at the line and field.
 
-use super::{valid_name, ConfigError, Source};
+use super::{checked_name, ConfigError, Source};
 use crate::mac::MacAddr;
 use qos::class::{parse_dscp, Action, Class, ClassId, Priority, MAX_CLASSES};
 use qos::classify::{Net, Rule, MAX_IN_PORTS, MAX_RULES};
@@ -428,14 +428,7 @@ pub(super) fn classes(src: &Source, raw: Vec<RawClass>) -> Result<Vec<Class>, Co
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, c) in raw.into_iter().enumerate() {
         let f = |k: &str| format!("classes[{i}].{k}");
-        let name = c.name.get_ref().clone();
-        if !valid_name(&name) {
-            return Err(src.at(
-                c.name.span(),
-                f("name"),
-                format!("\"{name}\" is not a valid name (letters, digits, '-' and '_', at most 32)"),
-            ));
-        }
+        let name = checked_name(src, &c.name, f("name"))?;
         if seen.insert(name.clone(), i).is_some() {
             return Err(src.at(c.name.span(), f("name"), format!("class \"{name}\" is defined twice")));
         }
@@ -638,14 +631,7 @@ pub(super) fn paths(src: &Source, raw: Vec<RawPath>, ports: &HashMap<String, usi
     let mut out: Vec<Path> = Vec::new();
     for (i, p) in raw.into_iter().enumerate() {
         let f = |k: &str| format!("paths[{i}].{k}");
-        let name = p.name.get_ref().clone();
-        if !valid_name(&name) {
-            return Err(src.at(
-                p.name.span(),
-                f("name"),
-                format!("\"{name}\" is not a valid name (letters, digits, '-' and '_', at most 32)"),
-            ));
-        }
+        let name = checked_name(src, &p.name, f("name"))?;
         if out.iter().any(|o| o.name == name) {
             return Err(src.at(p.name.span(), f("name"), format!("path \"{name}\" is defined twice")));
         }
@@ -745,14 +731,7 @@ pub(super) fn groups(src: &Source, raw: Vec<RawGroup>, paths: &[Path]) -> Result
     let mut out: Vec<PathGroup> = Vec::new();
     for (i, g) in raw.into_iter().enumerate() {
         let f = |k: &str| format!("path_groups[{i}].{k}");
-        let name = g.name.get_ref().clone();
-        if !valid_name(&name) {
-            return Err(src.at(
-                g.name.span(),
-                f("name"),
-                format!("\"{name}\" is not a valid name (letters, digits, '-' and '_', at most 32)"),
-            ));
-        }
+        let name = checked_name(src, &g.name, f("name"))?;
         if out.iter().any(|o| o.name == name) {
             return Err(src.at(
                 g.name.span(),
