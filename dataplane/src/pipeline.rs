@@ -34,6 +34,9 @@ pub enum DropReason {
     BadChecksum,
     /// TCP, UDP or ICMP header missing or inconsistent.
     BadL4Header,
+    /// The flow table was so full that this packet's flow was evicted by a later packet
+    /// of the same burst.
+    FlowEvicted,
     /// IPv6 extension-header chain malformed or too long.
     BadExtensionHeader,
     /// More than two VLAN tags.
@@ -63,12 +66,13 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
         DropReason::BadIpHeader,
         DropReason::BadChecksum,
         DropReason::BadL4Header,
+        DropReason::FlowEvicted,
         DropReason::BadExtensionHeader,
         DropReason::TooManyVlanTags,
         DropReason::UnsupportedEthertype,
@@ -90,6 +94,7 @@ impl DropReason {
             DropReason::BadIpHeader => "bad_ip_header",
             DropReason::BadChecksum => "bad_checksum",
             DropReason::BadL4Header => "bad_l4_header",
+            DropReason::FlowEvicted => "flow_evicted",
             DropReason::BadExtensionHeader => "bad_extension_header",
             DropReason::TooManyVlanTags => "too_many_vlan_tags",
             DropReason::UnsupportedEthertype => "unsupported_ethertype",
@@ -110,8 +115,8 @@ impl DropReason {
     pub fn stage(self) -> Stage {
         use DropReason::*;
         match self {
-            Truncated | BadIpHeader | BadChecksum | BadL4Header | BadExtensionHeader | TooManyVlanTags
-            | UnsupportedEthertype => Stage::Classify,
+            Truncated | BadIpHeader | BadChecksum | BadL4Header | FlowEvicted | BadExtensionHeader
+            | TooManyVlanTags | UnsupportedEthertype => Stage::Classify,
             MeterExceed | MeterViolate | QueueFull => Stage::Shape,
             TtlExpired | NoRoute | NoPath | MtuExceeded | NotUnicast => Stage::Route,
             ControlRingFull | TxFull => Stage::Tx,
@@ -332,6 +337,7 @@ impl Pipeline {
             }
         }
         let mut live = 0u64;
+        let evicted_before = flows.counters.evicted;
         for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter()) {
             if !matches!(v, Verdict::Out { .. }) {
                 continue;
@@ -369,6 +375,15 @@ impl Pipeline {
                 fl.flags |= flag::CLOSING;
             }
             p.class = fl.class;
+        }
+        // A full table may have evicted, for a later packet, the flow of an earlier one of
+        // this burst: such packets must not use (or update) the entry's new owner.
+        if flows.counters.evicted != evicted_before {
+            for (p, v) in pkts.iter().zip(verdicts.iter_mut()) {
+                if matches!(v, Verdict::Out { .. }) && flows.get(p.flow).key != p.meta.key {
+                    *v = Verdict::Drop(DropReason::FlowEvicted);
+                }
+            }
         }
         let t1 = rdtsc();
         c.stage(Stage::Classify, t1 - t0, n as u64);

@@ -383,3 +383,37 @@ fn ttl_decrement_checksum_matches_recomputation() {
         }
     }
 }
+
+/// A table of 1 024 flows flooded with bursts of 32 new flows in the same millisecond:
+/// every packet either leaves with its own flow's decisions or is dropped as
+/// `flow_evicted`; none uses another flow's entry.
+#[test]
+fn eviction_within_a_burst_never_mixes_flows() {
+    let cfg = config();
+    let t = tables(&cfg, 1, None);
+    let mut p = Pipeline::new(1024, crate::flow::Timeouts::from_config(&cfg.flows), 0, 1_000_000_000);
+    let shares = Shares::new(1);
+    p.sync_meters(&t, &shares, rdtsc());
+    let c: Box<WorkerCounters> = Box::default();
+    let mut out = 0;
+    for b in 0..200u32 {
+        let mut burst: Vec<F> = (0..32u32)
+            .map(|i| {
+                F(udp4(
+                    &format!("198.19.{}.{}", (b * 32 + i) / 250 % 250, (b * 32 + i) % 250 + 1),
+                    80,
+                ))
+            })
+            .collect();
+        p.process(&t, &mut burst, 0, &c, &mut |_| {});
+        for (i, v) in p.verdicts()[..32].iter().enumerate() {
+            if let Verdict::Out { .. } = v {
+                out += 1;
+                assert_eq!(p.flows.get(p.pkts[i].flow).key, p.pkts[i].meta.key);
+            }
+        }
+    }
+    let s = c.snapshot(2);
+    assert_eq!(out + s.drop_count(DropReason::FlowEvicted), 200 * 32);
+    assert!(p.flows.counters.evicted > 0);
+}
