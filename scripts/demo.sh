@@ -2,8 +2,11 @@
 # The demo: sluiced on virtual devices with traffic flowing.
 #   lan: net_pcap replaying an IMIX pcap of 4096 flows forever (the "site" side)
 #   wan: net_null, a sink (the "cloud" side)
-# Routes send the site's traffic to the wan port; 5 % of it has no route and is dropped,
-# so the counters show both. Prints a line per second, then the final counters.
+# The whole pipeline runs: rules put a quarter of the traffic in a metered "interactive"
+# class (remarked above its committed rate, dropped above its peak) and TCP in "bulk";
+# an active-active group spreads flows over two clouds' next hops; 5 % of the traffic has
+# no route and is dropped. Prints a line per second, then the final counters: per port,
+# per stage (cycles per packet), per class (conform / exceed / violate), flows, drops.
 #
 # usage: scripts/demo.sh [SECONDS]    (default 10)
 set -euo pipefail
@@ -37,15 +40,54 @@ device = "net_null0,no-rx=1"
 ipv4 = ["100.64.0.1/30"]
 mac = "02:00:00:00:00:02"
 
-[[routes]]
-prefix = "198.18.0.0/17"
+[[classes]]
+name = "interactive"
+priority = "p1"
+dscp = "af41"
+meter = { type = "trtcm", cir = "4Gbit", pir = "5Gbit" }
+exceed = "remark af42"
+violate = "drop"
+
+[[classes]]
+name = "bulk"
+priority = "p3"
+dscp = "af11"
+
+[[rules]]
+class = "interactive"
+dst = "198.18.0.0/22"
+
+[[rules]]
+class = "bulk"
+protocol = "tcp"
+
+[[paths]]
+name = "aws-euw3"
+cloud = "aws"
+region = "eu-west-3"
 port = "wan"
+next_hop = "100.64.0.2"
 next_hop_mac = "02:00:00:00:aa:01"
+latency_ms = 4
+
+[[paths]]
+name = "gcp-euw1"
+cloud = "gcp"
+region = "europe-west1"
+port = "wan"
+next_hop = "100.64.0.2"
+next_hop_mac = "02:00:00:00:bb:01"
+latency_ms = 5
+
+[[path_groups]]
+name = "clouds"
+paths = ["aws-euw3", "gcp-euw1"]
+policy = "active-active"
+tolerance_pct = 50
 
 [[routes]]
-prefix = "198.18.128.0/17"
-port = "wan"
-next_hop_mac = "02:00:00:00:bb:01"
+prefix = "198.18.0.0/16"
+group = "clouds"
 TOML
 
 echo "== Sluice demo: $secs s of IMIX traffic, 4096 flows, lan (pcap replay) -> wan (sink) =="
