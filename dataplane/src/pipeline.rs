@@ -363,6 +363,12 @@ impl Pipeline {
                 if found.new {
                     fl.dscp_in = m.dscp();
                 }
+                // The path it had, in these tables' numbering (or none), for the route stage.
+                fl.path = if found.new {
+                    PATH_NO_ROUTE
+                } else {
+                    t.carry_path(fl.generation, fl.path)
+                };
                 fl.generation = t.generation;
                 p.reroute = true;
             } else {

@@ -130,7 +130,8 @@ impl SlowPath {
 
     fn publish(&mut self, cfg: &Config) -> Result<(), String> {
         let next = self.generation.wrapping_add(1).max(1);
-        let t = Tables::build(cfg, &self.port_macs, &statuses(cfg, &self.link_up), next)?;
+        let mut t = Tables::build(cfg, &self.port_macs, &statuses(cfg, &self.link_up), next)?;
+        t.follow(&self.published.load());
         let old = self.published.publish(t);
         self.retired.push(old);
         self.generation = next;

@@ -50,6 +50,11 @@ pub struct Tables {
     pub hops: Vec<Hop>,
     pub paths: Vec<Path>,
     pub status: Vec<PathStatus>,
+    /// The generation these tables replace, and where each of its path indices is now
+    /// (by name; `PATH_NO_ROUTE` for paths that are gone), so a flow routed by the
+    /// previous snapshot keeps the same path, not merely the same index.
+    prev_generation: u32,
+    remap: Vec<u16>,
 }
 
 impl Tables {
@@ -112,7 +117,38 @@ impl Tables {
             hops,
             paths: cfg.paths.clone(),
             status: status.to_vec(),
+            prev_generation: 0,
+            remap: Vec::new(),
         })
+    }
+
+    /// Records that these tables replace `prev`.
+    pub fn follow(&mut self, prev: &Tables) {
+        self.prev_generation = prev.generation;
+        self.remap = prev
+            .paths
+            .iter()
+            .map(|p| {
+                self.paths
+                    .iter()
+                    .position(|q| q.name == p.name)
+                    .map_or(PATH_NO_ROUTE, |i| i as u16)
+            })
+            .collect();
+    }
+
+    /// The path a flow decided under generation `generation` with path `path` has in these
+    /// tables: the same path by name when it was decided by the snapshot just replaced,
+    /// unchanged when decided by these tables, otherwise unknown (`PATH_NO_ROUTE`).
+    #[inline]
+    pub fn carry_path(&self, generation: u32, path: u16) -> u16 {
+        if generation == self.generation {
+            path
+        } else if generation == self.prev_generation && generation != 0 {
+            self.remap.get(path as usize).copied().unwrap_or(path)
+        } else {
+            PATH_NO_ROUTE
+        }
     }
 
     /// Memory the LPM tables take (virtual; untouched pages are not resident).

@@ -307,7 +307,9 @@ fn flows_keep_their_path_while_it_stays_up() {
     // gcp goes down: a new snapshot.
     let mut status: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
     status[1].health = Health::Down;
-    r.t = tables(&cfg, 2, Some(status));
+    let mut t = tables(&cfg, 2, Some(status));
+    t.follow(&r.t);
+    r.t = t;
     for i in 0..200u16 {
         let (_, f) = r.one(udp4("198.18.9.9", 1000 + i));
         let path = r.p.flows.get(r.p.pkts[0].flow).path;
@@ -315,7 +317,9 @@ fn flows_keep_their_path_while_it_stays_up() {
         assert_eq!(&f[..6], &[2, 0, 0, 0, 0x0b, 1]);
     }
     // gcp recovers: flows stay where they are (only new flows would use it).
-    r.t = tables(&cfg, 3, None);
+    let mut t = tables(&cfg, 3, None);
+    t.follow(&r.t);
+    r.t = t;
     for i in 0..200u16 {
         r.one(udp4("198.18.9.9", 1000 + i));
         assert_eq!(r.p.flows.get(r.p.pkts[0].flow).path, 0);
@@ -416,4 +420,49 @@ fn eviction_within_a_burst_never_mixes_flows() {
     let s = c.snapshot(2);
     assert_eq!(out + s.drop_count(DropReason::FlowEvicted), 200 * 32);
     assert!(p.flows.counters.evicted > 0);
+}
+
+/// A reload that reorders the paths: flows stay on the same path by name.
+#[test]
+fn reload_keeps_paths_by_name() {
+    let cfg = config();
+    let mut r = Rig::new();
+    let mut mac_of = vec![];
+    for i in 0..100u16 {
+        let (_, f) = r.one(udp4("198.18.9.9", 1000 + i));
+        mac_of.push(f[..6].to_vec());
+    }
+    // The same paths, listed the other way round (indices swap), and a weight change that
+    // alters the Maglev table: every flow's path is still selected, so none may move.
+    let swapped = CFG
+        .replacen("name = \"aws\"", "name = \"tmp\"", 1)
+        .replacen("name = \"gcp\"", "name = \"aws\"", 1)
+        .replacen("name = \"tmp\"", "name = \"gcp\"", 1)
+        .replacen(
+            "next_hop_mac = \"02:00:00:00:0b:01\"",
+            "next_hop_mac = \"02:00:00:00:0b:XX\"",
+            1,
+        )
+        .replacen(
+            "next_hop_mac = \"02:00:00:00:0b:02\"",
+            "next_hop_mac = \"02:00:00:00:0b:01\"",
+            1,
+        )
+        .replacen(
+            "next_hop_mac = \"02:00:00:00:0b:XX\"",
+            "next_hop_mac = \"02:00:00:00:0b:02\"",
+            1,
+        );
+    let sys = numa::FakeTree::new("pipeline-reload").online_cpus("0-1");
+    let cfg2 = Config::parse(&swapped, "t.toml", &sys.system()).unwrap();
+    assert_eq!(cfg2.paths[0].name, "gcp");
+    let mut t2 = tables(&cfg2, 2, None);
+    t2.follow(&r.t);
+    r.t = t2;
+    for i in 0..100u16 {
+        let (_, f) = r.one(udp4("198.18.9.9", 1000 + i));
+        assert_eq!(f[..6].to_vec(), mac_of[i as usize], "flow {i} moved");
+    }
+    let _ = cfg;
+    let _ = std::fs::remove_dir_all(sys.root());
 }
