@@ -50,10 +50,13 @@ pub struct Tables {
     pub hops: Vec<Hop>,
     pub paths: Vec<Path>,
     pub status: Vec<PathStatus>,
-    /// The generation these tables replace, and where each of its path indices is now
-    /// (by name; `PATH_NO_ROUTE` for paths that are gone), so a flow routed by the
-    /// previous snapshot keeps the same path, not merely the same index.
-    prev_generation: u32,
+    /// Path indices mean the same path in every generation since `numbered_since`; a flow
+    /// decided from `prev_numbered_since` up to then finds its path through `remap` (by
+    /// name; `PATH_NO_ROUTE` for paths that are gone). So a flow keeps the same path, not
+    /// merely the same index, across reloads that reorder paths and any number of link
+    /// changes.
+    numbered_since: u32,
+    prev_numbered_since: u32,
     remap: Vec<u16>,
 }
 
@@ -117,34 +120,44 @@ impl Tables {
             hops,
             paths: cfg.paths.clone(),
             status: status.to_vec(),
-            prev_generation: 0,
+            numbered_since: generation,
+            prev_numbered_since: 0,
             remap: Vec::new(),
         })
     }
 
     /// Records that these tables replace `prev`.
     pub fn follow(&mut self, prev: &Tables) {
-        self.prev_generation = prev.generation;
-        self.remap = prev
-            .paths
-            .iter()
-            .map(|p| {
-                self.paths
-                    .iter()
-                    .position(|q| q.name == p.name)
-                    .map_or(PATH_NO_ROUTE, |i| i as u16)
-            })
-            .collect();
+        let same =
+            prev.paths.len() == self.paths.len() && prev.paths.iter().zip(&self.paths).all(|(a, b)| a.name == b.name);
+        if same {
+            self.numbered_since = prev.numbered_since;
+            self.prev_numbered_since = prev.prev_numbered_since;
+            self.remap = prev.remap.clone();
+        } else {
+            self.numbered_since = self.generation;
+            self.prev_numbered_since = prev.numbered_since;
+            self.remap = prev
+                .paths
+                .iter()
+                .map(|p| {
+                    self.paths
+                        .iter()
+                        .position(|q| q.name == p.name)
+                        .map_or(PATH_NO_ROUTE, |i| i as u16)
+                })
+                .collect();
+        }
     }
 
     /// The path a flow decided under generation `generation` with path `path` has in these
-    /// tables: the same path by name when it was decided by the snapshot just replaced,
-    /// unchanged when decided by these tables, otherwise unknown (`PATH_NO_ROUTE`).
+    /// tables: the same index within one numbering, the same path by name across one
+    /// renumbering, otherwise unknown (`PATH_NO_ROUTE`: chosen again).
     #[inline]
     pub fn carry_path(&self, generation: u32, path: u16) -> u16 {
-        if generation == self.generation {
+        if generation >= self.numbered_since {
             path
-        } else if generation == self.prev_generation && generation != 0 {
+        } else if self.prev_numbered_since != 0 && generation >= self.prev_numbered_since {
             self.remap.get(path as usize).copied().unwrap_or(path)
         } else {
             PATH_NO_ROUTE

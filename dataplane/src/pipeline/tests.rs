@@ -463,6 +463,24 @@ fn reload_keeps_paths_by_name() {
         let (_, f) = r.one(udp4("198.18.9.9", 1000 + i));
         assert_eq!(f[..6].to_vec(), mac_of[i as usize], "flow {i} moved");
     }
-    let _ = cfg;
+    // Across link changes (same numbering) and then a renumbering, a flow decided in
+    // generation 2 still finds its path by name in generation 5.
+    let mut t3 = tables(&cfg2, 3, None);
+    t3.follow(&r.t);
+    let mut t4 = tables(&cfg2, 4, None);
+    t4.follow(&t3);
+    let mut t5 = tables(&cfg, 5, None);
+    t5.follow(&t4);
+    assert_eq!(
+        t5.carry_path(2, 0),
+        1,
+        "gcp was path 0 in generation 2 and is path 1 now"
+    );
+    assert_eq!(t5.carry_path(4, 1), 0);
+    assert_eq!(
+        t5.carry_path(1, 0),
+        crate::tables::PATH_NO_ROUTE,
+        "two renumberings ago: chosen again"
+    );
     let _ = std::fs::remove_dir_all(sys.root());
 }
