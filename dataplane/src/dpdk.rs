@@ -914,3 +914,67 @@ impl TxQueue {
         }
     }
 }
+
+// ---- rte_lpm (benchmark peer of routing's own LPM) ----------------------------------
+
+/// DPDK's IPv4 longest-prefix-match table, created in EAL memory. Sluice forwards with
+/// `routing::Lpm4`; this wrapper exists to measure the two side by side.
+pub struct RteLpm {
+    lpm: NonNull<sys::rte_lpm>,
+}
+
+// SAFETY: the table is plain memory; lookups only read it, and `add` takes `&mut self`.
+unsafe impl Send for RteLpm {}
+// SAFETY: shared references only read the table.
+unsafe impl Sync for RteLpm {}
+
+impl RteLpm {
+    /// A table for `max_rules` routes with `tbl8s` second-level groups. Needs EAL.
+    pub fn create(name: &str, max_rules: u32, tbl8s: u32) -> Result<RteLpm, DpdkError> {
+        let cname =
+            CString::new(name).map_err(|_| DpdkError::Invalid(format!("table name {name:?} contains a NUL byte")))?;
+        let cfg = sys::rte_lpm_config {
+            max_rules,
+            number_tbl8s: tbl8s,
+            flags: 0,
+        };
+        // SAFETY: cname and cfg are valid for the call; DPDK copies what it keeps.
+        let p = unsafe {
+            sys::rte_lpm_create(cname.as_ptr(), -1 /* SOCKET_ID_ANY */, &cfg)
+        };
+        NonNull::new(p)
+            .map(|lpm| RteLpm { lpm })
+            .ok_or_else(|| errno_error(format!("rte_lpm_create({name})")))
+    }
+
+    /// Adds `addr/depth` with value `next_hop` (below 2^24).
+    pub fn add(&mut self, addr: u32, depth: u8, next_hop: u32) -> Result<(), DpdkError> {
+        // SAFETY: the table is valid and exclusively borrowed.
+        let r = unsafe { sys::rte_lpm_add(self.lpm.as_ptr(), addr, depth, next_hop) };
+        check(|| format!("rte_lpm_add({addr:#x}/{depth})"), r).map(|_| ())
+    }
+
+    #[inline(always)]
+    pub fn lookup(&self, addr: u32) -> Option<u32> {
+        let mut nh = 0u32;
+        // SAFETY: the table is valid; nh is a valid out-pointer.
+        let r = unsafe { sys::sluice_lpm_lookup(self.lpm.as_ptr(), addr, &mut nh) };
+        (r == 0).then_some(nh)
+    }
+
+    /// Looks up `addrs` into `out` (same length): DPDK's raw results, where bit 31
+    /// (`RTE_LPM_LOOKUP_SUCCESS`) says a route was found.
+    #[inline(always)]
+    pub fn lookup_bulk(&self, addrs: &[u32], out: &mut [u32]) {
+        let n = addrs.len().min(out.len());
+        // SAFETY: both slices hold at least n elements; the table is valid.
+        unsafe { sys::sluice_lpm_lookup_bulk(self.lpm.as_ptr(), addrs.as_ptr(), out.as_mut_ptr(), n as u32) };
+    }
+}
+
+impl Drop for RteLpm {
+    fn drop(&mut self) {
+        // SAFETY: created by rte_lpm_create and freed once.
+        unsafe { sys::rte_lpm_free(self.lpm.as_ptr()) }
+    }
+}

@@ -64,3 +64,13 @@ int sluice_errno(void)
 {
 	return rte_errno;
 }
+
+int sluice_lpm_lookup(const struct rte_lpm *lpm, uint32_t ip, uint32_t *next_hop)
+{
+	return rte_lpm_lookup(lpm, ip, next_hop);
+}
+
+void sluice_lpm_lookup_bulk(const struct rte_lpm *lpm, const uint32_t *ips, uint32_t *next_hops, unsigned n)
+{
+	rte_lpm_lookup_bulk(lpm, ips, next_hops, n);
+}

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <rte_lpm.h>
 
 uint16_t sluice_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t sluice_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
@@ -20,4 +21,6 @@ uint64_t sluice_rdtsc(void);
 unsigned sluice_lcore_id(void);
 unsigned sluice_socket_id(void);
 int sluice_errno(void);
+int sluice_lpm_lookup(const struct rte_lpm *lpm, uint32_t ip, uint32_t *next_hop);
+void sluice_lpm_lookup_bulk(const struct rte_lpm *lpm, const uint32_t *ips, uint32_t *next_hops, unsigned n);
 #endif

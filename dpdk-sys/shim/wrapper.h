@@ -15,4 +15,5 @@
 #include <rte_bus_vdev.h>
 #include <rte_dev.h>
 #include <rte_pdump.h>
+#include <rte_lpm.h>
 #include "shim.h"
