@@ -16,4 +16,5 @@
 #include <rte_dev.h>
 #include <rte_pdump.h>
 #include <rte_lpm.h>
+#include <rte_acl.h>
 #include "shim.h"
