@@ -6,8 +6,9 @@
 //! field, the value space is cut into intervals at rule boundaries, and each interval
 //! carries the bitset of rules that accept it (rules in priority order, bit 0 first).
 //! A lookup finds the interval of each field (a binary search for addresses, a direct
-//! table for ports, protocol, VLAN, port and DSCP), then ANDs the eight bitsets a word at
-//! a time and stops at the first word with a bit set: its lowest bit is the winner.
+//! table for ports, protocol, VLAN, port and DSCP), ANDs the eight bitsets' summaries (a
+//! bit per 64 rules: does this word hold any?) and then only the words all eight have,
+//! stopping at the first word with a bit set: its lowest bit is the winner.
 //! Identical bitsets are stored once. It runs once per new flow, never per packet.
 
 use crate::class::ClassId;
@@ -213,6 +214,10 @@ pub enum ClassifierError {
 pub struct Classifier {
     words: usize,
     sets: Vec<u64>,
+    /// Per set, one bit per word of it: whether that word has any rule. A lookup ANDs
+    /// these first and visits only the words where every field has a rule.
+    summary: Vec<u64>,
+    summary_words: usize,
     classes: Vec<ClassId>,
     default: ClassId,
     src4: (Vec<u32>, Vec<u32>),
@@ -307,9 +312,25 @@ impl Classifier {
             .map(|r| Some(r.vlan.map_or((0, 4095), |v| (v, v))))
             .collect();
         let vlan = direct(&vlans, n16, 4096, &mut sets);
+        let summary_words = words.div_ceil(64);
+        let summary = sets
+            .data
+            .chunks(words)
+            .flat_map(|set| {
+                let mut sum = vec![0u64; summary_words];
+                for (k, &w) in set.iter().enumerate() {
+                    if w != 0 {
+                        sum[k / 64] |= 1 << (k % 64);
+                    }
+                }
+                sum
+            })
+            .collect();
         Ok(Classifier {
             words,
             sets: sets.data,
+            summary,
+            summary_words,
             classes: rules.iter().map(|r| r.class).collect(),
             default,
             src4,
@@ -331,7 +352,7 @@ impl Classifier {
 
     /// Bytes the compiled tables take.
     pub fn memory_bytes(&self) -> usize {
-        self.sets.len() * 8
+        (self.sets.len() + self.summary.len()) * 8
             + (self.src4.0.len() + self.dst4.0.len()) * 8
             + (self.src6.0.len() + self.dst6.0.len()) * 20
             + (self.sport.len()
@@ -364,15 +385,24 @@ impl Classifier {
             self.in_port[f.in_port as usize],
             self.dscp[f.dscp as usize & 63],
         ];
-        let w = self.words;
-        for k in 0..w {
-            let mut x = u64::MAX;
+        let (w, sw) = (self.words, self.summary_words);
+        for j in 0..sw {
+            let mut words = u64::MAX;
             for &id in &ids {
-                x &= self.sets[id as usize * w + k];
+                words &= self.summary[id as usize * sw + j];
             }
-            if x != 0 {
-                let r = k * 64 + x.trailing_zeros() as usize;
-                return (self.classes[r], Some(r));
+            // Only words where every field accepts some rule can hold a match.
+            while words != 0 {
+                let k = j * 64 + words.trailing_zeros() as usize;
+                words &= words - 1;
+                let mut x = u64::MAX;
+                for &id in &ids {
+                    x &= self.sets[id as usize * w + k];
+                }
+                if x != 0 {
+                    let r = k * 64 + x.trailing_zeros() as usize;
+                    return (self.classes[r], Some(r));
+                }
             }
         }
         (self.default, None)
@@ -478,7 +508,7 @@ mod tests {
     fn matches_the_naive_first_match_on_random_rule_sets() {
         let mut rng = Rng(0x1234_5678_9abc_def1);
         let mut hits = 0;
-        for n in [0usize, 1, 5, 63, 64, 65, 200, 1000] {
+        for n in [0usize, 1, 5, 63, 64, 65, 200, 1000, 5000] {
             let rules: Vec<Rule> = (0..n).map(|i| random_rule(&mut rng, i)).collect();
             let c = Classifier::build(&rules, ClassId(0)).unwrap();
             for _ in 0..3000 {
