@@ -237,6 +237,17 @@ pub fn prefetch_ref<T>(r: &T) {
     prefetch(r as *const T as *const u8);
 }
 
+/// Starts loading every cache line `r` spans (a flow entry straddles two).
+#[inline(always)]
+pub fn prefetch_all_lines<T>(r: &T) {
+    let start = r as *const T as usize;
+    let end = start + std::mem::size_of::<T>() - 1;
+    prefetch(start as *const u8);
+    if end >> 6 != start >> 6 {
+        prefetch(end as *const u8);
+    }
+}
+
 /// Asks the kernel to back a vector's whole capacity with transparent huge pages: tables
 /// indexed at random (flow tables) then cost far fewer TLB misses. Advice only: where THP
 /// is off it changes nothing. Call before the memory is first touched.

@@ -17,7 +17,7 @@
 //! 100 to 116 bytes per flow depending on how the bucket count rounds to a power of two:
 //! 10 million flows (5 million on each of two workers) take about 1.1 GB.
 
-use crate::dpdk::{advise_huge_pages, prefetch_ref};
+use crate::dpdk::{advise_huge_pages, prefetch_all_lines, prefetch_ref};
 
 /// Slots per bucket.
 const SLOTS: usize = 8;
@@ -270,7 +270,7 @@ impl FlowTable {
         };
         let i = b.idx[s];
         if let Some(e) = self.entries.get(i as usize) {
-            prefetch_ref(e);
+            prefetch_all_lines(e);
         }
         i
     }
