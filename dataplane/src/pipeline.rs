@@ -395,6 +395,9 @@ impl Pipeline {
         c.stage(Stage::Classify, t1 - t0, n as u64);
 
         // ---- shape
+        // Per-class counts go to the shared block once per run of equal (class, colour),
+        // not once per packet: a burst is usually one run.
+        let mut run = (usize::MAX, Colour::Green, 0u64, 0u64);
         for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
             if !matches!(v, Verdict::Out { .. }) {
                 continue;
@@ -409,7 +412,14 @@ impl Pipeline {
                 Colour::Green
             };
             let colour = meter.colour(t1, len, pre);
-            c.class_packet(p.class as usize, colour, len);
+            if (run.0, run.1) != (p.class as usize, colour) {
+                if run.2 > 0 {
+                    c.class_packets_add(run.0, run.1, run.2, run.3);
+                }
+                run = (p.class as usize, colour, 0, 0);
+            }
+            run.2 += 1;
+            run.3 += len as u64;
             p.prio = class.priority;
             p.dscp = class.dscp.unwrap_or(KEEP);
             match class.action(colour) {
@@ -424,6 +434,9 @@ impl Pipeline {
                 Action::Remark(d) => p.dscp = d,
                 Action::Demote(pr) => p.prio = pr,
             }
+        }
+        if run.2 > 0 {
+            c.class_packets_add(run.0, run.1, run.2, run.3);
         }
         let t2 = rdtsc();
         c.stage(Stage::Shape, t2 - t1, live);

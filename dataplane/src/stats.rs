@@ -113,9 +113,14 @@ impl WorkerCounters {
 
     #[inline(always)]
     pub fn class_packet(&self, class: usize, colour: Colour, bytes: u32) {
+        self.class_packets_add(class, colour, 1, bytes as u64);
+    }
+
+    #[inline(always)]
+    pub fn class_packets_add(&self, class: usize, colour: Colour, packets: u64, bytes: u64) {
         let i = class * 3 + colour as usize;
-        bump(&self.class_packets[i], 1);
-        bump(&self.class_bytes[i], bytes as u64);
+        bump(&self.class_packets[i], packets);
+        bump(&self.class_bytes[i], bytes);
     }
 
     /// Bytes offered to each class (all colours), the demand the rate shares follow.
