@@ -1,4 +1,4 @@
-//! `sluiced` from start to stop: EAL, pools, ports, the forwarding table, workers on their
+//! `sluiced` from start to stop: EAL, pools, ports, the tables snapshot, workers on their
 //! lcores, the control loop on the main lcore (live figures, signals, run time), then an
 //! orderly stop: workers finish their burst, ports stop, final counters are printed, ports
 //! close and every pool must be back to zero mbufs in use.

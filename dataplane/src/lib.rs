@@ -1,7 +1,9 @@
 //! Sluice's fast path: safe wrappers over DPDK (`dpdk`, the only module with `unsafe`),
-//! typed packet views (`wire`), the forwarding stage (`forward`), the worker loop and its
-//! counters (`worker`, `stats`), start-up (`eal_args`, `app`) and tools for tests and
-//! benchmarks (`builder`, `pcap`).
+//! typed packet views (`wire`), parsing (`parse`), the per-worker flow table (`flow`), the
+//! stages over a burst (`pipeline`), the snapshot workers read (`tables`), the worker loop
+//! and its counters (`worker`, `stats`), the control thread's side of the rings
+//! (`slowpath`), start-up (`eal_args`, `app`) and tools for tests and benchmarks
+//! (`builder`, `pcap`).
 
 pub mod app;
 pub mod builder;
