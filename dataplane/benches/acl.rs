@@ -3,45 +3,17 @@
 //! rule). Every answer is checked equal first (the first matching rule). Initialises EAL
 //! once (`--no-huge`, main lcore on core 1). `cargo bench -p dataplane --bench acl`.
 
-use dataplane::dpdk::{AclV4, AclV4Key, AclV4Rule, Eal};
+mod common;
+
+use common::{median, Rng};
+use dataplane::dpdk::{AclV4, AclV4Key, AclV4Rule};
 use qos::classify::{Classifier, Fields, Net, Rule};
 use qos::ClassId;
 use std::hint::black_box;
 use std::time::Instant;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let prefix = format!("sluice-acl-{}", std::process::id());
-    let args: Vec<String> = [
-        "acl-bench",
-        "--no-huge",
-        "--no-pci",
-        "--file-prefix",
-        prefix.as_str(),
-        "-m",
-        "1024",
-        "-l",
-        "1",
-        "--log-level=*:4",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let eal = Eal::init(&args).expect("EAL");
+    let eal = common::eal("acl-bench");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for n in [10usize, 1_000, 10_000] {
         // Rules as in `qos`'s bench: a destination /24 each, a quarter TCP to 443, an

@@ -4,46 +4,18 @@
 //! same answer for every address. Initialises EAL once (`--no-huge`, main lcore on core 1).
 //! `cargo bench -p dataplane --bench lpm`.
 
-use dataplane::dpdk::{Eal, RteLpm};
+mod common;
+
+use common::{median, Rng};
+use dataplane::dpdk::RteLpm;
 use routing::{Ipv4Prefix, Lpm4};
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let prefix = format!("sluice-lpm-{}", std::process::id());
-    let args: Vec<String> = [
-        "lpm-bench",
-        "--no-huge",
-        "--no-pci",
-        "--file-prefix",
-        prefix.as_str(),
-        "-m",
-        "1024",
-        "-l",
-        "1",
-        "--log-level=*:4",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let eal = Eal::init(&args).expect("EAL");
+    let eal = common::eal("lpm-bench");
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     for n in [1_000usize, 100_000, 500_000] {
         let mut seen = HashSet::new();
