@@ -36,7 +36,6 @@ pub struct SlowPath {
     exceptions: Vec<rtrb::Consumer<Mbuf>>,
     records: Vec<rtrb::Consumer<FlowRecord>>,
     retired: Vec<Arc<Tables>>,
-    generation: u32,
     link_up: Vec<bool>,
     last_demand: Vec<Vec<u64>>,
     last_rebalance: Instant,
@@ -89,7 +88,6 @@ impl SlowPath {
                 exceptions,
                 records,
                 retired: Vec::new(),
-                generation: 1,
                 link_up,
                 last_demand: vec![Vec::new(); workers],
                 last_rebalance: Instant::now(),
@@ -129,12 +127,11 @@ impl SlowPath {
     }
 
     fn publish(&mut self, cfg: &Config) -> Result<(), String> {
-        let next = self.generation.wrapping_add(1).max(1);
+        let next = self.generation().wrapping_add(1).max(1);
         let mut t = Tables::build(cfg, &self.port_macs, &statuses(cfg, &self.link_up), next)?;
         t.follow(&self.published.load());
         let old = self.published.publish(t);
         self.retired.push(old);
-        self.generation = next;
         Ok(())
     }
 
@@ -183,7 +180,7 @@ impl SlowPath {
         info!(
             target: "reload",
             "configuration reloaded (generation {}): {} classes, {} rules, {} paths, {} routes",
-            self.generation,
+            self.generation(),
             new.classes.len(),
             new.rules.len(),
             new.paths.len(),
@@ -226,7 +223,7 @@ impl SlowPath {
     }
 
     pub fn generation(&self) -> u32 {
-        self.generation
+        self.published.generation()
     }
 
     pub fn record_counts(&self) -> Vec<(&'static str, u64)> {
@@ -268,8 +265,8 @@ mod tests {
         let counters = vec![Arc::new(WorkerCounters::default()), Arc::new(WorkerCounters::default())];
         assert_eq!((s.shares.get(0, 1), s.shares.get(1, 1)), (500_000, 500_000));
         // Worker 1 sees nine times worker 0's traffic of class 1.
-        counters[0].class_packet(1, Colour::Green, 1000);
-        counters[1].class_packet(1, Colour::Green, 9000);
+        counters[0].class_packets_add(1, Colour::Green, 1, 1000);
+        counters[1].class_packets_add(1, Colour::Green, 1, 9000);
         s.last_rebalance = Instant::now() - REBALANCE_EVERY;
         s.rebalance(&counters);
         let (a, b) = (s.shares.get(0, 1), s.shares.get(1, 1));
@@ -290,11 +287,11 @@ mod tests {
         let g1 = s.published.generation();
         s.links(&[false]);
         assert_eq!(s.published.generation(), g1 + 1);
-        assert!(s.published.load().groups[0].selection.members.is_empty());
+        assert!(s.published.load().groups[0].members.is_empty());
         s.links(&[false]);
         assert_eq!(s.published.generation(), g1 + 1, "no change, no publish");
         s.links(&[true]);
-        assert_eq!(s.published.load().groups[0].selection.members.len(), 1);
+        assert_eq!(s.published.load().groups[0].members.len(), 1);
         // Replaced snapshots nobody holds are released on the next drain.
         s.drain();
         assert!(s.retired.is_empty());

@@ -112,11 +112,6 @@ impl WorkerCounters {
     }
 
     #[inline(always)]
-    pub fn class_packet(&self, class: usize, colour: Colour, bytes: u32) {
-        self.class_packets_add(class, colour, 1, bytes as u64);
-    }
-
-    #[inline(always)]
     pub fn class_packets_add(&self, class: usize, colour: Colour, packets: u64, bytes: u64) {
         let i = class * 3 + colour as usize;
         bump(&self.class_packets[i], packets);
@@ -206,7 +201,7 @@ mod tests {
         c.drop_packet(DropReason::NoRoute);
         c.drop_packet(DropReason::NoRoute);
         c.stage(Stage::Route, 100, 32);
-        c.class_packet(2, Colour::Yellow, 64);
+        c.class_packets_add(2, Colour::Yellow, 1, 64);
         let s = c.snapshot(2);
         assert_eq!(s.rx_packets, vec![0, 35]);
         assert_eq!(s.drop_count(DropReason::NoRoute), 2);

@@ -33,23 +33,16 @@ pub struct Hop {
     pub mtu: u16,
 }
 
-/// A group's current choice.
-#[derive(Debug, Clone)]
-pub struct GroupSelection {
-    pub name: String,
-    pub selection: Selection,
-}
-
 pub struct Tables {
     pub generation: u32,
     pub classifier: Classifier,
     pub classes: Vec<Class>,
     v4: Lpm4,
     v6: Lpm6,
-    pub groups: Vec<GroupSelection>,
+    /// Each path group's current choice, by group index.
+    pub groups: Vec<Selection>,
     pub hops: Vec<Hop>,
     pub paths: Vec<Path>,
-    pub status: Vec<PathStatus>,
     /// Path indices mean the same path in every generation since `numbered_since`; a flow
     /// decided from `prev_numbered_since` up to then finds its path through `remap` (by
     /// name; `PATH_NO_ROUTE` for paths that are gone). So a flow keeps the same path, not
@@ -70,31 +63,11 @@ impl Tables {
         generation: u32,
     ) -> Result<Tables, String> {
         assert_eq!(status.len(), cfg.paths.len());
-        let classifier = Classifier::build(&cfg.rules, qos::ClassId(0)).map_err(|e| e.to_string())?;
-        let mut r4: Vec<(Ipv4Prefix, u32)> = Vec::new();
-        let mut r6: Vec<(Ipv6Prefix, u32)> = Vec::new();
-        for r in &cfg.routes {
-            match r.prefix {
-                Prefix::V4(p) => r4.push((p, r.group as u32)),
-                Prefix::V6(p) => r6.push((p, r.group as u32)),
-            }
-        }
-        // Address space that is never forwarded is compiled into the table, so the fast
-        // path needs no checks of its own for it. Validation refuses routes inside these
-        // ranges and routes to the appliance's own addresses, so nothing collides.
-        r4.push((control::config::IPV4_NOT_UNICAST, LPM_NOT_UNICAST));
-        r6.extend(control::config::IPV6_LINK_ONLY.iter().map(|&p| (p, LPM_LOCAL)));
-        for p in &cfg.ports {
-            r4.extend(p.ipv4.iter().map(|a| (Ipv4Prefix::new(a.addr, 32), LPM_LOCAL)));
-            r6.extend(p.ipv6.iter().map(|a| (Ipv6Prefix::new(a.addr, 128), LPM_LOCAL)));
-        }
+        let (classifier, v4, v6) = compile_lookups(cfg)?;
         let groups = cfg
             .groups
             .iter()
-            .map(|g| GroupSelection {
-                name: g.name.clone(),
-                selection: Selection::compile(select(g, &cfg.paths, status, cfg.site), &cfg.paths),
-            })
+            .map(|g| Selection::compile(select(g, &cfg.paths, status, cfg.site), &cfg.paths))
             .collect();
         let hops = cfg
             .paths
@@ -114,12 +87,11 @@ impl Tables {
             generation,
             classifier,
             classes: cfg.classes.clone(),
-            v4: Lpm4::build(&r4, Lpm4::DEFAULT_MAX_GROUPS).map_err(|e| e.to_string())?,
-            v6: Lpm6::build(&r6, Lpm6::DEFAULT_MAX_GROUPS).map_err(|e| e.to_string())?,
+            v4,
+            v6,
             groups,
             hops,
             paths: cfg.paths.clone(),
-            status: status.to_vec(),
             numbered_since: generation,
             prev_numbered_since: 0,
             remap: Vec::new(),
@@ -183,7 +155,7 @@ impl Tables {
             None => return PATH_NO_ROUTE,
             Some(LPM_LOCAL) => return PATH_LOCAL,
             Some(LPM_NOT_UNICAST) => return PATH_NOT_UNICAST,
-            Some(g) => &self.groups[g as usize].selection,
+            Some(g) => &self.groups[g as usize],
         };
         if g.members.iter().any(|&(p, _)| p == current) {
             return current;
@@ -193,6 +165,38 @@ impl Tables {
             p => p,
         }
     }
+}
+
+/// The parts of the tables that can fail to compile (classifier, LPM): what
+/// `sluiced --check-config` checks, and what `Tables::build` starts from.
+fn compile_lookups(cfg: &Config) -> Result<(Classifier, Lpm4, Lpm6), String> {
+    let classifier = Classifier::build(&cfg.rules, qos::ClassId(0)).map_err(|e| e.to_string())?;
+    let mut r4: Vec<(Ipv4Prefix, u32)> = Vec::new();
+    let mut r6: Vec<(Ipv6Prefix, u32)> = Vec::new();
+    for r in &cfg.routes {
+        match r.prefix {
+            Prefix::V4(p) => r4.push((p, r.group as u32)),
+            Prefix::V6(p) => r6.push((p, r.group as u32)),
+        }
+    }
+    // Address space that is never forwarded is compiled into the table, so the fast path
+    // needs no checks of its own for it. Validation refuses routes inside these ranges and
+    // routes to the appliance's own addresses, so nothing collides.
+    r4.push((control::config::IPV4_NOT_UNICAST, LPM_NOT_UNICAST));
+    r6.extend(control::config::IPV6_LINK_ONLY.iter().map(|&p| (p, LPM_LOCAL)));
+    for p in &cfg.ports {
+        r4.extend(p.ipv4.iter().map(|a| (Ipv4Prefix::new(a.addr, 32), LPM_LOCAL)));
+        r6.extend(p.ipv6.iter().map(|a| (Ipv6Prefix::new(a.addr, 128), LPM_LOCAL)));
+    }
+    let v4 = Lpm4::build(&r4, Lpm4::DEFAULT_MAX_GROUPS).map_err(|e| e.to_string())?;
+    let v6 = Lpm6::build(&r6, Lpm6::DEFAULT_MAX_GROUPS).map_err(|e| e.to_string())?;
+    Ok((classifier, v4, v6))
+}
+
+/// Whether `cfg`'s classifier and routes compile (everything `Tables::build` can refuse;
+/// selections and next-hop rewrites always compile).
+pub fn check(cfg: &Config) -> Result<(), String> {
+    compile_lookups(cfg).map(|_| ())
 }
 
 /// The published snapshot and its generation, which workers check once per burst.

@@ -125,23 +125,33 @@ impl Egress {
     fn drain_queues(&mut self, now: u64, c: &WorkerCounters) {
         for p in 0..self.sched.len() {
             let Some(s) = self.sched[p].as_mut() else { continue };
-            if s.is_empty() {
-                continue;
+            if !s.is_empty() {
+                let mut out = std::mem::take(&mut self.pending[p]);
+                let mut bytes = 0u64;
+                s.dequeue(now, BURST - out.len(), |m, _| {
+                    bytes += m.pkt_len() as u64;
+                    let _ = out.push(m);
+                });
+                self.pending[p] = out;
+                self.pending_bytes[p] += bytes;
             }
-            let mut out = std::mem::take(&mut self.pending[p]);
-            let mut bytes = 0u64;
-            s.dequeue(now, BURST - out.len(), |m, _| {
-                bytes += m.pkt_len() as u64;
-                let _ = out.push(m);
-            });
+        }
+        self.publish_queues(c);
+    }
+
+    /// Copies the schedulers' own counters and depths into the shared block (once per
+    /// poll, not per packet).
+    fn publish_queues(&self, c: &WorkerCounters) {
+        for (p, s) in self.sched.iter().enumerate() {
+            let Some(s) = s else { continue };
             for prio in Priority::ALL {
-                set(
-                    &c.queue_depth[p * Priority::COUNT + prio as usize],
-                    s.depth(prio) as u64,
-                );
+                let q = p * Priority::COUNT + prio as usize;
+                let k = s.counters[prio as usize];
+                set(&c.queue_depth[q], s.depth(prio) as u64);
+                set(&c.queue_enqueued[q], k.enqueued);
+                set(&c.queue_dropped[q], k.dropped);
+                set(&c.queue_ce_marked[q], k.ce_marked);
             }
-            self.pending[p] = out;
-            self.pending_bytes[p] += bytes;
         }
     }
 }
@@ -236,20 +246,14 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                                 eg.push(p, m, &mut plan.tx, &c);
                                 continue;
                             };
-                            let q = p * Priority::COUNT + prio as usize;
                             match s.admit(prio, ect) {
                                 Enqueued::Drop => {
                                     c.drop_packet(DropReason::QueueFull);
-                                    bump(&c.queue_dropped[q], 1);
                                     continue;
                                 }
-                                Enqueued::QueueMarkCe => {
-                                    set_ce(m.data_mut(), pipe.meta(i));
-                                    bump(&c.queue_ce_marked[q], 1);
-                                }
+                                Enqueued::QueueMarkCe => set_ce(m.data_mut(), pipe.meta(i)),
                                 Enqueued::Queue => {}
                             }
-                            bump(&c.queue_enqueued[q], 1);
                             let len = m.pkt_len();
                             s.push(prio, m, len, qos::ClassId(class as u16));
                         }
@@ -272,6 +276,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         }
     }
     // Shutdown: queued packets are freed (the ports are stopping), live flows reported.
+    eg.publish_queues(&c);
     for s in eg.sched.iter_mut().flatten() {
         s.drain(drop);
     }

@@ -22,7 +22,7 @@ pub enum Enqueued {
     Drop,
 }
 
-/// Counters per priority, read by the control thread through the worker's counters.
+/// Counters per priority; the worker copies them into its shared block once per poll.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueCounters {
     pub enqueued: u64,
