@@ -334,6 +334,25 @@ impl Mempool {
         // SAFETY: valid pool pointer.
         NonNull::new(unsafe { sys::sluice_pktmbuf_alloc(self.ptr.as_ptr()) }).map(Mbuf)
     }
+
+    /// Fills the free space of `burst` with up to `n` empty mbufs, all or none; returns
+    /// whether it did (the pool may be short).
+    #[inline(always)]
+    pub fn alloc_bulk<const N: usize>(&self, burst: &mut Burst<N>, n: usize) -> bool {
+        let n = n.min(N - burst.len);
+        if n == 0 {
+            return true;
+        }
+        // SAFETY: valid pool; the array has n free slots after len; on failure nothing is
+        // written (rte_pktmbuf_alloc_bulk is all-or-nothing).
+        let ret = unsafe {
+            sys::sluice_pktmbuf_alloc_bulk(self.ptr.as_ptr(), burst.pkts.as_mut_ptr().add(burst.len), n as u32)
+        };
+        if ret == 0 {
+            burst.len += n;
+        }
+        ret == 0
+    }
 }
 
 impl Drop for Mempool {
@@ -859,6 +878,24 @@ impl Port {
                 Some((s, v.value))
             })
             .collect()
+    }
+}
+
+impl TxQueue {
+    /// Transmits what the driver takes now and keeps the rest, in order, at the front of
+    /// the burst for the next call (a generator retries instead of dropping). Returns how
+    /// many were sent.
+    #[inline(always)]
+    pub fn tx_keep<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
+        let len = burst.len;
+        if len == 0 {
+            return 0;
+        }
+        // SAFETY: as in tx(); the driver owns the first `sent`, we keep pkts[sent..len].
+        let sent = unsafe { sys::sluice_tx_burst(self.port, self.queue, burst.pkts.as_mut_ptr(), len as u16) } as usize;
+        burst.pkts.copy_within(sent..len, 0);
+        burst.len = len - sent;
+        sent
     }
 }
 

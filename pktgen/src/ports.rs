@@ -1,0 +1,289 @@
+//! EAL and ports for the generator and the reflector: EAL's arguments (own file prefix,
+//! hugepages when enough are free, `--no-huge` otherwise), one mbuf pool, and ports from
+//! device arguments or PCI addresses with a queue per TX and per RX lcore.
+
+use dataplane::dpdk::{flags, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue, MBUF_DATA_ROOM};
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hugepages {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct EalOptions {
+    pub file_prefix: String,
+    pub main_lcore: u32,
+    /// Lcores besides the main one.
+    pub lcores: Vec<u32>,
+    pub hugepages: Hugepages,
+    /// Memory for EAL in MiB (with --no-huge, or to cap hugepage use).
+    pub memory_mb: Option<u32>,
+    /// Verbatim extra EAL arguments (e.g. `--lcores 0@0,1@1`, which replaces `-l`).
+    pub extra: Vec<String>,
+    pub verbose: bool,
+}
+
+/// Mbufs for `ports` ports with the given queues and descriptors, lcores' caches and
+/// bursts, and `held` more (the reflector's delay queue).
+pub fn mbufs_needed(ports: usize, queues: u32, descriptors: u32, lcores: u32, held: u32) -> u32 {
+    let n = ports as u64 * queues as u64 * descriptors as u64 * 2
+        + (lcores as u64 + 1) * (POOL_CACHE as u64 * 3 / 2 + 64 * 8)
+        + held as u64
+        + 4096;
+    ((n + 1).next_power_of_two() - 1).min(u32::MAX as u64) as u32
+}
+
+pub const POOL_CACHE: u32 = 256;
+pub const DESCRIPTORS: u16 = 1024;
+
+/// EAL's arguments, and a warning when hugepages are not used though asked for "auto".
+pub fn eal_args(
+    devices: &[String],
+    o: &EalOptions,
+    mbufs: u32,
+    free_huge_mib: u64,
+) -> Result<(Vec<String>, Option<String>), String> {
+    // Each mbuf: data room, header, mempool object header and cache-line padding.
+    let need_mb = 256 + (mbufs as u64 * (MBUF_DATA_ROOM as u64 + 384)).div_ceil(1 << 20);
+    let mut args = vec!["sluice-pktgen".to_string()];
+    if !o.extra.iter().any(|a| a == "--lcores" || a.starts_with("--lcores=")) {
+        let mut l = vec![o.main_lcore];
+        l.extend(o.lcores.iter().filter(|&&c| c != o.main_lcore));
+        args.push("-l".into());
+        args.push(l.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","));
+    }
+    args.extend([
+        "--main-lcore".into(),
+        o.main_lcore.to_string(),
+        "--file-prefix".into(),
+        o.file_prefix.clone(),
+        format!("--log-level=*:{}", if o.verbose { 7 } else { 4 }),
+    ]);
+    let mut warning = None;
+    let no_huge = match o.hugepages {
+        Hugepages::Off => true,
+        Hugepages::On if free_huge_mib < need_mb => {
+            return Err(format!(
+                "--hugepages on, but only {free_huge_mib} MiB of hugepages are free and {need_mb} MiB are needed; \
+                 reserve more (scripts/hugepages.sh) or use --hugepages auto"
+            ))
+        }
+        Hugepages::On => false,
+        Hugepages::Auto if free_huge_mib < need_mb => {
+            warning = Some(format!(
+                "only {free_huge_mib} MiB of hugepages are free ({need_mb} MiB needed): running with --no-huge, which is slower"
+            ));
+            true
+        }
+        Hugepages::Auto => false,
+    };
+    if no_huge {
+        let m = o.memory_mb.map(u64::from).unwrap_or(need_mb.max(256));
+        args.extend(["--no-huge".into(), "-m".into(), m.to_string()]);
+    } else if let Some(m) = o.memory_mb {
+        args.extend(["-m".into(), m.to_string()]);
+    }
+    let mut any_pci = false;
+    for d in devices {
+        if control::config::is_pci_address(d.split(',').next().unwrap_or("")) {
+            any_pci = true;
+            args.extend(["-a".into(), d.clone()]);
+        } else {
+            args.extend(["--vdev".into(), d.clone()]);
+        }
+    }
+    if !any_pci {
+        args.push("--no-pci".into());
+    }
+    args.extend(o.extra.iter().cloned());
+    Ok((args, warning))
+}
+
+/// The EAL name of a device: what precedes its first comma.
+pub fn device_name(dev: &str) -> &str {
+    dev.split(',').next().unwrap_or(dev)
+}
+
+pub struct OpenPort {
+    pub device: String,
+    pub port: Port,
+    pub driver: String,
+    pub mac: [u8; 6],
+    /// One slot per queue; a worker takes the queue for a run and gives it back.
+    pub rx: Vec<Option<RxQueue>>,
+    pub tx: Vec<Option<TxQueue>>,
+}
+
+pub struct Setup {
+    // Field order is drop order: ports are closed explicitly in `close`, then the pool,
+    // then EAL.
+    pub ports: Vec<OpenPort>,
+    pub pool: std::sync::Arc<Mempool>,
+    pub eal: Eal,
+}
+
+/// Starts EAL, makes the pool and brings every port up with `rx_queues` and `tx_queues`
+/// queues (memif ports get the larger of the two both ways: memif connects only when
+/// both ends' rings match).
+pub fn open(devices: &[String], o: &EalOptions, rx_queues: u16, tx_queues: u16, held: u32) -> Result<Setup, String> {
+    let lcores = o.lcores.len() as u32 + 1;
+    let queues = rx_queues.max(tx_queues) as u32;
+    let mbufs = mbufs_needed(devices.len(), queues, DESCRIPTORS as u32, lcores, held);
+    let free = numa::System::new("/").free_hugepage_mib();
+    let (args, warning) = eal_args(devices, o, mbufs, free)?;
+    if let Some(w) = warning {
+        log::warn!("{w}");
+    }
+    log::debug!("EAL arguments: {}", args.join(" "));
+    let eal = Eal::init(&args).map_err(|e| format!("starting DPDK (EAL arguments: {}): {e}", args.join(" ")))?;
+    let pool = Mempool::create(&format!("pg_{}", o.file_prefix), mbufs, POOL_CACHE, -1).map_err(|e| e.to_string())?;
+    let mut ports = Vec::new();
+    for d in devices {
+        let name = device_name(d);
+        let port = eal
+            .port_by_name(name)
+            .map_err(|e| format!("port {name}: {e} (is the device argument right?)"))?;
+        let info = port.info().map_err(|e| e.to_string())?;
+        let (rxq, txq) = if info.driver == "net_memif" {
+            let q = rx_queues.max(tx_queues);
+            (q, q)
+        } else {
+            (rx_queues, tx_queues)
+        };
+        if rxq > info.max_rx_queues || txq > info.max_tx_queues {
+            return Err(format!(
+                "port {name} (driver {}) offers {} RX and {} TX queues; {rxq} and {txq} are needed (one per lcore)",
+                info.driver, info.max_rx_queues, info.max_tx_queues
+            ));
+        }
+        let rss_hf = if rxq > 1 {
+            info.rss_offloads & flags::RSS_5TUPLE
+        } else {
+            0
+        };
+        let setup = PortSetup {
+            rx_queues: rxq,
+            tx_queues: txq,
+            rx_descriptors: DESCRIPTORS,
+            tx_descriptors: DESCRIPTORS,
+            mtu: 1500,
+            rx_offloads: 0,
+            // Every mbuf comes from one pool with one reference: the cheap free path.
+            tx_offloads: info.tx_offload_capa & flags::TX_OFFLOAD_MBUF_FAST_FREE,
+            rss_hf,
+            rss_key: Vec::new(),
+            promiscuous: true,
+        };
+        let (rx, tx) = port
+            .setup(&setup, &pool)
+            .map_err(|e| format!("setting up port {name}: {e}"))?;
+        port.start().map_err(|e| format!("starting port {name}: {e}"))?;
+        let mac = port.mac().unwrap_or([0; 6]);
+        ports.push(OpenPort {
+            device: d.clone(),
+            port,
+            driver: info.driver,
+            mac,
+            rx: rx.into_iter().map(Some).collect(),
+            tx: tx.into_iter().map(Some).collect(),
+        });
+    }
+    Ok(Setup {
+        ports,
+        pool: std::sync::Arc::new(pool),
+        eal,
+    })
+}
+
+impl Setup {
+    /// Waits up to `max_ms` for every port's link (memif needs its peer).
+    pub fn wait_links(&self, max_ms: u64) -> Result<(), String> {
+        let t0 = std::time::Instant::now();
+        loop {
+            let down: Vec<&str> = self
+                .ports
+                .iter()
+                .filter(|p| !p.port.link().up)
+                .map(|p| device_name(&p.device))
+                .collect();
+            if down.is_empty() {
+                return Ok(());
+            }
+            if t0.elapsed().as_millis() as u64 >= max_ms {
+                let mut m = String::new();
+                let _ = write!(
+                    m,
+                    "link still down after {max_ms} ms on {} (a memif port needs its peer running)",
+                    down.join(", ")
+                );
+                return Err(m);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Stops and closes every port, then releases the pool and EAL.
+    pub fn close(self) {
+        let Setup { ports, pool, eal } = self;
+        for p in ports {
+            let _ = p.port.stop();
+            drop(p.rx);
+            drop(p.tx);
+            let _ = p.port.close();
+        }
+        drop(pool);
+        let _ = eal.cleanup();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> EalOptions {
+        EalOptions {
+            file_prefix: "pg".into(),
+            main_lcore: 0,
+            lcores: vec![1],
+            hugepages: Hugepages::Auto,
+            memory_mb: None,
+            extra: vec![],
+            verbose: false,
+        }
+    }
+
+    #[test]
+    fn eal_arguments() {
+        let devs = vec!["net_ring0".to_string(), "0000:03:00.0".to_string()];
+        let (a, w) = eal_args(&devs, &opts(), 16383, 0).unwrap();
+        assert!(w.unwrap().contains("--no-huge"));
+        let s = a.join(" ");
+        assert!(s.contains("-l 0,1 --main-lcore 0 --file-prefix pg"), "{s}");
+        assert!(s.contains("--no-huge -m"));
+        assert!(s.contains("--vdev net_ring0 -a 0000:03:00.0"));
+        assert!(!s.contains("--no-pci"));
+        let (a, w) = eal_args(&devs[..1], &opts(), 16383, 100_000).unwrap();
+        assert!(w.is_none());
+        assert!(!a.join(" ").contains("--no-huge"));
+        assert!(a.join(" ").contains("--no-pci"));
+        let mut o = opts();
+        o.hugepages = Hugepages::On;
+        assert!(eal_args(&devs, &o, 16383, 0).unwrap_err().contains("hugepages"));
+        o.extra = vec!["--lcores".into(), "0@0,1@0".into()];
+        o.hugepages = Hugepages::Off;
+        let (a, _) = eal_args(&devs, &o, 16383, 100_000).unwrap();
+        assert!(!a.contains(&"-l".to_string()));
+        assert!(a.join(" ").ends_with("--lcores 0@0,1@0"));
+    }
+
+    #[test]
+    fn pool_sizes_are_powers_of_two_minus_one() {
+        let n = mbufs_needed(2, 2, 1024, 2, 0);
+        assert_eq!((n + 1).count_ones(), 1);
+        assert!(n as u64 >= 2 * 2 * 1024 * 2);
+        assert!(mbufs_needed(1, 1, 1024, 1, 100_000) > 100_000);
+    }
+}
