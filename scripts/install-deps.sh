@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev dpdk-doc libclang-dev pkg-config
-          build-essential python3 iproute2 tcpdump procps)
+          build-essential python3 iproute2 iputils-ping tcpdump procps)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -211,6 +211,8 @@ struct WorkerCtx {
     shared: Arc<Shared>,
     /// Index of this worker's live block.
     me: usize,
+    /// Every lane starts sending at this TSC, together.
+    start: u64,
     tx_end: u64,
     tsc_hz: u64,
     out: Arc<Mutex<WorkerResult>>,
@@ -221,10 +223,14 @@ fn worker(mut tx: Option<TxTask>, mut rx: Option<RxTask>, ctx: WorkerCtx) -> i32
         pool,
         shared,
         me,
+        start,
         tx_end,
         tsc_hz,
         out,
     } = ctx;
+    while rdtsc() < start {
+        std::hint::spin_loop();
+    }
     let live = &shared.live[me];
     let ns_q32 = ((1_000_000_000u128) << 32) / tsc_hz as u128;
     let mut burst = Burst::<BURST>::new();
@@ -300,6 +306,7 @@ pub fn run(
         }
     }
     let stats_before: Vec<PortStats> = setup.ports.iter().map(|p| p.port.stats()).collect();
+    let in_use_before = setup.pool.in_use() as i64;
     let start = rdtsc() + hz / 50;
     let tx_end = o
         .duration_ns
@@ -385,6 +392,7 @@ pub fn run(
             pool: setup.pool.clone(),
             shared: shared.clone(),
             me: w,
+            start,
             tx_end,
             tsc_hz: hz,
             out: slot.clone(),
@@ -600,5 +608,6 @@ pub fn run(
             .map(|((n, _), v)| (n.to_string(), v))
             .collect(),
         ports,
+        mbufs_in_use_delta: setup.pool.in_use() as i64 - in_use_before,
     })
 }

@@ -125,10 +125,16 @@ pub struct Setup {
     pub eal: Eal,
 }
 
-/// Starts EAL, makes the pool and brings every port up with `rx_queues` and `tx_queues`
-/// queues (memif ports get the larger of the two both ways: memif connects only when
-/// both ends' rings match).
-pub fn open(devices: &[String], o: &EalOptions, rx_queues: u16, tx_queues: u16, held: u32) -> Result<Setup, String> {
+/// Starts EAL, makes the pool and brings every port up with `rx_queues` (at least as
+/// many as TX) and `tx_queues` queues.
+pub fn open(
+    devices: &[String],
+    o: &EalOptions,
+    rx_queues: u16,
+    tx_queues: u16,
+    held: u32,
+    start_wait_ms: u64,
+) -> Result<Setup, String> {
     let lcores = o.lcores.len() as u32 + 1;
     let queues = rx_queues.max(tx_queues) as u32;
     let mbufs = mbufs_needed(devices.len(), queues, DESCRIPTORS as u32, lcores, held);
@@ -139,7 +145,7 @@ pub fn open(devices: &[String], o: &EalOptions, rx_queues: u16, tx_queues: u16, 
     }
     log::debug!("EAL arguments: {}", args.join(" "));
     let eal = Eal::init(&args).map_err(|e| format!("starting DPDK (EAL arguments: {}): {e}", args.join(" ")))?;
-    let pool = Mempool::create(&format!("pg_{}", o.file_prefix), mbufs, POOL_CACHE, -1).map_err(|e| e.to_string())?;
+    let pool = Mempool::create("pktgen", mbufs, POOL_CACHE, -1).map_err(|e| e.to_string())?;
     let mut ports = Vec::new();
     for d in devices {
         let name = device_name(d);
@@ -147,11 +153,14 @@ pub fn open(devices: &[String], o: &EalOptions, rx_queues: u16, tx_queues: u16, 
             .port_by_name(name)
             .map_err(|e| format!("port {name}: {e} (is the device argument right?)"))?;
         let info = port.info().map_err(|e| e.to_string())?;
+        // At least as many RX queues as TX queues: loopback-like devices (net_ring, memif)
+        // pair queue i with queue i, and memif connects only when both ends' rings match.
+        // RX lcores share the extra queues.
         let (rxq, txq) = if info.driver == "net_memif" {
             let q = rx_queues.max(tx_queues);
             (q, q)
         } else {
-            (rx_queues, tx_queues)
+            (rx_queues.max(tx_queues), tx_queues)
         };
         if rxq > info.max_rx_queues || txq > info.max_tx_queues {
             return Err(format!(
@@ -180,7 +189,19 @@ pub fn open(devices: &[String], o: &EalOptions, rx_queues: u16, tx_queues: u16, 
         let (rx, tx) = port
             .setup(&setup, &pool)
             .map_err(|e| format!("setting up port {name}: {e}"))?;
-        port.start().map_err(|e| format!("starting port {name}: {e}"))?;
+        // A memif client cannot start before its server has made the socket: keep trying.
+        let t0 = std::time::Instant::now();
+        let mut said = false;
+        while let Err(e) = port.start() {
+            if info.driver != "net_memif" || t0.elapsed().as_millis() as u64 >= start_wait_ms {
+                return Err(format!("starting port {name}: {e}"));
+            }
+            if !said {
+                log::info!("port {name}: waiting for the memif peer ({e})");
+                said = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let mac = port.mac().unwrap_or([0; 6]);
         ports.push(OpenPort {
             device: d.clone(),

@@ -33,6 +33,8 @@ pub struct ReflectReport {
     /// Duplicates that could not be made (pool empty).
     pub copy_failures: u64,
     pub ports: Vec<PortReport>,
+    /// Mbufs taken during the run and not returned (held packets are freed at the end).
+    pub mbufs_in_use_delta: i64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -228,6 +230,7 @@ fn snapshot(s: &State, now: u64) -> ReflectReport {
         tx_dropped: s.tx_dropped,
         copy_failures: s.copy_failures,
         ports: Vec::new(),
+        mbufs_in_use_delta: 0,
     }
 }
 
@@ -359,6 +362,7 @@ pub fn run(
     type Queues = (Vec<RxQueue>, Vec<TxQueue>);
     let back: Arc<Mutex<Option<Queues>>> = Arc::new(Mutex::new(None));
     let stats_before: Vec<_> = setup.ports.iter().map(|p| p.port.stats()).collect();
+    let in_use_before = setup.pool.in_use() as i64;
     {
         let (pool, sh, back) = (setup.pool.clone(), shared.clone(), back.clone());
         setup
@@ -421,6 +425,7 @@ pub fn run(
         p.tx[0] = Some(t);
     }
     let mut r = shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    r.mbufs_in_use_delta = setup.pool.in_use() as i64 - in_use_before;
     r.ports = setup
         .ports
         .iter()
@@ -452,8 +457,14 @@ impl ReflectReport {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "sluice-pktgen reflect: {:.3} s, {} frames received, {} ignored, {} malformed, {} refused by TX, {} copies failed",
-            self.duration_s, self.rx_packets, self.ignored, self.malformed, self.tx_dropped, self.copy_failures
+            "sluice-pktgen reflect: {:.3} s, {} frames received, {} ignored, {} malformed, {} refused by TX, {} copies failed, {} mbufs not returned",
+            self.duration_s,
+            self.rx_packets,
+            self.ignored,
+            self.malformed,
+            self.tx_dropped,
+            self.copy_failures,
+            self.mbufs_in_use_delta
         );
         let _ = writeln!(
             o,

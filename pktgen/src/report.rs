@@ -119,6 +119,9 @@ pub struct RunReport {
     pub foreign_packets: u64,
     pub rx_sizes: Vec<(String, u64)>,
     pub ports: Vec<PortReport>,
+    /// Mbufs taken from the pool during the run and not returned (0 unless a driver still
+    /// holds sent packets).
+    pub mbufs_in_use_delta: i64,
 }
 
 fn fmt_ns(ns: u64) -> String {
@@ -186,7 +189,11 @@ impl RunReport {
         for (b, n) in &self.rx_sizes {
             let _ = write!(o, " {b}: {n}");
         }
-        let _ = writeln!(o, "; foreign packets: {}", self.foreign_packets);
+        let _ = writeln!(
+            o,
+            "; foreign packets: {}; mbufs not returned: {}",
+            self.foreign_packets, self.mbufs_in_use_delta
+        );
         for p in &self.ports {
             let _ = writeln!(
                 o,

@@ -274,7 +274,14 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         return Err("--search needs --duration (the length of each trial)".into());
     }
     let interrupt = interrupt_flag();
-    let mut setup = ports::open(&a.common.ports, &eal, rx.len() as u16, tx.len() as u16, 0)?;
+    let mut setup = ports::open(
+        &a.common.ports,
+        &eal,
+        rx.len() as u16,
+        tx.len() as u16,
+        0,
+        link_wait / 1_000_000,
+    )?;
     let result = (|| {
         setup.wait_links(link_wait / 1_000_000)?;
         let mut opts = RunOptions {
@@ -395,7 +402,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
         .transpose()
         .map_err(|e| e.to_string())?;
     let interrupt = interrupt_flag();
-    let mut setup = ports::open(&a.common.ports, &eal, 1, 1, 0)?;
+    let mut setup = ports::open(&a.common.ports, &eal, 1, 1, 0, link_wait / 1_000_000)?;
     let result = (|| {
         setup.wait_links(link_wait / 1_000_000)?;
         let avg = frames.iter().map(|f| f.len() as f64 + 4.0).sum::<f64>() / frames.len().max(1) as f64;
@@ -437,8 +444,9 @@ fn cmd_reflect(a: ReflectArgs) -> Result<(), String> {
         .transpose()
         .map_err(|e| e.to_string())?;
     let eal = eal_options(&a.common, vec![a.lcore])?;
+    let link_wait = spec::parse_duration_ns(&a.common.link_wait).map_err(|e| e.to_string())?;
     let interrupt = interrupt_flag();
-    let mut setup = ports::open(&a.common.ports, &eal, 1, 1, cfg.queue_limit)?;
+    let mut setup = ports::open(&a.common.ports, &eal, 1, 1, cfg.queue_limit, link_wait / 1_000_000)?;
     for g in &cfg.gateways {
         log::info!("gateway {} at {} with MAC {}", g.name, g.ip, spec::format_mac(&g.mac));
     }

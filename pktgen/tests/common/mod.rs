@@ -1,0 +1,176 @@
+//! Helpers for tests that run `sluice-pktgen` as child processes: a private directory,
+//! unique EAL file prefixes, time bounds, reaping, and one test at a time (each process
+//! busy-polls a core, and the machine has two).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const PKTGEN: &str = env!("CARGO_BIN_EXE_sluice-pktgen");
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Held for the whole test: DPDK tests take turns.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct TestDir {
+    pub path: PathBuf,
+    pub name: String,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        let name = format!("{name}_{}", std::process::id());
+        let path = std::env::temp_dir().join(format!("sluice-pg-{name}"));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TestDir { path, name }
+    }
+    pub fn file(&self, f: &str) -> PathBuf {
+        self.path.join(f)
+    }
+    pub fn prefix(&self, role: &str) -> String {
+        format!("pg_{}_{role}", self.name)
+    }
+    pub fn write(&self, f: &str, text: &str) -> PathBuf {
+        let p = self.file(f);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+        let ours = format!("pg_{}_", self.name);
+        if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&ours) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// A running `sluice-pktgen`; dropping it kills and reaps it.
+pub struct Proc {
+    child: Option<Child>,
+    pub role: String,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+pub struct Done {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Done {
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "sluice-pktgen failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        self.ok();
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}):\n{}\n--- stderr\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl Proc {
+    /// Starts `sluice-pktgen` with `args` plus a unique file prefix.
+    pub fn start(dir: &TestDir, role: &str, args: &[&str]) -> Proc {
+        let stdout = dir.file(&format!("{role}.stdout"));
+        let stderr = dir.file(&format!("{role}.stderr"));
+        let child = Command::new(PKTGEN)
+            .args(args)
+            .args(["--file-prefix", &dir.prefix(role)])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn sluice-pktgen");
+        Proc {
+            child: Some(child),
+            role: role.into(),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn wait(mut self, limit: Duration) -> Done {
+        let mut child = self.child.take().unwrap();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not exit within {limit:?}\n--- stderr\n{}",
+                    self.role,
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Done {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn run(dir: &TestDir, role: &str, args: &[&str], limit: Duration) -> Done {
+    Proc::start(dir, role, args).wait(limit)
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// Runs a shell command, returning whether it succeeded.
+pub fn sh(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
