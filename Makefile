@@ -32,6 +32,7 @@ test: setup
 
 bench: setup build
 	QUICK=$(QUICK) python3 benches/bench.py
+	QUICK=$(QUICK) python3 benches/pktgen.py
 
 fmt:
 	$(CARGO) fmt --all

@@ -418,6 +418,27 @@ impl Mbuf {
         self.raw().port
     }
 
+    /// Makes a single-segment mbuf exactly `len` bytes long and returns its data, or None
+    /// when the buffer is too small or the mbuf is chained. The generator's per-packet
+    /// form of `append` (no call into C).
+    #[inline(always)]
+    pub fn set_len(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: we own the mbuf exclusively (&mut self); the bounds are checked against
+        // the buffer's own length before the lengths are written.
+        unsafe {
+            let m = self.0.as_mut();
+            if m.nb_segs != 1 || m.data_off as u32 + len as u32 > m.buf_len as u32 {
+                return None;
+            }
+            m.data_len = len;
+            m.pkt_len = len as u32;
+            Some(std::slice::from_raw_parts_mut(
+                (m.buf_addr as *mut u8).add(m.data_off as usize),
+                len as usize,
+            ))
+        }
+    }
+
     /// Appends `len` bytes to the last segment and returns them.
     pub fn append(&mut self, len: u16) -> Option<&mut [u8]> {
         // SAFETY: rte_pktmbuf_append returns NULL or a pointer to len writable bytes.

@@ -10,6 +10,22 @@ use dataplane::wire::ones_complement_sum;
 const FCS: usize = 4;
 /// Longest header: Ethernet + VLAN + IPv6 + TCP.
 const MAX_HDR: usize = 14 + 4 + 40 + 20;
+const HDR_WORDS: usize = MAX_HDR.div_ceil(8);
+
+/// Folds a sum of 16-bit words to 16 bits.
+#[inline(always)]
+fn fold(mut s: u64) -> u64 {
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s
+}
+
+/// The sum of an IPv6 address's eight 16-bit words.
+#[inline(always)]
+fn words128(a: u128) -> u64 {
+    (0..8).map(|i| (a >> (16 * i)) as u64 & 0xffff).sum()
+}
 
 /// Where a flow is in its cycle: one offset per varying field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,15 +49,20 @@ pub struct FrameBuilder {
     dport_start: u16,
     dport_count: u32,
     flows: u64,
-    hdr: [u8; MAX_HDR],
+    /// The header template, zero in every per-packet field, as 8-byte words.
+    hdr_words: [u64; HDR_WORDS],
     hdr_len: usize,
+    /// One's-complement sums of the template's constant words: the IPv4 header, and the
+    /// L4 header with the pseudo-header's protocol.
+    ip_base: u64,
+    l4_base: u64,
     l3_at: usize,
     l4_at: usize,
 }
 
 impl FrameBuilder {
     pub fn new(spec: &StreamSpec, stream: u16, src_mac: [u8; 6]) -> FrameBuilder {
-        let mut hdr = [0u8; MAX_HDR];
+        let mut hdr = [0u8; HDR_WORDS * 8];
         hdr[0..6].copy_from_slice(&spec.dst_mac);
         hdr[6..12].copy_from_slice(&spec.src_mac.unwrap_or(src_mac));
         let mut at = 12;
@@ -91,6 +112,21 @@ impl FrameBuilder {
                 at += 8;
             }
         }
+        let ip_base = if v6 {
+            0
+        } else {
+            ones_complement_sum(&hdr[l3_at..l3_at + 20]) as u64
+        };
+        let pseudo_proto = if spec.proto == Proto::Icmp && !v6 {
+            0
+        } else {
+            proto_num as u64
+        };
+        let l4_base = ones_complement_sum(&hdr[l4_at..at]) as u64 + pseudo_proto;
+        let mut hdr_words = [0u64; HDR_WORDS];
+        for (w, b) in hdr_words.iter_mut().zip(hdr.chunks_exact(8)) {
+            *w = u64::from_ne_bytes(b.try_into().expect("8 bytes"));
+        }
         FrameBuilder {
             stream,
             proto: spec.proto,
@@ -102,8 +138,10 @@ impl FrameBuilder {
             dport_start: spec.dport.start,
             dport_count: spec.dport.count,
             flows: spec.flows,
-            hdr,
+            hdr_words,
             hdr_len: at,
+            ip_base,
+            l4_base,
             l3_at,
             l4_at,
         }
@@ -164,30 +202,57 @@ impl FrameBuilder {
     }
 
     /// Writes a whole frame of `buf.len() + 4` bytes on the wire (the NIC adds the FCS).
-    /// `buf` must be at least `header_len() + SIG_LEN` long.
+    /// `buf` must be at least `header_len() + SIG_LEN` long. Checksums are sums of the
+    /// template's constant words (made once) and this packet's variable words, so the
+    /// frame is written once and never read back.
     #[inline(always)]
     pub fn write(&self, buf: &mut [u8], c: &FlowCursor, lane: u8, seq: u32, tsc: u64) {
         let len = buf.len();
         let h = self.hdr_len;
-        buf[..h].copy_from_slice(&self.hdr[..h]);
-        sig::write(&mut buf[h..h + SIG_LEN], self.stream, lane, seq, tsc);
-        buf[h + SIG_LEN..].fill(0);
+        // The header in 8-byte words: the few bytes past it are the signature's, written next.
+        let words = h.div_ceil(8);
+        for (d, w) in buf[..words * 8].chunks_exact_mut(8).zip(&self.hdr_words[..words]) {
+            d.copy_from_slice(&w.to_ne_bytes());
+        }
+        let head = sig::write(&mut buf[h..h + SIG_LEN], self.stream, lane, seq, tsc);
+        // Zero the rest (the pool's buffers hold old packets): small frames in 8-byte words
+        // and single bytes, without a call to memset.
+        let rest = &mut buf[h + SIG_LEN..];
+        if rest.len() <= 64 {
+            let mut chunks = rest.chunks_exact_mut(8);
+            for c in &mut chunks {
+                c.copy_from_slice(&[0; 8]);
+            }
+            for b in chunks.into_remainder() {
+                *b = 0;
+                std::hint::black_box(&*b);
+            }
+        } else {
+            rest.fill(0);
+        }
         let (l3, l4) = (self.l3_at, self.l4_at);
-        let l4_len = len - l4;
+        let l4_len = (len - l4) as u64;
         let sport = self.sport_start.wrapping_add(c.sport as u16);
         let dport = self.dport_start.wrapping_add(c.dport as u16);
-        // The pseudo-header's sum (addresses, protocol, L4 length), kept unfolded.
-        let mut pseudo: u32;
-        match (self.src, self.dst) {
+        // Sums of 16-bit words, folded at the end.
+        let mut tsc_le = (tsc & 0xffff) + (tsc >> 16 & 0xffff) + (tsc >> 32 & 0xffff) + (tsc >> 48);
+        tsc_le = fold(tsc_le);
+        let sig_sum = (head >> 16) as u64 + (head & 0xffff) as u64 + (seq >> 16) as u64 + (seq & 0xffff) as u64
+            // The TSC is stored little-endian; a one's-complement sum of byte-swapped words
+            // is the byte-swapped sum (RFC 1071, 2.B).
+            + (tsc_le as u16).swap_bytes() as u64;
+        let addr_sum = match (self.src, self.dst) {
             (AddrRange::V4 { start: s, .. }, AddrRange::V4 { start: d, .. }) => {
                 let s = s.wrapping_add(c.src as u32);
                 let d = d.wrapping_add(c.dst as u32);
-                buf[l3 + 2..l3 + 4].copy_from_slice(&((len - l3) as u16).to_be_bytes());
+                let total = (len - l3) as u16;
+                buf[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
                 buf[l3 + 12..l3 + 16].copy_from_slice(&s.to_be_bytes());
                 buf[l3 + 16..l3 + 20].copy_from_slice(&d.to_be_bytes());
-                let ipc = !ones_complement_sum(&buf[l3..l3 + 20]);
+                let a = (s >> 16) as u64 + (s & 0xffff) as u64 + (d >> 16) as u64 + (d & 0xffff) as u64;
+                let ipc = !(fold(self.ip_base + total as u64 + a) as u16);
                 buf[l3 + 10..l3 + 12].copy_from_slice(&ipc.to_be_bytes());
-                pseudo = (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff);
+                a
             }
             (AddrRange::V6 { start: s, .. }, AddrRange::V6 { start: d, .. }) => {
                 let s = s.wrapping_add(c.src as u128);
@@ -195,43 +260,43 @@ impl FrameBuilder {
                 buf[l3 + 4..l3 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
                 buf[l3 + 8..l3 + 24].copy_from_slice(&s.to_be_bytes());
                 buf[l3 + 24..l3 + 40].copy_from_slice(&d.to_be_bytes());
-                pseudo = ones_complement_sum(&buf[l3 + 8..l3 + 40]) as u32;
+                words128(s) + words128(d)
             }
             _ => unreachable!("streams are checked to use one address family"),
-        }
-        let proto_num = buf[if self.v6 { l3 + 6 } else { l3 + 9 }] as u32;
-        pseudo += proto_num + l4_len as u32;
+        };
+        let mut sum = self.l4_base + sig_sum;
         let csum_at = match self.proto {
             Proto::Udp => {
                 buf[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
                 buf[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
                 buf[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+                // Pseudo-header length, and the UDP length field.
+                sum += addr_sum + 2 * l4_len + sport as u64 + dport as u64;
                 l4 + 6
             }
             Proto::Tcp => {
                 buf[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
                 buf[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+                sum += addr_sum + l4_len + sport as u64 + dport as u64;
                 l4 + 16
             }
             Proto::Icmp => {
                 // Echo identifier from the source-port range, echo sequence from ours.
+                let eseq = seq as u16;
                 buf[l4 + 4..l4 + 6].copy_from_slice(&sport.to_be_bytes());
-                buf[l4 + 6..l4 + 8].copy_from_slice(&(seq as u16).to_be_bytes());
-                if !self.v6 {
-                    pseudo = 0; // ICMPv4 has no pseudo-header
+                buf[l4 + 6..l4 + 8].copy_from_slice(&eseq.to_be_bytes());
+                sum += sport as u64 + eseq as u64;
+                if self.v6 {
+                    sum += addr_sum + l4_len; // ICMPv6 has a pseudo-header, ICMPv4 none
                 }
                 l4 + 2
             }
         };
-        // The payload past the signature is zero and adds nothing to the sum.
-        let mut sum = pseudo + ones_complement_sum(&buf[l4..h + SIG_LEN]) as u32;
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        let mut c = !(sum as u16);
-        if c == 0 && self.proto == Proto::Udp {
-            c = 0xffff; // zero means "no checksum" in UDP
+        let mut ck = !(fold(sum) as u16);
+        if ck == 0 && self.proto == Proto::Udp {
+            ck = 0xffff; // zero means "no checksum" in UDP
         }
-        buf[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+        buf[csum_at..csum_at + 2].copy_from_slice(&ck.to_be_bytes());
     }
 
     /// The mbuf data length for a frame of `wire_size` bytes with FCS.
@@ -318,7 +383,7 @@ mod tests {
             });
             let b = FrameBuilder::new(&s, 0, [2, 0, 0, 0, 0, 9]);
             let mut buf = vec![0x55u8; FrameBuilder::data_len(size)];
-            b.write(&mut buf, &b.cursor_at(0), 0, 77, 5);
+            b.write(&mut buf, &b.cursor_at(0), 0, 77, 0xf234_5678_9abc_def1);
             let l3 = if vlan.is_some() { 18 } else { 14 };
             verify(&buf, l3, v6);
             assert_eq!(sig::find(&buf).unwrap().seq, 77, "{dst} {proto}");

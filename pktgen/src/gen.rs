@@ -156,7 +156,7 @@ fn tx_step(t: &mut TxTask, pool: &Mempool, now: u64) -> bool {
             if s.size_at == s.sizes.len() {
                 s.size_at = 0;
             }
-            if let Some(buf) = m.append(FrameBuilder::data_len(size) as u16) {
+            if let Some(buf) = m.set_len(FrameBuilder::data_len(size) as u16) {
                 s.builder.write(buf, &s.cursor, t.lane, s.seq, now);
             }
             s.seq = s.seq.wrapping_add(1);
@@ -516,11 +516,17 @@ pub fn run(
     }
     let secs = tx_end_tsc.saturating_sub(start) as f64 / hz as f64;
     let per_s = |v: u64| if secs > 0.0 { v as f64 / secs } else { 0.0 };
+    let analysed = !o.rx_lcores.is_empty();
     let mut total_hist = new_histogram();
     let mut reports = Vec::new();
     for (i, s) in streams.iter().enumerate() {
         let _ = total_hist.add(&hists[i]);
-        let lost = tx_packets[i].saturating_sub(unique[i]);
+        // Without RX lcores nothing was received or analysed: no loss is claimed.
+        let lost = if analysed {
+            tx_packets[i].saturating_sub(unique[i])
+        } else {
+            0
+        };
         reports.push(StreamReport {
             name: s.name.clone(),
             asked_pps: asked[i],
@@ -597,6 +603,7 @@ pub fn run(
     Ok(RunReport {
         tool: "sluice-pktgen",
         duration_s: secs,
+        analysed,
         tx_lcores: o.tx_lcores.clone(),
         rx_lcores: o.rx_lcores.clone(),
         streams: reports,

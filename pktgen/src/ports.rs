@@ -102,6 +102,33 @@ pub fn eal_args(
     Ok((args, warning))
 }
 
+/// The socket a memif client device connects to (None for other devices and servers).
+pub fn memif_client_socket(dev: &str) -> Option<String> {
+    let mut parts = dev.split(',');
+    if !parts.next()?.starts_with("net_memif") {
+        return None;
+    }
+    let (mut client, mut socket) = (false, "/run/memif.sock".to_string());
+    for kv in parts {
+        match kv.split_once('=') {
+            Some(("role", r)) => client = r == "client",
+            Some(("socket", p)) => socket = p.to_string(),
+            _ => {}
+        }
+    }
+    client.then_some(socket)
+}
+
+/// Whether a Unix socket is listening at `path`, as a file or in the abstract namespace
+/// (memif's default), from /proc/net/unix.
+fn unix_socket_listening(path: &str) -> bool {
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .any(|p| p == path || p.strip_prefix('@') == Some(path))
+}
+
 /// The EAL name of a device: what precedes its first comma.
 pub fn device_name(dev: &str) -> &str {
     dev.split(',').next().unwrap_or(dev)
@@ -123,6 +150,7 @@ pub struct Setup {
     pub ports: Vec<OpenPort>,
     pub pool: std::sync::Arc<Mempool>,
     pub eal: Eal,
+    file_prefix: String,
 }
 
 /// Starts EAL, makes the pool and brings every port up with `rx_queues` (at least as
@@ -144,6 +172,25 @@ pub fn open(
         log::warn!("{w}");
     }
     log::debug!("EAL arguments: {}", args.join(" "));
+    for d in devices {
+        // A memif client probed before its server listens never connects: wait for the
+        // server before EAL probes the device.
+        if let Some(sock) = memif_client_socket(d) {
+            let name = device_name(d);
+            let t0 = std::time::Instant::now();
+            if !unix_socket_listening(&sock) {
+                log::info!("port {name}: waiting for the memif server at {sock}");
+            }
+            while !unix_socket_listening(&sock) {
+                if t0.elapsed().as_millis() as u64 >= start_wait_ms {
+                    return Err(format!(
+                        "port {name}: no memif server listens at {sock} after {start_wait_ms} ms; start the peer first"
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
     let eal = Eal::init(&args).map_err(|e| format!("starting DPDK (EAL arguments: {}): {e}", args.join(" ")))?;
     let pool = Mempool::create("pktgen", mbufs, POOL_CACHE, -1).map_err(|e| e.to_string())?;
     let mut ports = Vec::new();
@@ -189,19 +236,7 @@ pub fn open(
         let (rx, tx) = port
             .setup(&setup, &pool)
             .map_err(|e| format!("setting up port {name}: {e}"))?;
-        // A memif client cannot start before its server has made the socket: keep trying.
-        let t0 = std::time::Instant::now();
-        let mut said = false;
-        while let Err(e) = port.start() {
-            if info.driver != "net_memif" || t0.elapsed().as_millis() as u64 >= start_wait_ms {
-                return Err(format!("starting port {name}: {e}"));
-            }
-            if !said {
-                log::info!("port {name}: waiting for the memif peer ({e})");
-                said = true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        port.start().map_err(|e| format!("starting port {name}: {e}"))?;
         let mac = port.mac().unwrap_or([0; 6]);
         ports.push(OpenPort {
             device: d.clone(),
@@ -216,6 +251,7 @@ pub fn open(
         ports,
         pool: std::sync::Arc::new(pool),
         eal,
+        file_prefix: o.file_prefix.clone(),
     })
 }
 
@@ -248,7 +284,12 @@ impl Setup {
 
     /// Stops and closes every port, then releases the pool and EAL.
     pub fn close(self) {
-        let Setup { ports, pool, eal } = self;
+        let Setup {
+            ports,
+            pool,
+            eal,
+            file_prefix,
+        } = self;
         for p in ports {
             let _ = p.port.stop();
             drop(p.rx);
@@ -257,6 +298,18 @@ impl Setup {
         }
         drop(pool);
         let _ = eal.cleanup();
+        // EAL leaves the hugepage files of memif regions behind; they would hold the
+        // pages until reboot. The prefix is this process's own.
+        let ours = format!("{file_prefix}map_");
+        for mount in numa::System::new("/").hugetlbfs_mounts() {
+            if let Ok(rd) = std::fs::read_dir(&mount) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&ours) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -298,6 +351,20 @@ mod tests {
         let (a, _) = eal_args(&devs, &o, 16383, 100_000).unwrap();
         assert!(!a.contains(&"-l".to_string()));
         assert!(a.join(" ").ends_with("--lcores 0@0,1@0"));
+    }
+
+    #[test]
+    fn memif_client_sockets() {
+        assert_eq!(
+            memif_client_socket("net_memif0,role=client,socket=/tmp/a.sock").as_deref(),
+            Some("/tmp/a.sock")
+        );
+        assert_eq!(
+            memif_client_socket("net_memif1,role=client").as_deref(),
+            Some("/run/memif.sock")
+        );
+        assert_eq!(memif_client_socket("net_memif0,role=server,socket=/tmp/a.sock"), None);
+        assert_eq!(memif_client_socket("net_ring0"), None);
     }
 
     #[test]

@@ -111,6 +111,8 @@ pub struct PortReport {
 pub struct RunReport {
     pub tool: &'static str,
     pub duration_s: f64,
+    /// Whether anything received was analysed (false with `--rx-lcores none`).
+    pub analysed: bool,
     pub tx_lcores: Vec<u32>,
     pub rx_lcores: Vec<u32>,
     pub streams: Vec<StreamReport>,
@@ -141,6 +143,9 @@ impl RunReport {
             "sluice-pktgen: {:.3} s, TX lcores {:?}, RX lcores {:?}",
             self.duration_s, self.tx_lcores, self.rx_lcores
         );
+        if !self.analysed {
+            let _ = writeln!(o, "(no RX lcores: nothing was received or analysed)");
+        }
         let _ = writeln!(
             o,
             "{:<12} {:>12} {:>10} {:>8} {:>12} {:>10} {:>10} {:>9} {:>7} {:>6} {:>7}",

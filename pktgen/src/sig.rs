@@ -18,12 +18,14 @@ pub struct Sig {
     pub tsc: u64,
 }
 
+/// Writes the signature and returns its first word (for the caller's checksum).
 #[inline(always)]
-pub fn write(buf: &mut [u8], stream: u16, lane: u8, seq: u32, tsc: u64) {
+pub fn write(buf: &mut [u8], stream: u16, lane: u8, seq: u32, tsc: u64) -> u32 {
     let head = MAGIC << 16 | (lane as u32 & 0xf) << 12 | (stream as u32 & 0xfff);
     buf[0..4].copy_from_slice(&head.to_be_bytes());
     buf[4..8].copy_from_slice(&seq.to_be_bytes());
     buf[8..16].copy_from_slice(&tsc.to_le_bytes());
+    head
 }
 
 #[inline(always)]

@@ -127,9 +127,13 @@ struct RunArgs {
     /// Lcores that transmit (a list: 1,2 or 1-2). Each gets a TX queue on every port.
     #[arg(long, default_value = "1")]
     tx_lcores: String,
-    /// Lcores that receive and analyse (may be the TX lcores).
+    /// Lcores that receive and analyse (may be the TX lcores), or "none" to only send.
     #[arg(long, default_value = "1")]
     rx_lcores: String,
+    /// Queues per port, at least (a memif peer such as sluiced may have more rings than
+    /// this run has lcores; extra RX queues are polled, extra TX queues stay idle).
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
     /// How long to send (10s, 500ms); each search trial lasts this long.
     #[arg(long)]
     duration: Option<String>,
@@ -254,7 +258,14 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
     };
     let streams = spec::check_all(&raw, a.common.ports.len()).map_err(|e| e.to_string())?;
     let tx = lcore_list(&a.tx_lcores, "--tx-lcores")?;
-    let rx = lcore_list(&a.rx_lcores, "--rx-lcores")?;
+    let rx = if a.rx_lcores == "none" {
+        Vec::new()
+    } else {
+        lcore_list(&a.rx_lcores, "--rx-lcores")?
+    };
+    if a.queues == 0 || a.queues > 64 {
+        return Err("--queues: use 1-64".into());
+    }
     if tx.len() > pktgen::sig::MAX_LANES {
         return Err(format!("at most {} TX lcores", pktgen::sig::MAX_LANES));
     }
@@ -277,8 +288,8 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
     let mut setup = ports::open(
         &a.common.ports,
         &eal,
-        rx.len() as u16,
-        tx.len() as u16,
+        (rx.len() as u16).max(a.queues),
+        (tx.len() as u16).max(a.queues),
         0,
         link_wait / 1_000_000,
     )?;

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""sluice-pktgen benchmarks (BENCHMARKS.md setups 3 and 4, and the generator's own speed).
+
+pktgen-tx: sluice-pktgen's transmit rate (one TX lcore, 64-byte UDP frames over 4096
+  flows, signature, timestamp and checksums in every frame) against dpdk-testpmd
+  --forward-mode=txonly --txonly-multi-flow (60-byte packets + FCS), both into net_null on
+  core 1; interleaved rounds, rates read from DPDK telemetry; the ratio is the median of
+  the per-round ratios.
+zero-loss and latency: sluice-pktgen <-> device under test over net_memif, the DUT's
+  worker on core 1, pktgen's TX+RX lcore on core 0. DUTs: sluiced (full pipeline, as in
+  bench.py) and dpdk-testpmd --forward-mode=io. NDR and PDR (0.5 %) by pktgen's RFC 2544
+  search, then latency at 10 %, 50 % and 90 % of the NDR.
+
+Prints one JSON line per result and a human table; writes the lines to
+bench-results/pktgen.jsonl.   QUICK=1: shorter trials and fewer rounds.
+"""
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (shares the telemetry reader, the Sluice pipeline config and paths)
+
+QUICK = bench.QUICK
+ROUNDS = 3 if QUICK else 5
+TRIAL = "1s" if QUICK else "2s"
+PKTGEN = os.path.join(bench.BIN, "sluice-pktgen")
+WORK = bench.WORK
+
+
+def log(msg):
+    print(f"pktgen-bench: {msg}", file=sys.stderr, flush=True)
+
+
+def mem_args():
+    return [] if bench.hugepages_free_mib() >= 1024 else ["--no-huge", "-m", "1024"]
+
+
+def tx_rate(name, cmd, prefix):
+    return bench.measure(name, cmd, prefix)
+
+
+def pktgen_tx_cmd(prefix, mem):
+    huge = ["--hugepages", "off"] if mem else []
+    return [PKTGEN, "run", "--port", "net_null0", "--rx-lcores", "none", "--tx-lcores", str(bench.CORE),
+            "--dst", "198.18.0.0/20", "--flows", "4096", "--duration", "120s", "-q",
+            "--file-prefix", prefix, *huge]
+
+
+def testpmd_txonly_cmd(prefix, mem):
+    return ["dpdk-testpmd", "-l", f"{bench.CONTROL_CORE},{bench.CORE}", "--main-lcore", str(bench.CONTROL_CORE),
+            "--no-pci", "--file-prefix", prefix, "--log-level=*:4", *mem, "--vdev", "net_null0",
+            "--", "--forward-mode=txonly", "--txonly-multi-flow", "--txpkts=60", "--auto-start",
+            "--stats-period=60"]
+
+
+def bench_tx(mem, pid):
+    runs = {"pktgen": [], "testpmd": []}
+    duts = {
+        "pktgen": lambda r: tx_rate("sluice-pktgen", pktgen_tx_cmd(f"pgt{pid}{r}", mem), f"pgt{pid}{r}"),
+        "testpmd": lambda r: tx_rate("testpmd", testpmd_txonly_cmd(f"tpt{pid}{r}", mem), f"tpt{pid}{r}"),
+    }
+    for r in range(ROUNDS):
+        for d in (["pktgen", "testpmd"] if r % 2 == 0 else ["testpmd", "pktgen"]):
+            runs[d].append(duts[d](r))
+            log(f"tx round {r + 1}/{ROUNDS}: {d} {runs[d][-1]:.2f} Mpps")
+    return {
+        "bench": "pktgen-tx", "frame": 64, "flows": 4096, "port": "net_null", "core": bench.CORE,
+        "mpps": round(statistics.median(runs["pktgen"]), 2), "peer": "testpmd-txonly",
+        "peer_mpps": round(statistics.median(runs["testpmd"]), 2),
+        "ratio": round(statistics.median(a / b for a, b in zip(runs["pktgen"], runs["testpmd"])), 3),
+        "rounds": ROUNDS, "window_s": bench.WINDOW_S,
+        "runs": {k: [round(x, 2) for x in v] for k, v in runs.items()}, "hugepages": not mem,
+    }
+
+
+def sluiced_memif(prefix, sock, mem):
+    cfg = os.path.join(WORK, prefix + ".toml")
+    with open(cfg, "w") as f:
+        f.write(f"""[eal]
+workers = [{bench.CORE}]
+control_core = {bench.CONTROL_CORE}
+hugepages = {'"off"' if mem else '"auto"'}
+file_prefix = "{prefix}"
+{'memory_mb = 1024' if mem else ''}
+
+[[ports]]
+name = "p0"
+device = "net_memif0,role=server,socket={sock}"
+
+{bench.pipeline_config("full")}
+""")
+    # sluiced has one memif queue per worker plus the control thread's: pktgen matches it.
+    return [os.path.join(bench.BIN, "sluiced"), "--config", cfg, "--log-level", "warn", "--link-wait", "0"], 2
+
+
+def testpmd_memif(prefix, sock, mem):
+    return ["dpdk-testpmd", "-l", f"{bench.CONTROL_CORE},{bench.CORE}", "--main-lcore", str(bench.CONTROL_CORE),
+            "--no-pci", "--file-prefix", prefix, "--log-level=*:4", *mem,
+            "--vdev", f"net_memif0,role=server,socket={sock}",
+            "--", "--forward-mode=io", "--port-topology=loop", "--auto-start", "--stats-period=60"], 1
+
+
+def pktgen_json(args, prefix, sock, queues, mem):
+    huge = ["--hugepages", "off"] if mem else []
+    cmd = [PKTGEN, "run", "--port", f"net_memif0,role=client,socket={sock}", "--queues", str(queues),
+           "--tx-lcores", "1", "--rx-lcores", "1", "--eal", "--lcores 0@0,1@0", "--link-wait", "20s",
+           "--dst", "198.18.0.0/20", "--flows", "4096", "--json", "-q", "--file-prefix", prefix, *huge, *args]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"sluice-pktgen failed: {' '.join(cmd)}\n{out.stderr.decode()[-3000:]}")
+    return json.loads(out.stdout)
+
+
+def bench_dut(name, make_cmd, mem, pid):
+    sock = os.path.join(WORK, f"pg{pid}{name}.sock")
+    if os.path.exists(sock):
+        os.unlink(sock)
+    cmd, queues = make_cmd(f"dut{pid}{name}", sock, mem)
+    dut = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        res = {}
+        for goal in ("ndr", "pdr"):
+            r = pktgen_json(["--rate", "max", "--search", goal, "--duration", TRIAL],
+                            f"pg{pid}{name}{goal}", sock, queues, mem)
+            res[goal] = r
+            log(f"{name}: {goal} {r['rate_pps'] / 1e6:.3f} Mpps after {len(r['trials'])} trials")
+        ndr = res["ndr"]["rate_pps"]
+        lat = {}
+        for pct in (10, 50, 90):
+            pps = max(int(ndr * pct / 100), 1000)
+            r = pktgen_json(["--rate", f"{pps}pps", "--duration", TRIAL], f"pg{pid}{name}l{pct}", sock, queues, mem)
+            lat[pct] = r["total"]
+            log(f"{name}: at {pct}% of NDR ({pps} pps) p50 {r['total']['latency']['p50_ns']} ns, "
+                f"p99 {r['total']['latency']['p99_ns']} ns, loss {r['total']['lost']}")
+        return res, lat
+    finally:
+        dut.send_signal(signal.SIGINT)
+        try:
+            dut.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            dut.kill()
+            dut.wait()
+        # memif regions leave hugepage files behind after the process exits.
+        for f in os.listdir("/dev/hugepages") if os.path.isdir("/dev/hugepages") else []:
+            if f.startswith(f"dut{pid}{name}map_"):
+                os.unlink(os.path.join("/dev/hugepages", f))
+
+
+def main():
+    for exe in ("sluiced", "sluice-pktgen"):
+        if not os.path.exists(os.path.join(bench.BIN, exe)):
+            sys.exit(f"pktgen-bench: {exe} is not built; run `make build`")
+    os.makedirs(WORK, exist_ok=True)
+    mem = mem_args()
+    if mem:
+        log("not enough free hugepages: every process runs with --no-huge (slower for all)")
+    pid = os.getpid()
+    lines = [bench_tx(mem, pid)] if not os.environ.get("DUT") else [{}]
+    if lines[0]:
+        print(json.dumps(lines[0]), flush=True)
+    duts = {}
+    for name, make in (("sluiced", sluiced_memif), ("testpmd-io", testpmd_memif)):
+        if os.environ.get("DUT", name) == name:
+            duts[name] = bench_dut(name, make, mem, pid)
+    for name, (res, lat) in duts.items():
+        for goal in ("ndr", "pdr"):
+            r = res[goal]
+            best = r["result"]["total"] if r["result"] else {}
+            line = {"bench": f"zero-loss-{goal}", "dut": name, "link": "net_memif", "frame": 64, "flows": 4096,
+                    "mpps": round(r["rate_pps"] / 1e6, 3), "max_loss_ratio": r["max_loss_ratio"],
+                    "trials": len(r["trials"]), "trial_s": TRIAL, "p99_ns": best.get("latency", {}).get("p99_ns"),
+                    "hugepages": not mem}
+            lines.append(line)
+            print(json.dumps(line), flush=True)
+        for pct, t in lat.items():
+            l = t["latency"]
+            line = {"bench": "latency", "dut": name, "link": "net_memif", "frame": 64, "flows": 4096,
+                    "pct_of_ndr": pct, "pps": round(t["tx_pps"]), "lost": t["lost"],
+                    **{k: l[k] for k in ("min_ns", "p50_ns", "p99_ns", "p999_ns", "max_ns")}, "hugepages": not mem}
+            lines.append(line)
+            print(json.dumps(line), flush=True)
+    # Ratios of Sluice to testpmd io.
+    for goal in ("ndr", "pdr") if len(duts) == 2 else ():
+        a = next(l for l in lines if l["bench"] == f"zero-loss-{goal}" and l["dut"] == "sluiced")
+        b = next(l for l in lines if l["bench"] == f"zero-loss-{goal}" and l["dut"] == "testpmd-io")
+        a["peer"], a["peer_mpps"] = "testpmd-io", b["mpps"]
+        a["ratio"] = round(a["mpps"] / b["mpps"], 3) if b["mpps"] else None
+    print()
+    t = lines[0]
+    if t:
+        print(f"pktgen TX {t['mpps']:.2f} Mpps vs testpmd txonly {t['peer_mpps']:.2f} Mpps: {t['ratio']:.3f} "
+              f"(medians of {ROUNDS} interleaved rounds)")
+    print(f"{'dut':<12} {'NDR Mpps':>9} {'PDR Mpps':>9} | latency at % of NDR: p50 / p99 / max (us)")
+    for name in duts:
+        n = next(l for l in lines if l["bench"] == "zero-loss-ndr" and l["dut"] == name)
+        p = next(l for l in lines if l["bench"] == "zero-loss-pdr" and l["dut"] == name)
+        lat = " | ".join(f"{l['pct_of_ndr']}%: {l['p50_ns'] / 1e3:.1f} / {l['p99_ns'] / 1e3:.1f} / {l['max_ns'] / 1e3:.1f}"
+                         for l in lines if l["bench"] == "latency" and l["dut"] == name)
+        print(f"{name:<12} {n['mpps']:>9.3f} {p['mpps']:>9.3f} | {lat}")
+    os.makedirs(bench.RESULTS, exist_ok=True)
+    with open(os.path.join(bench.RESULTS, "pktgen.jsonl"), "w") as f:
+        for l in lines:
+            if l:
+                f.write(json.dumps(l) + "\n")
+
+
+if __name__ == "__main__":
+    main()
