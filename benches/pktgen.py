@@ -187,8 +187,8 @@ def main():
             print(json.dumps(line), flush=True)
     # Ratios of Sluice to testpmd io.
     for goal in ("ndr", "pdr") if len(duts) == 2 else ():
-        a = next(l for l in lines if l["bench"] == f"zero-loss-{goal}" and l["dut"] == "sluiced")
-        b = next(l for l in lines if l["bench"] == f"zero-loss-{goal}" and l["dut"] == "testpmd-io")
+        a = next(l for l in lines if l.get("bench") == f"zero-loss-{goal}" and l["dut"] == "sluiced")
+        b = next(l for l in lines if l.get("bench") == f"zero-loss-{goal}" and l["dut"] == "testpmd-io")
         a["peer"], a["peer_mpps"] = "testpmd-io", b["mpps"]
         a["ratio"] = round(a["mpps"] / b["mpps"], 3) if b["mpps"] else None
     print()
@@ -198,10 +198,10 @@ def main():
               f"(medians of {ROUNDS} interleaved rounds)")
     print(f"{'dut':<12} {'NDR Mpps':>9} {'PDR Mpps':>9} | latency at % of NDR: p50 / p99 / max (us)")
     for name in duts:
-        n = next(l for l in lines if l["bench"] == "zero-loss-ndr" and l["dut"] == name)
-        p = next(l for l in lines if l["bench"] == "zero-loss-pdr" and l["dut"] == name)
+        n = next(l for l in lines if l.get("bench") == "zero-loss-ndr" and l["dut"] == name)
+        p = next(l for l in lines if l.get("bench") == "zero-loss-pdr" and l["dut"] == name)
         lat = " | ".join(f"{l['pct_of_ndr']}%: {l['p50_ns'] / 1e3:.1f} / {l['p99_ns'] / 1e3:.1f} / {l['max_ns'] / 1e3:.1f}"
-                         for l in lines if l["bench"] == "latency" and l["dut"] == name)
+                         for l in lines if l.get("bench") == "latency" and l["dut"] == name)
         print(f"{name:<12} {n['mpps']:>9.3f} {p['mpps']:>9.3f} | {lat}")
     os.makedirs(bench.RESULTS, exist_ok=True)
     with open(os.path.join(bench.RESULTS, "pktgen.jsonl"), "w") as f:

@@ -125,7 +125,12 @@ fn unix_socket_listening(path: &str) -> bool {
     std::fs::read_to_string("/proc/net/unix")
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(7))
+        .filter_map(|l| {
+            // Num RefCount Protocol Flags Type St Inode Path; Flags 0x10000 = listening.
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let listening = u32::from_str_radix(f.get(3)?, 16).ok()? & 0x1_0000 != 0;
+            listening.then(|| f.get(7).copied()).flatten()
+        })
         .any(|p| p == path || p.strip_prefix('@') == Some(path))
 }
 
