@@ -6,10 +6,16 @@ pktgen-tx: sluice-pktgen's transmit rate (one TX lcore, 64-byte UDP frames over 
   --forward-mode=txonly --txonly-multi-flow (60-byte packets + FCS), both into net_null on
   core 1; interleaved rounds, rates read from DPDK telemetry; the ratio is the median of
   the per-round ratios.
+flow-scale-pktgen (setup 2): sluiced with the full pipeline, memif in and net_null out,
+  fed by pktgen TX-only at its maximum with 4 K, 1 M and 10 M distinct flows; sluiced's
+  forwarding rate at each, and as a ratio to the 4 K-flow rate, interleaved rounds.
 zero-loss and latency: sluice-pktgen <-> device under test over net_memif, the DUT's
-  worker on core 1, pktgen's TX+RX lcore on core 0. DUTs: sluiced (full pipeline, as in
-  bench.py) and dpdk-testpmd --forward-mode=io. NDR and PDR (0.5 %) by pktgen's RFC 2544
-  search, then latency at 10 %, 50 % and 90 % of the NDR.
+  worker on core 1, pktgen's TX+RX lcore on core 0, memif rings of 4096. DUTs: sluiced
+  (full pipeline, as in bench.py) and dpdk-testpmd --forward-mode=io. NDR and PDR (0.5 %)
+  by pktgen's RFC 2544 search from pktgen's own maximum (a failing trial is repeated
+  twice before the rate fails), then latency at 10 %, 50 % and 90 % of the NDR. When the
+  first trial, at pktgen's maximum, passes, the DUT is faster than the generator and the
+  figure is the generator's ("generator_bound").
 
 Prints one JSON line per result and a human table; writes the lines to
 bench-results/pktgen.jsonl.   QUICK=1: shorter trials and fewer rounds.
@@ -31,6 +37,11 @@ ROUNDS = 3 if QUICK else 5
 TRIAL = "1s" if QUICK else "2s"
 PKTGEN = os.path.join(bench.BIN, "sluice-pktgen")
 WORK = bench.WORK
+# memif rings of 4096 slots (default 1024): the two processes share two CPUs, and a
+# millisecond's descheduling of either must not overflow a ring and pass for a limit.
+RSIZE = 12
+# A failing search trial is repeated twice before its rate counts as failed.
+RETRIES = "2"
 
 
 def log(msg):
@@ -91,7 +102,7 @@ file_prefix = "{prefix}"
 
 [[ports]]
 name = "p0"
-device = "net_memif0,role=server,socket={sock}"
+device = "net_memif0,role=server,socket={sock},rsize={RSIZE}"
 
 {bench.pipeline_config("full")}
 """)
@@ -102,13 +113,13 @@ device = "net_memif0,role=server,socket={sock}"
 def testpmd_memif(prefix, sock, mem):
     return ["dpdk-testpmd", "-l", f"{bench.CONTROL_CORE},{bench.CORE}", "--main-lcore", str(bench.CONTROL_CORE),
             "--no-pci", "--file-prefix", prefix, "--log-level=*:4", *mem,
-            "--vdev", f"net_memif0,role=server,socket={sock}",
+            "--vdev", f"net_memif0,role=server,socket={sock},rsize={RSIZE}",
             "--", "--forward-mode=io", "--port-topology=loop", "--auto-start", "--stats-period=60"], 1
 
 
 def pktgen_json(args, prefix, sock, queues, mem):
     huge = ["--hugepages", "off"] if mem else []
-    cmd = [PKTGEN, "run", "--port", f"net_memif0,role=client,socket={sock}", "--queues", str(queues),
+    cmd = [PKTGEN, "run", "--port", f"net_memif0,role=client,socket={sock},rsize={RSIZE}", "--queues", str(queues),
            "--tx-lcores", "1", "--rx-lcores", "1", "--eal", "--lcores 0@0,1@0", "--link-wait", "20s",
            "--dst", "198.18.0.0/20", "--flows", "4096", "--json", "-q", "--file-prefix", prefix, *huge, *args]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
@@ -126,7 +137,7 @@ def bench_dut(name, make_cmd, mem, pid):
     try:
         res = {}
         for goal in ("ndr", "pdr"):
-            r = pktgen_json(["--rate", "max", "--search", goal, "--duration", TRIAL],
+            r = pktgen_json(["--rate", "max", "--search", goal, "--retries", RETRIES, "--duration", TRIAL],
                             f"pg{pid}{name}{goal}", sock, queues, mem)
             res[goal] = r
             log(f"{name}: {goal} {r['rate_pps'] / 1e6:.3f} Mpps after {len(r['trials'])} trials")
@@ -152,6 +163,106 @@ def bench_dut(name, make_cmd, mem, pid):
                 os.unlink(os.path.join("/dev/hugepages", f))
 
 
+def sluiced_scale(prefix, sock, mem, capacity):
+    cfg = os.path.join(WORK, prefix + ".toml")
+    with open(cfg, "w") as f:
+        f.write(f"""[eal]
+workers = [{bench.CORE}]
+control_core = {bench.CONTROL_CORE}
+hugepages = {'"off"' if mem else '"auto"'}
+file_prefix = "{prefix}"
+{'memory_mb = 1024' if mem else ''}
+
+[flows]
+capacity = {capacity}
+
+[[ports]]
+name = "in"
+device = "net_memif0,role=server,socket={sock},rsize={RSIZE}"
+
+[[ports]]
+name = "p0"
+device = "net_null0,no-rx=1"
+
+{bench.pipeline_config("full")}
+""")
+    return [os.path.join(bench.BIN, "sluiced"), "--config", cfg, "--log-level", "info", "--link-wait", "0"]
+
+
+def scale_run(flows, capacity, mem, tag):
+    """sluiced (memif in, net_null out, full pipeline) fed by pktgen TX-only at its maximum
+    with `flows` distinct flows; returns (sluiced Mpps, pktgen Mpps, flow-table MiB)."""
+    sock = os.path.join(WORK, f"sc{tag}.sock")
+    if os.path.exists(sock):
+        os.unlink(sock)
+    dprefix, gprefix = f"scd{tag}", f"scg{tag}"
+    dut = subprocess.Popen(sluiced_scale(dprefix, sock, mem, capacity), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    gen = None
+    try:
+        huge = ["--hugepages", "off"] if mem else []
+        gen = subprocess.Popen([PKTGEN, "run", "--port", f"net_memif0,role=client,socket={sock},rsize={RSIZE}",
+                                "--queues", "2", "--tx-lcores", "1", "--rx-lcores", "none", "--eal", "--lcores 0@0,1@0",
+                                "--link-wait", "30s", "--dst", "198.18.0.0/16", "--sport", "1024-1279",
+                                "--flows", str(flows), "--duration", "600s", "-q", "--file-prefix", gprefix, *huge],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        td, tg = bench.Telemetry(dprefix, 60), bench.Telemetry(gprefix, 60)
+        deadline = time.time() + 60
+        while td.opackets(1) == 0:
+            if dut.poll() is not None or gen.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"flow scale {flows}: no traffic: {dut.stderr.read().decode()[-1500:]}")
+            time.sleep(0.05)
+        # Every flow seen at least once before the window (10 M flows take a second or two).
+        time.sleep(bench.WARMUP_S + flows / 4e6)
+        t0, d0, g0 = time.monotonic(), td.opackets(1), tg.opackets(0)
+        time.sleep(bench.WINDOW_S)
+        t1, d1, g1 = time.monotonic(), td.opackets(1), tg.opackets(0)
+        td.close()
+        tg.close()
+        return (d1 - d0) / (t1 - t0) / 1e6, (g1 - g0) / (t1 - t0) / 1e6
+    finally:
+        for p in (gen, dut):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for f in os.listdir("/dev/hugepages") if os.path.isdir("/dev/hugepages") else []:
+            if f.startswith(f"scd{tag}map_"):
+                os.unlink(os.path.join("/dev/hugepages", f))
+
+
+def bench_scale(mem, pid):
+    """Setup 2: the whole pipeline's rate at 4 K, 1 M and 10 M concurrent flows, interleaved."""
+    sizes = [4096, 1 << 20] + ([] if QUICK else [10_000_000])
+    capacity = 12_000_000 if not QUICK else 2_000_000
+    rounds = 2 if QUICK else 3
+    runs = {n: [] for n in sizes}
+    gen = {n: [] for n in sizes}
+    for r in range(rounds):
+        for n in (sizes if r % 2 == 0 else sizes[::-1]):
+            d, g = scale_run(n, capacity, mem, f"{pid}{r}{n}")
+            runs[n].append(d)
+            gen[n].append(g)
+            log(f"flow scale round {r + 1}/{rounds}: {n} flows: sluiced {d:.2f} Mpps (pktgen sent {g:.2f})")
+    out = []
+    base = runs[4096]
+    for n in sizes:
+        out.append({
+            "bench": "flow-scale-pktgen", "dut": "sluice", "stages": "full", "frame": 64, "flows": n,
+            "flow_capacity": capacity, "link": "net_memif", "mpps": round(statistics.median(runs[n]), 2),
+            "pktgen_mpps": round(statistics.median(gen[n]), 2),
+            "ratio_to_4k": round(statistics.median(a / b for a, b in zip(runs[n], base)), 3),
+            # The DUT forwards less than it is offered: its own limit, not the generator's.
+            "dut_bound": statistics.median(runs[n]) < 0.97 * statistics.median(gen[n]),
+            "rounds": rounds, "window_s": bench.WINDOW_S, "runs": [round(x, 2) for x in runs[n]],
+            "hugepages": not mem,
+        })
+    return out
+
+
 def main():
     for exe in ("sluiced", "sluice-pktgen"):
         if not os.path.exists(os.path.join(bench.BIN, exe)):
@@ -164,6 +275,10 @@ def main():
     lines = [bench_tx(mem, pid)] if not os.environ.get("DUT") else [{}]
     if lines[0]:
         print(json.dumps(lines[0]), flush=True)
+    if os.environ.get("SCALE", "1") != "0" and not os.environ.get("DUT"):
+        for line in bench_scale(mem, pid):
+            lines.append(line)
+            print(json.dumps(line), flush=True)
     duts = {}
     for name, make in (("sluiced", sluiced_memif), ("testpmd-io", testpmd_memif)):
         if os.environ.get("DUT", name) == name:
@@ -174,7 +289,10 @@ def main():
             best = r["result"]["total"] if r["result"] else {}
             line = {"bench": f"zero-loss-{goal}", "dut": name, "link": "net_memif", "frame": 64, "flows": 4096,
                     "mpps": round(r["rate_pps"] / 1e6, 3), "max_loss_ratio": r["max_loss_ratio"],
-                    "trials": len(r["trials"]), "trial_s": TRIAL, "p99_ns": best.get("latency", {}).get("p99_ns"),
+                    "trials": len(r["trials"]), "trial_s": TRIAL, "retries": int(RETRIES),
+                    "p99_ns": best.get("latency", {}).get("p99_ns"),
+                    # Passing at the generator's own maximum: the DUT is faster than this test.
+                    "generator_bound": bool(r["trials"]) and r["trials"][0]["pass"] and r["trials"][0]["scale"] == 1.0,
                     "hugepages": not mem}
             lines.append(line)
             print(json.dumps(line), flush=True)
@@ -203,6 +321,10 @@ def main():
         lat = " | ".join(f"{l['pct_of_ndr']}%: {l['p50_ns'] / 1e3:.1f} / {l['p99_ns'] / 1e3:.1f} / {l['max_ns'] / 1e3:.1f}"
                          for l in lines if l.get("bench") == "latency" and l["dut"] == name)
         print(f"{name:<12} {n['mpps']:>9.3f} {p['mpps']:>9.3f} | {lat}")
+    for l in lines:
+        if l.get("bench") == "flow-scale-pktgen":
+            print(f"flow scale: {l['flows']} flows: sluiced {l['mpps']:.2f} Mpps (offered {l['pktgen_mpps']:.2f}), "
+                  f"{l['ratio_to_4k']:.3f} of the 4k-flow rate{'' if l['dut_bound'] else ' (generator-bound)'}")
     os.makedirs(bench.RESULTS, exist_ok=True)
     with open(os.path.join(bench.RESULTS, "pktgen.jsonl"), "w") as f:
         for l in lines:

@@ -143,6 +143,10 @@ struct RunArgs {
     /// RFC 2544 search: ndr, pdr or pdr=<loss>%.
     #[arg(long)]
     search: Option<String>,
+    /// In a search, repeat a failing trial this many times before the rate counts as
+    /// failed (a one-off hiccup is then not taken for the device's limit).
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
 }
 
 #[derive(Args)]
@@ -280,7 +284,15 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let drain_ns = spec::parse_duration_ns(&a.drain).map_err(|e| e.to_string())?;
     let link_wait = spec::parse_duration_ns(&a.common.link_wait).map_err(|e| e.to_string())?;
-    let goal = a.search.as_deref().map(search::parse_goal).transpose()?;
+    let goal = a
+        .search
+        .as_deref()
+        .map(search::parse_goal)
+        .transpose()?
+        .map(|g| search::Goal {
+            retries: a.retries.min(10),
+            ..g
+        });
     if goal.is_some() && duration_ns.is_none() {
         return Err("--search needs --duration (the length of each trial)".into());
     }
@@ -347,6 +359,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
                     "tool": "sluice-pktgen",
                     "search": a.search,
                     "max_loss_ratio": g.max_loss,
+                    "retries": g.retries,
                     "trials": trials,
                     "rate_pps": best.as_ref().map(|(_, r)| r.total.tx_pps).unwrap_or(0.0),
                     "rate_gbps_l1": best.as_ref().map(|(_, r)| r.total.tx_gbps_l1).unwrap_or(0.0),
