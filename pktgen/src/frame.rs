@@ -12,13 +12,14 @@ const FCS: usize = 4;
 const MAX_HDR: usize = 14 + 4 + 40 + 20;
 const HDR_WORDS: usize = MAX_HDR.div_ceil(8);
 
-/// Folds a sum of 16-bit words to 16 bits.
+/// Folds a sum of 16-bit words to 16 bits. The sums here are of a few dozen words, far
+/// below 2^32, so three fixed folds are enough (no loop, no branch).
 #[inline(always)]
-fn fold(mut s: u64) -> u64 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s
+fn fold(s: u64) -> u64 {
+    debug_assert!(s < 1 << 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    (s & 0xffff) + (s >> 16)
 }
 
 /// The sum of an IPv6 address's eight 16-bit words.
@@ -49,8 +50,8 @@ pub struct FrameBuilder {
     dport_start: u16,
     dport_count: u32,
     flows: u64,
-    /// The header template, zero in every per-packet field, as 8-byte words.
-    hdr_words: [u64; HDR_WORDS],
+    /// The header template, zero in every per-packet field, padded to whole 8-byte words.
+    hdr: [u8; HDR_WORDS * 8],
     hdr_len: usize,
     /// One's-complement sums of the template's constant words: the IPv4 header, and the
     /// L4 header with the pseudo-header's protocol.
@@ -123,10 +124,6 @@ impl FrameBuilder {
             proto_num as u64
         };
         let l4_base = ones_complement_sum(&hdr[l4_at..at]) as u64 + pseudo_proto;
-        let mut hdr_words = [0u64; HDR_WORDS];
-        for (w, b) in hdr_words.iter_mut().zip(hdr.chunks_exact(8)) {
-            *w = u64::from_ne_bytes(b.try_into().expect("8 bytes"));
-        }
         FrameBuilder {
             stream,
             proto: spec.proto,
@@ -138,7 +135,7 @@ impl FrameBuilder {
             dport_start: spec.dport.start,
             dport_count: spec.dport.count,
             flows: spec.flows,
-            hdr_words,
+            hdr,
             hdr_len: at,
             ip_base,
             l4_base,
@@ -209,10 +206,15 @@ impl FrameBuilder {
     pub fn write(&self, buf: &mut [u8], c: &FlowCursor, lane: u8, seq: u32, tsc: u64) {
         let len = buf.len();
         let h = self.hdr_len;
-        // The header in 8-byte words: the few bytes past it are the signature's, written next.
-        let words = h.div_ceil(8);
-        for (d, w) in buf[..words * 8].chunks_exact_mut(8).zip(&self.hdr_words[..words]) {
-            d.copy_from_slice(&w.to_ne_bytes());
+        // The header: a fixed 48-byte copy for the common short headers (the bytes past the
+        // header are the signature's, written next), else in 8-byte words.
+        if h <= 48 && len >= 48 {
+            buf[..48].copy_from_slice(&self.hdr[..48]);
+        } else {
+            let words = h.div_ceil(8);
+            for (d, w) in buf[..words * 8].chunks_exact_mut(8).zip(self.hdr.chunks_exact(8)) {
+                d.copy_from_slice(w);
+            }
         }
         let head = sig::write(&mut buf[h..h + SIG_LEN], self.stream, lane, seq, tsc);
         // Zero the rest (the pool's buffers hold old packets): small frames in 8-byte words

@@ -150,12 +150,18 @@ fn tx_step(t: &mut TxTask, pool: &Mempool, now: u64) -> bool {
             t.nombuf += 1;
             continue;
         }
+        let fixed = s.sizes.len() == 1;
         for m in s.pending.as_mut_slice() {
-            let size = s.sizes[s.size_at];
-            s.size_at += 1;
-            if s.size_at == s.sizes.len() {
-                s.size_at = 0;
-            }
+            let size = if fixed {
+                s.sizes[0]
+            } else {
+                let v = s.sizes[s.size_at];
+                s.size_at += 1;
+                if s.size_at == s.sizes.len() {
+                    s.size_at = 0;
+                }
+                v
+            };
             if let Some(buf) = m.set_len(FrameBuilder::data_len(size) as u16) {
                 s.builder.write(buf, &s.cursor, t.lane, s.seq, now);
             }
