@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BURST: usize = 32;
+const BURST: usize = 64;
 
 /// How a run goes.
 #[derive(Debug, Clone)]
