@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The demo: sluiced on virtual devices with traffic flowing.
-#   lan: net_pcap replaying an IMIX pcap of 4096 flows forever (the "site" side)
-#   wan: net_null, a sink (the "cloud" side)
+# The demo: sluiced on virtual devices with sluice-pktgen as traffic source and analyser.
+#   lan: net_memif server; sluice-pktgen sends IMIX over 4096 flows into it
+#   wan: net_memif server; sluice-pktgen receives what Sluice forwards, and measures loss
+#        and latency through the whole appliance
 # The whole pipeline runs: rules put a quarter of the traffic in a metered "interactive"
 # class (remarked above its committed rate, dropped above its peak) and TCP in "bulk";
-# an active-active group spreads flows over two clouds' next hops; 5 % of the traffic has
-# no route and is dropped. Prints a line per second, then the final counters: per port,
-# per stage (cycles per packet), per class (conform / exceed / violate), flows, drops.
+# an active-active group spreads flows over two clouds' next hops; a second stream (5 %
+# of the packets) has no route and is dropped. sluiced prints a line per second, then its
+# counters (per port, per stage, per class, flows, drops); sluice-pktgen prints its live
+# line per second on stderr and its table at the end.
 #
 # usage: scripts/demo.sh [SECONDS]    (default 10)
 set -euo pipefail
@@ -15,9 +17,8 @@ secs=${1:-10}
 bin="$here/target/release"
 work=${SLUICE_DEMO_DIR:-/tmp/sluice-demo}
 mkdir -p "$work"
-
-"$bin/sluice-pcapgen" --out "$work/site.pcap" --flows 4096 --packets 12288 --size imix \
-    --dst 198.18.0.0/16 --unroutable-pct 5 >/dev/null
+rm -f "$work/lan.sock" "$work/wan.sock"
+gen_secs=$(( secs > 4 ? secs - 3 : 1 ))
 
 cat > "$work/demo.toml" <<TOML
 # Written by scripts/demo.sh
@@ -26,17 +27,16 @@ workers = [1]
 control_core = 0
 hugepages = "auto"
 file_prefix = "sluice-demo"
-mbufs = 32767          # net_pcap keeps the whole replayed file in mbufs
 
 [[ports]]
 name = "lan"
-device = "net_pcap0,rx_pcap=$work/site.pcap,infinite_rx=1"
+device = "net_memif0,role=server,id=0,socket=$work/lan.sock,socket-abstract=no"
 ipv4 = ["192.0.2.1/24"]
 mac = "02:00:00:00:00:01"
 
 [[ports]]
 name = "wan"
-device = "net_null0,no-rx=1"
+device = "net_memif1,role=server,id=0,socket=$work/wan.sock,socket-abstract=no"
 ipv4 = ["100.64.0.1/30"]
 mac = "02:00:00:00:00:02"
 
@@ -44,7 +44,7 @@ mac = "02:00:00:00:00:02"
 name = "interactive"
 priority = "p1"
 dscp = "af41"
-meter = { type = "trtcm", cir = "4Gbit", pir = "5Gbit" }
+meter = { type = "trtcm", cir = "500Mbit", pir = "600Mbit" }
 exceed = "remark af42"
 violate = "drop"
 
@@ -90,6 +90,37 @@ prefix = "198.18.0.0/16"
 group = "clouds"
 TOML
 
-echo "== Sluice demo: $secs s of IMIX traffic, 4096 flows, lan (pcap replay) -> wan (sink) =="
-echo "   config: $work/demo.toml"
-"$bin/sluiced" --config "$work/demo.toml" --duration "$secs" --stats-interval 1 --log-level warn
+cat > "$work/streams.toml" <<TOML
+# Written by scripts/demo.sh: what sluice-pktgen sends into port lan.
+[[stream]]
+name = "site"
+dst = "198.18.0.0/16"
+src = "10.1.0.0/24"
+proto = "udp"
+size = "imix"
+flows = 4096
+rate = "950kpps"
+dst_mac = "02:00:00:00:00:01"
+
+[[stream]]
+name = "unrouted"
+dst = "203.0.113.0/24"
+size = 64
+rate = "50kpps"
+dst_mac = "02:00:00:00:00:01"
+TOML
+
+echo "== Sluice demo: $secs s; sluice-pktgen sends 1 Mpps (IMIX, 4096 flows, 5 % unroutable) into lan =="
+echo "   and analyses what comes out of wan. config: $work/demo.toml, streams: $work/streams.toml"
+"$bin/sluiced" --config "$work/demo.toml" --duration "$secs" --stats-interval 1 --log-level warn &
+sluiced=$!
+# The generator: its own EAL (file prefix), its lcore on CPU 0 beside its main thread,
+# leaving CPU 1 to Sluice's worker; two queues per port to match sluiced's memif rings.
+"$bin/sluice-pktgen" run --port "net_memif0,role=client,id=0,socket=$work/lan.sock,socket-abstract=no" \
+    --port "net_memif1,role=client,id=0,socket=$work/wan.sock,socket-abstract=no" \
+    --streams "$work/streams.toml" --queues 2 --eal "--lcores 0@0,1@0" --file-prefix sluice-demo-gen \
+    --duration "${gen_secs}s" --link-wait 20s > "$work/pktgen.txt" || echo "demo: sluice-pktgen failed" >&2
+wait "$sluiced"
+echo
+echo "== sluice-pktgen: sent into lan, received from wan (the unrouted stream is dropped by Sluice, by design) =="
+cat "$work/pktgen.txt"
