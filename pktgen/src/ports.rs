@@ -197,6 +197,22 @@ pub fn open(
         }
     }
     let eal = Eal::init(&args).map_err(|e| format!("starting DPDK (EAL arguments: {}): {e}", args.join(" ")))?;
+    // On failure from here on, EAL is cleaned up (dropped) and its hugepage files removed.
+    let built = bring_up(eal, devices, o, mbufs, rx_queues, tx_queues);
+    if built.is_err() {
+        remove_hugepage_files(&o.file_prefix);
+    }
+    built
+}
+
+fn bring_up(
+    eal: Eal,
+    devices: &[String],
+    o: &EalOptions,
+    mbufs: u32,
+    rx_queues: u16,
+    tx_queues: u16,
+) -> Result<Setup, String> {
     let pool = Mempool::create("pktgen", mbufs, POOL_CACHE, -1).map_err(|e| e.to_string())?;
     let mut ports = Vec::new();
     for d in devices {
@@ -303,15 +319,19 @@ impl Setup {
         }
         drop(pool);
         let _ = eal.cleanup();
-        // EAL leaves the hugepage files of memif regions behind; they would hold the
-        // pages until reboot. The prefix is this process's own.
-        let ours = format!("{file_prefix}map_");
-        for mount in numa::System::new("/").hugetlbfs_mounts() {
-            if let Ok(rd) = std::fs::read_dir(&mount) {
-                for e in rd.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(&ours) {
-                        let _ = std::fs::remove_file(e.path());
-                    }
+        remove_hugepage_files(&file_prefix);
+    }
+}
+
+/// EAL leaves the hugepage files of memif regions behind; they would hold the pages until
+/// reboot. The prefix is this process's own.
+fn remove_hugepage_files(file_prefix: &str) {
+    let ours = format!("{file_prefix}map_");
+    for mount in numa::System::new("/").hugetlbfs_mounts() {
+        if let Ok(rd) = std::fs::read_dir(&mount) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&ours) {
+                    let _ = std::fs::remove_file(e.path());
                 }
             }
         }

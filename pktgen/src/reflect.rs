@@ -802,6 +802,36 @@ mod tests {
         assert_eq!(handle(&mut f, &c.gateways, 0, &mut n), Outcome::Malformed);
     }
 
+    /// Mangled and truncated frames of every kind get an outcome, never a panic.
+    #[test]
+    fn mangled_frames_never_panic() {
+        let c = cfg();
+        let mut n = counters(&c);
+        let mut r = Rng::new(3);
+        let seeds: Vec<Vec<u8>> = vec![
+            arp_request([192, 0, 2, 1]),
+            icmp_echo(Ipv4Addr::new(192, 0, 2, 1)),
+            FrameSpec::udp6("2001:db8::64".parse().unwrap(), "2001:db8::1".parse().unwrap(), 100).build(),
+            {
+                let mut s = FrameSpec::udp4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 1), 90);
+                s.dst_port = STAMP_PORT;
+                s.build()
+            },
+        ];
+        for i in 0..200_000u64 {
+            let mut f = seeds[(i % 4) as usize].clone();
+            let flips = r.next_u64() % 6;
+            for _ in 0..flips {
+                let at = (r.next_u64() as usize) % f.len();
+                f[at] = r.next_u64() as u8;
+            }
+            let len = (r.next_u64() as usize) % (f.len() + 1);
+            f.truncate(len);
+            let _ = handle(&mut f, &c.gateways, r.next_u64() % 10_000_000_000, &mut n);
+            let _ = crate::sig::find(&f);
+        }
+    }
+
     #[test]
     fn rng_loss_and_jitter() {
         let mut r = Rng::new(1);
