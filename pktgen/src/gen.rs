@@ -403,10 +403,16 @@ pub fn run(
             tsc_hz: hz,
             out: slot.clone(),
         };
-        setup
-            .eal
-            .launch(lcore, move || worker(tx, rx, ctx))
-            .map_err(|e| format!("starting lcore {lcore}: {e}"))?;
+        if let Err(e) = setup.eal.launch(lcore, move || worker(tx, rx, ctx)) {
+            // Stop and reap the lcores already running; their queues are lost to this
+            // process, which is about to report the error and exit.
+            shared.stop_tx.store(true, Ordering::Relaxed);
+            shared.stop_rx.store(true, Ordering::Relaxed);
+            for &c in &lcores[..w] {
+                setup.eal.wait(c);
+            }
+            return Err(format!("starting lcore {lcore}: {e}"));
+        }
         slots.push(slot);
     }
     // The main lcore watches: live lines, interrupt, the end of TX, then the drain.
