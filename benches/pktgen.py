@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (shares the telemetry reader, the Sluice pipeline config and paths)
 
 QUICK = bench.QUICK
-ROUNDS = 3 if QUICK else 5
+ROUNDS = int(os.environ.get("ROUNDS", 3 if QUICK else 5))
 TRIAL = "1s" if QUICK else "2s"
 PKTGEN = os.path.join(bench.BIN, "sluice-pktgen")
 WORK = bench.WORK
