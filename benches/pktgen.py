@@ -53,8 +53,23 @@ def mem_args():
     return [] if bench.hugepages_free_mib() >= 1024 else ["--no-huge", "-m", "1024"]
 
 
-def tx_rate(name, cmd, prefix):
-    return bench.measure(name, cmd, prefix)
+def stop(proc, timeout=30):
+    """SIGINT, then SIGKILL if it does not exit in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def remove_hugepage_files(prefix):
+    """memif regions leave hugepage files behind after a DPDK process exits."""
+    for f in os.listdir("/dev/hugepages") if os.path.isdir("/dev/hugepages") else []:
+        if f.startswith(f"{prefix}map_"):
+            os.unlink(os.path.join("/dev/hugepages", f))
 
 
 def pktgen_tx_cmd(prefix, mem):
@@ -74,8 +89,8 @@ def testpmd_txonly_cmd(prefix, mem):
 def bench_tx(mem, pid):
     runs = {"pktgen": [], "testpmd": []}
     duts = {
-        "pktgen": lambda r: tx_rate("sluice-pktgen", pktgen_tx_cmd(f"pgt{pid}{r}", mem), f"pgt{pid}{r}"),
-        "testpmd": lambda r: tx_rate("testpmd", testpmd_txonly_cmd(f"tpt{pid}{r}", mem), f"tpt{pid}{r}"),
+        "pktgen": lambda r: bench.measure("sluice-pktgen", pktgen_tx_cmd(f"pgt{pid}{r}", mem), f"pgt{pid}{r}"),
+        "testpmd": lambda r: bench.measure("testpmd", testpmd_txonly_cmd(f"tpt{pid}{r}", mem), f"tpt{pid}{r}"),
     }
     for r in range(ROUNDS):
         for d in (["pktgen", "testpmd"] if r % 2 == 0 else ["testpmd", "pktgen"]):
@@ -91,7 +106,9 @@ def bench_tx(mem, pid):
     }
 
 
-def sluiced_memif(prefix, sock, mem):
+def sluiced_cmd(prefix, ports, mem, extra=""):
+    """sluiced with the full pipeline of bench.py (which routes to port "p0"), the given
+    [[ports]] tables and extra sections; worker on CORE, control thread on CONTROL_CORE."""
     cfg = os.path.join(WORK, prefix + ".toml")
     with open(cfg, "w") as f:
         f.write(f"""[eal]
@@ -100,15 +117,17 @@ control_core = {bench.CONTROL_CORE}
 hugepages = {'"off"' if mem else '"auto"'}
 file_prefix = "{prefix}"
 {'memory_mb = 1024' if mem else ''}
-
-[[ports]]
-name = "p0"
-device = "net_memif0,role=server,socket={sock},rsize={RSIZE}"
-
+{extra}
+{ports}
 {bench.pipeline_config("full")}
 """)
+    return [os.path.join(bench.BIN, "sluiced"), "--config", cfg, "--log-level", "warn", "--link-wait", "0"]
+
+
+def sluiced_memif(prefix, sock, mem):
+    ports = f'[[ports]]\nname = "p0"\ndevice = "net_memif0,role=server,socket={sock},rsize={RSIZE}"\n'
     # sluiced has one memif queue per worker plus the control thread's: pktgen matches it.
-    return [os.path.join(bench.BIN, "sluiced"), "--config", cfg, "--log-level", "warn", "--link-wait", "0"], 2
+    return sluiced_cmd(prefix, ports, mem), 2
 
 
 def testpmd_memif(prefix, sock, mem):
@@ -158,42 +177,14 @@ def bench_dut(name, make_cmd, mem, pid):
                 f"p99 {r['total']['latency']['p99_ns']} ns, loss {r['total']['lost']}")
         return res, lat
     finally:
-        dut.send_signal(signal.SIGINT)
-        try:
-            dut.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            dut.kill()
-            dut.wait()
-        # memif regions leave hugepage files behind after the process exits.
-        for f in os.listdir("/dev/hugepages") if os.path.isdir("/dev/hugepages") else []:
-            if f.startswith(f"dut{pid}{name}map_"):
-                os.unlink(os.path.join("/dev/hugepages", f))
+        stop(dut)
+        remove_hugepage_files(f"dut{pid}{name}")
 
 
 def sluiced_scale(prefix, sock, mem, capacity):
-    cfg = os.path.join(WORK, prefix + ".toml")
-    with open(cfg, "w") as f:
-        f.write(f"""[eal]
-workers = [{bench.CORE}]
-control_core = {bench.CONTROL_CORE}
-hugepages = {'"off"' if mem else '"auto"'}
-file_prefix = "{prefix}"
-{'memory_mb = 1024' if mem else ''}
-
-[flows]
-capacity = {capacity}
-
-[[ports]]
-name = "in"
-device = "net_memif0,role=server,socket={sock},rsize={RSIZE}"
-
-[[ports]]
-name = "p0"
-device = "net_null0,no-rx=1"
-
-{bench.pipeline_config("full")}
-""")
-    return [os.path.join(bench.BIN, "sluiced"), "--config", cfg, "--log-level", "info", "--link-wait", "0"]
+    ports = (f'[[ports]]\nname = "in"\ndevice = "net_memif0,role=server,socket={sock},rsize={RSIZE}"\n\n'
+             '[[ports]]\nname = "p0"\ndevice = "net_null0,no-rx=1"\n')
+    return sluiced_cmd(prefix, ports, mem, f"[flows]\ncapacity = {capacity}\n")
 
 
 def scale_run(flows, capacity, mem, tag):
@@ -229,17 +220,9 @@ def scale_run(flows, capacity, mem, tag):
         tg.close()
         return (d1 - d0) / (t1 - t0) / 1e6, (g1 - g0) / (t1 - t0) / 1e6
     finally:
-        for p in (gen, dut):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        for f in os.listdir("/dev/hugepages") if os.path.isdir("/dev/hugepages") else []:
-            if f.startswith(f"scd{tag}map_"):
-                os.unlink(os.path.join("/dev/hugepages", f))
+        stop(gen)
+        stop(dut)
+        remove_hugepage_files(dprefix)
 
 
 def bench_scale(mem, pid):

@@ -4,11 +4,11 @@
 
 use crate::frame::{FlowCursor, FrameBuilder};
 use crate::pace::Pacer;
-use crate::ports::{device_name, Setup};
-use crate::report::{new_histogram, size_bucket, Latency, PortReport, RunReport, StreamReport, SIZE_BUCKETS};
+use crate::ports::Setup;
+use crate::report::{new_histogram, size_bucket, Latency, RunReport, StreamReport, SIZE_BUCKETS};
 use crate::sig::{self, SeqTracker};
-use crate::spec::{format_mac, StreamSpec, L1_OVERHEAD};
-use dataplane::dpdk::{rdtsc, Burst, Mempool, PortStats, RxQueue, TxQueue};
+use crate::spec::{StreamSpec, L1_OVERHEAD};
+use dataplane::dpdk::{rdtsc, Burst, Mempool, RxQueue, TxQueue};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,8 +31,10 @@ pub struct RunOptions {
     pub live: bool,
 }
 
-/// Counters a worker publishes while it runs, for the live line.
+/// Counters a worker publishes while it runs, for the live line; a cache line each, so
+/// that one worker's stores do not invalidate another's.
 #[derive(Default)]
+#[repr(align(64))]
 struct Live {
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
@@ -54,6 +56,8 @@ struct TxStream {
     builder: FrameBuilder,
     port: usize,
     sizes: Vec<u16>,
+    /// The one size of a fixed-size stream (decided at start-up, not per packet).
+    fixed: Option<u16>,
     size_at: usize,
     cursor: FlowCursor,
     seq: u32,
@@ -105,14 +109,15 @@ fn publish_rx(live: &Live, r: &RxTask) {
 /// Transmits what the stream has pending and counts what went.
 #[inline(always)]
 fn send(q: &mut TxQueue, s: &mut TxStream) {
-    let fixed = s.sizes.len() == 1;
-    let before = if fixed { 0 } else { pending_bytes(&mut s.pending) };
+    let before = match s.fixed {
+        Some(_) => 0,
+        None => pending_bytes(&mut s.pending),
+    };
     let sent = q.tx_keep(&mut s.pending);
     s.packets += sent as u64;
-    s.bytes += if fixed {
-        sent as u64 * s.sizes[0] as u64
-    } else {
-        before - pending_bytes(&mut s.pending)
+    s.bytes += match s.fixed {
+        Some(size) => sent as u64 * size as u64,
+        None => before - pending_bytes(&mut s.pending),
     };
 }
 
@@ -150,10 +155,9 @@ fn tx_step(t: &mut TxTask, pool: &Mempool, now: u64) -> bool {
             t.nombuf += 1;
             continue;
         }
-        let fixed = s.sizes.len() == 1;
         for m in s.pending.as_mut_slice() {
-            let size = if fixed {
-                s.sizes[0]
+            let size = if let Some(size) = s.fixed {
+                size
             } else {
                 let v = s.sizes[s.size_at];
                 s.size_at += 1;
@@ -311,7 +315,7 @@ pub fn run(
             lcores.push(c);
         }
     }
-    let stats_before: Vec<PortStats> = setup.ports.iter().map(|p| p.port.stats()).collect();
+    let stats_before = setup.port_stats();
     let in_use_before = setup.pool.in_use() as i64;
     let start = rdtsc() + hz / 50;
     let tx_end = o
@@ -356,6 +360,7 @@ pub fn run(
                         builder,
                         port: s.port,
                         sizes: s.sizes.clone(),
+                        fixed: (s.sizes.len() == 1).then(|| s.sizes[0]),
                         size_at: 0,
                         seq: 0,
                         pacer: asked[i].map(|pps| Pacer::new(start, pps / lanes as f64, hz)),
@@ -482,7 +487,7 @@ pub fn run(
     let mut foreign = 0;
     let mut tx_end_tsc = start;
     let mut nombuf = 0;
-    for (w, slot) in slots.iter().enumerate() {
+    for slot in &slots {
         let r = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
         tx_end_tsc = tx_end_tsc.max(r.tx_end_tsc);
         if let Some(t) = r.tx {
@@ -491,9 +496,8 @@ pub fn run(
                 tx_packets[s.index] += s.packets;
                 tx_bytes[s.index] += s.bytes;
             }
-            let lane = t.lane as usize;
-            for (p, q) in setup.ports.iter_mut().zip(t.queues) {
-                p.tx[lane] = Some(q);
+            for q in t.queues {
+                setup.give_back_tx(q);
             }
         }
         if let Some(r) = r.rx {
@@ -513,13 +517,8 @@ pub fn run(
                 *a += b;
             }
             foreign += r.foreign;
-            let idx = o.rx_lcores.iter().position(|&c| c == lcores[w]).unwrap_or(0);
-            let mut qs = r.queues.into_iter();
-            for p in setup.ports.iter_mut() {
-                let n = p.rx.len();
-                for q in (idx..n).step_by(o.rx_lcores.len()) {
-                    p.rx[q] = qs.next();
-                }
+            for q in r.queues {
+                setup.give_back_rx(q);
             }
         }
     }
@@ -590,28 +589,7 @@ pub fn run(
         too_late: sum(|s| s.too_late),
         latency: Latency::of(&total_hist),
     };
-    let ports = setup
-        .ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let (a, b) = (p.port.stats(), stats_before[i]);
-            PortReport {
-                index: i,
-                device: device_name(&p.device).to_string(),
-                mac: format_mac(&p.mac),
-                link_mbps: p.port.link().speed_mbps,
-                ipackets: a.ipackets - b.ipackets.min(a.ipackets),
-                opackets: a.opackets - b.opackets.min(a.opackets),
-                ibytes: a.ibytes - b.ibytes.min(a.ibytes),
-                obytes: a.obytes - b.obytes.min(a.obytes),
-                imissed: a.imissed - b.imissed.min(a.imissed),
-                ierrors: a.ierrors - b.ierrors.min(a.ierrors),
-                oerrors: a.oerrors - b.oerrors.min(a.oerrors),
-                rx_nombuf: a.rx_nombuf - b.rx_nombuf.min(a.rx_nombuf),
-            }
-        })
-        .collect();
+    let ports = setup.port_reports(&stats_before);
     Ok(RunReport {
         tool: "sluice-pktgen",
         duration_s: secs,

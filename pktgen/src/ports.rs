@@ -2,7 +2,9 @@
 //! hugepages when enough are free, `--no-huge` otherwise), one mbuf pool, and ports from
 //! device arguments or PCI addresses with a queue per TX and per RX lcore.
 
-use dataplane::dpdk::{flags, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue, MBUF_DATA_ROOM};
+use crate::report::PortReport;
+use crate::spec::format_mac;
+use dataplane::dpdk::{flags, Eal, Mempool, Port, PortSetup, PortStats, RxQueue, TxQueue, MBUF_DATA_ROOM};
 use std::fmt::Write as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +279,53 @@ fn bring_up(
 }
 
 impl Setup {
+    /// Returns an RX queue a worker borrowed to its port's slot.
+    pub fn give_back_rx(&mut self, q: RxQueue) {
+        if let Some(p) = self.ports.iter_mut().find(|p| p.port.id() == q.port()) {
+            let i = q.queue() as usize;
+            p.rx[i] = Some(q);
+        }
+    }
+
+    /// Returns a TX queue a worker borrowed to its port's slot.
+    pub fn give_back_tx(&mut self, q: TxQueue) {
+        if let Some(p) = self.ports.iter_mut().find(|p| p.port.id() == q.port()) {
+            let i = q.queue() as usize;
+            p.tx[i] = Some(q);
+        }
+    }
+
+    /// Every port's counters now, to diff against at the end of a run.
+    pub fn port_stats(&self) -> Vec<PortStats> {
+        self.ports.iter().map(|p| p.port.stats()).collect()
+    }
+
+    /// Every port's identity and what its counters moved by since `before`.
+    pub fn port_reports(&self, before: &[PortStats]) -> Vec<PortReport> {
+        self.ports
+            .iter()
+            .zip(before)
+            .enumerate()
+            .map(|(i, (p, b))| {
+                let a = p.port.stats();
+                PortReport {
+                    index: i,
+                    device: device_name(&p.device).to_string(),
+                    mac: format_mac(&p.mac),
+                    link_mbps: p.port.link().speed_mbps,
+                    ipackets: a.ipackets.saturating_sub(b.ipackets),
+                    opackets: a.opackets.saturating_sub(b.opackets),
+                    ibytes: a.ibytes.saturating_sub(b.ibytes),
+                    obytes: a.obytes.saturating_sub(b.obytes),
+                    imissed: a.imissed.saturating_sub(b.imissed),
+                    ierrors: a.ierrors.saturating_sub(b.ierrors),
+                    oerrors: a.oerrors.saturating_sub(b.oerrors),
+                    rx_nombuf: a.rx_nombuf.saturating_sub(b.rx_nombuf),
+                }
+            })
+            .collect()
+    }
+
     /// Waits up to `max_ms` for every port's link (memif needs its peer).
     pub fn wait_links(&self, max_ms: u64) -> Result<(), String> {
         let t0 = std::time::Instant::now();

@@ -2,10 +2,9 @@
 //! rewrites, holds impaired packets in a time-ordered queue until their release, and
 //! sends everything back out of the port it came in on.
 
-use crate::ports::{device_name, Setup};
+use crate::ports::Setup;
 use crate::reflect::{handle, ntp_from_unix_ns, stamp_finish, GwCounters, Outcome, ReflectConfig, Rng};
 use crate::report::PortReport;
-use crate::spec::format_mac;
 use dataplane::dpdk::{rdtsc, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use serde::Serialize;
 use std::cmp::Ordering as CmpOrdering;
@@ -361,7 +360,7 @@ pub fn run(
     });
     type Queues = (Vec<RxQueue>, Vec<TxQueue>);
     let back: Arc<Mutex<Option<Queues>>> = Arc::new(Mutex::new(None));
-    let stats_before: Vec<_> = setup.ports.iter().map(|p| p.port.stats()).collect();
+    let stats_before = setup.port_stats();
     let in_use_before = setup.pool.in_use() as i64;
     {
         let (pool, sh, back) = (setup.pool.clone(), shared.clone(), back.clone());
@@ -426,28 +425,7 @@ pub fn run(
     }
     let mut r = shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
     r.mbufs_in_use_delta = setup.pool.in_use() as i64 - in_use_before;
-    r.ports = setup
-        .ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let (a, b) = (p.port.stats(), stats_before[i]);
-            PortReport {
-                index: i,
-                device: device_name(&p.device).to_string(),
-                mac: format_mac(&p.mac),
-                link_mbps: p.port.link().speed_mbps,
-                ipackets: a.ipackets.saturating_sub(b.ipackets),
-                opackets: a.opackets.saturating_sub(b.opackets),
-                ibytes: a.ibytes.saturating_sub(b.ibytes),
-                obytes: a.obytes.saturating_sub(b.obytes),
-                imissed: a.imissed.saturating_sub(b.imissed),
-                ierrors: a.ierrors.saturating_sub(b.ierrors),
-                oerrors: a.oerrors.saturating_sub(b.oerrors),
-                rx_nombuf: a.rx_nombuf.saturating_sub(b.rx_nombuf),
-            }
-        })
-        .collect();
+    r.ports = setup.port_reports(&stats_before);
     Ok(r)
 }
 

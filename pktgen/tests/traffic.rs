@@ -226,13 +226,35 @@ fn flow_ranges_are_sent_exactly() {
     assert!(flows.values().all(|&n| n == 2));
 }
 
+/// Starts a reflector with gateways file `gws` as the server of a memif link, and returns
+/// it with the device argument of the link's client side. The reflector polls on CPU 0
+/// (its main lcore only sleeps there), leaving CPU 1 to the generator.
+fn start_reflector(dir: &TestDir, gws: &std::path::Path) -> (Proc, String) {
+    let sock = dir.file("memif.sock");
+    let server = format!("net_memif0,role=server,socket={}", sock.display());
+    let refl = Proc::start(
+        dir,
+        "reflect",
+        &[
+            "reflect",
+            "--port",
+            &server,
+            "--config",
+            gws.to_str().unwrap(),
+            "--eal",
+            "--lcores 0@0,1@0",
+            "--json",
+        ],
+    );
+    (refl, format!("net_memif0,role=client,socket={}", sock.display()))
+}
+
 /// Two processes over memif: the generator, and the reflector playing five gateways with
 /// different impairments. What the analyser finds must equal what the reflector did.
 #[test]
 fn reflector_impairments_are_detected_exactly() {
     let _g = serial();
     let dir = TestDir::new("impair");
-    let sock = dir.file("memif.sock");
     let gws = dir.write(
         "gw.toml",
         r#"
@@ -266,23 +288,7 @@ fn reflector_impairments_are_detected_exactly() {
         ));
     }
     let streams = dir.write("streams.toml", &streams);
-    let server = format!("net_memif0,role=server,socket={}", sock.display());
-    let client = format!("net_memif0,role=client,socket={}", sock.display());
-    // The reflector polls on CPU 0 (its main lcore only sleeps there); the generator on CPU 1.
-    let refl = Proc::start(
-        &dir,
-        "reflect",
-        &[
-            "reflect",
-            "--port",
-            &server,
-            "--config",
-            gws.to_str().unwrap(),
-            "--eal",
-            "--lcores 0@0,1@0",
-            "--json",
-        ],
-    );
+    let (refl, client) = start_reflector(&dir, &gws);
     let gen = run(
         &dir,
         "gen",
@@ -351,27 +357,11 @@ fn reflector_impairments_are_detected_exactly() {
 fn ndr_search_finds_the_knee() {
     let _g = serial();
     let dir = TestDir::new("ndr");
-    let sock = dir.file("memif.sock");
     let gws = dir.write(
         "gw.toml",
         "queue_limit = 500\n[[gateway]]\nname = \"slow\"\nip = \"192.0.2.1\"\ndelay = \"10ms\"\n",
     );
-    let server = format!("net_memif0,role=server,socket={}", sock.display());
-    let client = format!("net_memif0,role=client,socket={}", sock.display());
-    let refl = Proc::start(
-        &dir,
-        "reflect",
-        &[
-            "reflect",
-            "--port",
-            &server,
-            "--config",
-            gws.to_str().unwrap(),
-            "--eal",
-            "--lcores 0@0,1@0",
-            "--json",
-        ],
-    );
+    let (refl, client) = start_reflector(&dir, &gws);
     let r = run(
         &dir,
         "gen",

@@ -4,7 +4,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pktgen::gen::{self, RunOptions};
-use pktgen::ports::{self, EalOptions, Hugepages};
+use pktgen::ports::{self, EalOptions, Hugepages, Setup};
+use pktgen::report::RunReport;
 use pktgen::spec::{self, NumOrText, RawStream};
 use pktgen::{reflect, reflector, replay, search};
 use std::path::PathBuf;
@@ -62,8 +63,8 @@ struct Common {
     #[arg(long, allow_hyphen_values = true)]
     eal: Option<String>,
     /// Wait this long for links to come up (memif needs its peer).
-    #[arg(long, default_value = "5s")]
-    link_wait: String,
+    #[arg(long, default_value = "5s", value_parser = duration_ns)]
+    link_wait: u64,
     /// One JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -135,11 +136,11 @@ struct RunArgs {
     #[arg(long, default_value_t = 1)]
     queues: u16,
     /// How long to send (10s, 500ms); each search trial lasts this long.
-    #[arg(long)]
-    duration: Option<String>,
+    #[arg(long, value_parser = duration_ns)]
+    duration: Option<u64>,
     /// How long to keep receiving after the last packet is sent.
-    #[arg(long, default_value = "200ms")]
-    drain: String,
+    #[arg(long, default_value = "200ms", value_parser = duration_ns)]
+    drain: u64,
     /// RFC 2544 search: ndr, pdr or pdr=<loss>%.
     #[arg(long)]
     search: Option<String>,
@@ -157,8 +158,8 @@ struct ReplayArgs {
     #[arg(long)]
     pcap: PathBuf,
     /// packets/s, bits/s or percent; without it the file's own timing is kept.
-    #[arg(long)]
-    rate: Option<String>,
+    #[arg(long, value_parser = rate)]
+    rate: Option<spec::Rate>,
     /// Times to play the file.
     #[arg(long, default_value_t = 1)]
     loops: u64,
@@ -178,8 +179,17 @@ struct ReflectArgs {
     #[arg(long, default_value_t = 1)]
     lcore: u32,
     /// Stop after this long (default: until SIGINT/SIGTERM).
-    #[arg(long)]
-    duration: Option<String>,
+    #[arg(long, value_parser = duration_ns)]
+    duration: Option<u64>,
+}
+
+/// Durations on the command line (`10s`, `500ms`), in ns.
+fn duration_ns(s: &str) -> Result<u64, String> {
+    spec::parse_duration_ns(s).map_err(|e| e.0)
+}
+
+fn rate(s: &str) -> Result<spec::Rate, String> {
+    spec::parse_rate(s).map_err(|e| e.0)
 }
 
 fn lcore_list(s: &str, what: &str) -> Result<Vec<u32>, String> {
@@ -276,14 +286,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
     let mut all = tx.clone();
     all.extend(rx.iter().filter(|c| !tx.contains(c)));
     let eal = eal_options(&a.common, all)?;
-    let duration_ns = a
-        .duration
-        .as_deref()
-        .map(spec::parse_duration_ns)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let drain_ns = spec::parse_duration_ns(&a.drain).map_err(|e| e.to_string())?;
-    let link_wait = spec::parse_duration_ns(&a.common.link_wait).map_err(|e| e.to_string())?;
+    let (duration_ns, drain_ns) = (a.duration, a.drain);
     let goal = a
         .search
         .as_deref()
@@ -297,16 +300,9 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         return Err("--search needs --duration (the length of each trial)".into());
     }
     let interrupt = interrupt_flag();
-    let mut setup = ports::open(
-        &a.common.ports,
-        &eal,
-        (rx.len() as u16).max(a.queues),
-        (tx.len() as u16).max(a.queues),
-        0,
-        link_wait / 1_000_000,
-    )?;
-    let result = (|| {
-        setup.wait_links(link_wait / 1_000_000)?;
+    let (rxq, txq) = ((rx.len() as u16).max(a.queues), (tx.len() as u16).max(a.queues));
+    with_ports(&a.common, &eal, rxq, txq, 0, |setup| {
+        setup.wait_links(a.common.link_wait / 1_000_000)?;
         let mut opts = RunOptions {
             tx_lcores: tx.clone(),
             rx_lcores: rx.clone(),
@@ -317,18 +313,14 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         };
         match goal {
             None => {
-                let r = gen::run(&mut setup, &streams, &opts, &interrupt)?;
-                if a.common.json {
-                    println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-                } else {
-                    print!("{}", r.human());
-                }
+                let r = gen::run(setup, &streams, &opts, &interrupt)?;
+                print_report(a.common.json, &r, RunReport::human)?;
             }
             Some(g) => {
                 let mut streams = streams.clone();
                 // "max" has no scale: measure what max is, and search below it.
                 if streams.iter().any(|s| s.rate == spec::Rate::Max) {
-                    let r = gen::run(&mut setup, &streams, &opts, &interrupt)?;
+                    let r = gen::run(setup, &streams, &opts, &interrupt)?;
                     for (s, rep) in streams.iter_mut().zip(&r.streams) {
                         if s.rate == spec::Rate::Max {
                             s.rate = spec::Rate::Pps(rep.tx_pps.max(1.0));
@@ -341,7 +333,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
                         return Err("interrupted".into());
                     }
                     opts.rate_scale = scale;
-                    let r = gen::run(&mut setup, &streams, &opts, &interrupt)?;
+                    let r = gen::run(setup, &streams, &opts, &interrupt)?;
                     eprintln!(
                         "trial at {:.2}% of the top rate: TX {:.4} Mpps, loss {:.5}% -> {}",
                         scale * 100.0,
@@ -387,9 +379,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
             }
         }
         Ok(())
-    })();
-    setup.close();
-    result
+    })
 }
 
 fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
@@ -418,17 +408,10 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
         );
     }
     let eal = eal_options(&a.common, vec![a.lcore])?;
-    let link_wait = spec::parse_duration_ns(&a.common.link_wait).map_err(|e| e.to_string())?;
-    let rate = a
-        .rate
-        .as_deref()
-        .map(spec::parse_rate)
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let rate = a.rate;
     let interrupt = interrupt_flag();
-    let mut setup = ports::open(&a.common.ports, &eal, 1, 1, 0, link_wait / 1_000_000)?;
-    let result = (|| {
-        setup.wait_links(link_wait / 1_000_000)?;
+    with_ports(&a.common, &eal, 1, 1, 0, |setup| {
+        setup.wait_links(a.common.link_wait / 1_000_000)?;
         let avg = frames.iter().map(|f| f.len() as f64 + 4.0).sum::<f64>() / frames.len().max(1) as f64;
         let pace = match rate {
             None => replay::Pace::FileTiming,
@@ -438,12 +421,10 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
                 replay::Pace::Rate(r.pps(avg, link).map_err(|e| e.to_string())?.unwrap_or(1e12))
             }
         };
-        let r = replay::run(&mut setup, frames, ts, skipped, pace, a.loops, a.lcore, &interrupt)?;
-        if a.common.json {
-            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-        } else {
-            println!(
-                "replayed {} frames ({} loops of {} frames, {} skipped) in {:.3} s: {:.4} Mpps, {:.3} Gbit/s",
+        let r = replay::run(setup, frames, ts, skipped, pace, a.loops, a.lcore, &interrupt)?;
+        print_report(a.common.json, &r, |r| {
+            format!(
+                "replayed {} frames ({} loops of {} frames, {} skipped) in {:.3} s: {:.4} Mpps, {:.3} Gbit/s\n",
                 r.tx_packets,
                 r.loops,
                 r.file_frames - r.skipped_frames,
@@ -451,45 +432,54 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
                 r.duration_s,
                 r.tx_pps / 1e6,
                 r.tx_gbps
-            );
-        }
-        Ok(())
-    })();
-    setup.close();
-    result
+            )
+        })
+    })
 }
 
 fn cmd_reflect(a: ReflectArgs) -> Result<(), String> {
     let cfg = reflect::load(&a.config).map_err(|e| e.to_string())?;
-    let duration_ns = a
-        .duration
-        .as_deref()
-        .map(spec::parse_duration_ns)
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let duration_ns = a.duration;
     let eal = eal_options(&a.common, vec![a.lcore])?;
-    let link_wait = spec::parse_duration_ns(&a.common.link_wait).map_err(|e| e.to_string())?;
     let interrupt = interrupt_flag();
-    let mut setup = ports::open(&a.common.ports, &eal, 1, 1, cfg.queue_limit, link_wait / 1_000_000)?;
-    for g in &cfg.gateways {
-        log::info!("gateway {} at {} with MAC {}", g.name, g.ip, spec::format_mac(&g.mac));
-    }
-    let result = (|| {
+    with_ports(&a.common, &eal, 1, 1, cfg.queue_limit, |setup| {
+        for g in &cfg.gateways {
+            log::info!("gateway {} at {} with MAC {}", g.name, g.ip, spec::format_mac(&g.mac));
+        }
         let o = reflector::ReflectOptions {
             lcore: a.lcore,
             duration_ns,
             live: !a.common.quiet,
         };
-        let r = reflector::run(&mut setup, &cfg, &o, &interrupt)?;
-        if a.common.json {
-            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-        } else {
-            print!("{}", r.human());
-        }
-        Ok(())
-    })();
+        let r = reflector::run(setup, &cfg, &o, &interrupt)?;
+        print_report(a.common.json, &r, reflector::ReflectReport::human)
+    })
+}
+
+/// Opens the ports, runs `f` on them, and always closes them (EAL, the pool and this
+/// process's hugepage files with them).
+fn with_ports(
+    c: &Common,
+    eal: &EalOptions,
+    rx_queues: u16,
+    tx_queues: u16,
+    held: u32,
+    f: impl FnOnce(&mut Setup) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut setup = ports::open(&c.ports, eal, rx_queues, tx_queues, held, c.link_wait / 1_000_000)?;
+    let r = f(&mut setup);
     setup.close();
-    result
+    r
+}
+
+/// One JSON object on stdout, or the human form.
+fn print_report<T: serde::Serialize>(json: bool, r: &T, human: impl FnOnce(&T) -> String) -> Result<(), String> {
+    if json {
+        println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", human(r));
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
