@@ -289,7 +289,7 @@ fn reflector_impairments_are_detected_exactly() {
     }
     let streams = dir.write("streams.toml", &streams);
     let (refl, client) = start_reflector(&dir, &gws);
-    let gen = run(
+    let gen = Proc::start(
         &dir,
         "gen",
         &[
@@ -300,16 +300,29 @@ fn reflector_impairments_are_detected_exactly() {
             streams.to_str().unwrap(),
             "--duration",
             "2s",
+            "--drain",
+            "1500ms",
             "--link-wait",
             "15s",
             "--json",
         ],
-        LIMIT,
-    )
-    .json();
-    // SIGTERM: the reflector stops and reports.
-    let pid = refl.pid();
-    assert!(sh(&format!("kill -TERM {pid}")));
+    );
+    // Stop the reflector while the generator drains (its live line for the second second
+    // means it has sent everything; the longest delay is 2 ms): the reflector stops
+    // polling, the generator closes the memif link, then the reflector reports. Neither
+    // process then polls a ring its peer is unmapping.
+    let gen_err = dir.file("gen.stderr");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&gen_err)
+        .unwrap_or_default()
+        .contains("[   2s]")
+    {
+        assert!(t0.elapsed() < LIMIT, "the generator did not get to its second second");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sh(&format!("kill -TERM {}", refl.pid())));
+    let gen = gen.wait(LIMIT).json();
     let refl = refl.wait(LIMIT).json();
     let gw = |name: &str| -> Value {
         refl["gateways"]
