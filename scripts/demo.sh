@@ -68,6 +68,8 @@ region = "eu-west-3"
 port = "wan"
 next_hop = "100.64.0.2"
 next_hop_mac = "02:00:00:00:aa:01"
+# The generator analyses what leaves by this port; it answers no probes.
+probe = "none"
 latency_ms = 4
 
 [[paths]]
@@ -77,6 +79,7 @@ region = "europe-west1"
 port = "wan"
 next_hop = "100.64.0.2"
 next_hop_mac = "02:00:00:00:bb:01"
+probe = "none"
 latency_ms = 5
 
 [[path_groups]]

@@ -15,7 +15,9 @@ use std::path::Path as FsPath;
 use std::str::FromStr;
 use toml::Spanned;
 
+mod probes;
 mod traffic;
+pub use probes::{Probes, Recovery};
 pub use qos::{Class, Rule};
 pub use routing::{Path, PathGroup};
 pub use traffic::{Flows, MAX_FLOWS};
@@ -216,6 +218,10 @@ struct RawConfig {
     flows: traffic::RawFlows,
     #[serde(default)]
     site: traffic::RawSite,
+    #[serde(default)]
+    probes: probes::RawProbes,
+    #[serde(default)]
+    neighbors: probes::RawNeighbors,
 }
 
 fn default_prefix() -> Spanned<String> {
@@ -311,6 +317,8 @@ pub struct Config {
     pub flows: Flows,
     /// (latitude, longitude) of this appliance, for the `nearest` policy.
     pub site: Option<(f64, f64)>,
+    pub probes: Probes,
+    pub neighbors: crate::neigh::NeighSettings,
 }
 
 // Paths carry f64 figures (cost, location); none is ever NaN after validation.
@@ -755,10 +763,12 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
     // ---- classes, rules, paths, groups
     let classes = traffic::classes(src, raw.classes)?;
     let rules = traffic::rules(src, raw.rules, &classes, &by_name)?;
-    let mut paths = traffic::paths(src, raw.paths, &by_name)?;
+    let mut paths = traffic::paths(src, raw.paths, &by_name, &ports)?;
     let mut groups = traffic::groups(src, raw.path_groups, &paths)?;
     let flows = traffic::flows(src, raw.flows)?;
     let site = traffic::site(src, raw.site)?;
+    let probes = probes::probes(src, raw.probes)?;
+    let neighbors = probes::neighbors(src, raw.neighbors)?;
 
     // ---- routes
     let mut routes = Vec::new();
@@ -868,6 +878,8 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
         groups,
         flows,
         site,
+        probes,
+        neighbors,
     })
 }
 
@@ -915,7 +927,9 @@ fn direct_group(
         region: String::new(),
         port,
         next_hop: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        next_hop_mac: mac.0,
+        next_hop_mac: Some(mac.0),
+        probe: routing::path::ProbeMode::None,
+        probe_target: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         cost_per_gb: 0.0,
         bandwidth_bps: 0,
         location: None,

@@ -4,6 +4,10 @@
 pub mod config;
 pub mod logging;
 pub mod mac;
+pub mod neigh;
+pub mod packet;
+pub mod plane;
+pub mod wire;
 
 pub use config::{Config, ConfigError};
 pub use mac::MacAddr;

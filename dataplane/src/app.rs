@@ -52,10 +52,10 @@ struct RunPort {
     mac: [u8; 6],
     rx_queues: u16,
     tx_queues: u16,
-    /// The control thread's own TX queue, reserved when the device has one to spare (its
-    /// ARP/ICMP/probe sender is the control-plane issue's).
-    _control_tx: Option<TxQueue>,
 }
+
+/// mbufs of the control thread's own pool (ARP, ND, ICMP answers and probes).
+const CONTROL_MBUFS: u32 = 1023;
 
 fn fmt_mac(m: &[u8; 6]) -> String {
     control::MacAddr(*m).to_string()
@@ -179,10 +179,22 @@ fn run_with_eal(
             }
         }
     }
+    // The control thread's frames come from a small pool of their own, so a burst of them
+    // never takes the workers' buffers.
+    let ctl_socket = pool_of_socket.keys().next().copied().unwrap_or(0);
+    match Mempool::create("sluice_ctl", CONTROL_MBUFS, 32, ctl_socket) {
+        Ok(pool) => pools.push(pool),
+        Err(e) => {
+            error!(target: "mempool", "control pool: {e}");
+            return EXIT_RUNTIME;
+        }
+    }
+    let ctl_pool = pools.len() - 1;
     // Nothing has taken an mbuf yet: this is the baseline the leak check compares against.
     let baseline: Vec<u32> = pools.iter().map(|p| p.in_use()).collect();
 
     let mut ports: Vec<RunPort> = Vec::new();
+    let mut control_tx: Vec<Option<TxQueue>> = Vec::new();
     let mut worker_tx: Vec<Vec<TxQueue>> = (0..workers).map(|_| Vec::new()).collect();
     let mut rx_assign: Vec<Vec<(usize, crate::dpdk::RxQueue)>> = (0..workers).map(|_| Vec::new()).collect();
     let mut next_worker = 0usize;
@@ -190,7 +202,8 @@ fn run_with_eal(
     for (i, ((port, info), pc)) in found.into_iter().zip(&cfg.ports).enumerate() {
         match setup_port(pc, port, &info, workers, &pools[pool_of_socket[&port.socket().max(0)]]) {
             Ok((setup, rxqs, mut txqs)) => {
-                let control_tx = if txqs.len() > workers { txqs.pop() } else { None };
+                let ctl = if txqs.len() > workers { txqs.pop() } else { None };
+                control_tx.push(ctl);
                 for (w, q) in txqs.into_iter().enumerate() {
                     worker_tx[w].push(q);
                 }
@@ -216,7 +229,6 @@ fn run_with_eal(
                     mac,
                     rx_queues: setup.rx_queues,
                     tx_queues: setup.tx_queues,
-                    _control_tx: control_tx,
                 });
             }
             Err(e) => {
@@ -234,7 +246,7 @@ fn run_with_eal(
 
     // ---- the tables, and the control thread's side of the rings
     let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
-    let (mut slow, rings) = match SlowPath::new(cfg.clone(), macs, workers) {
+    let (mut slow, rings) = match SlowPath::new(cfg.clone(), macs, workers, control_tx, eal.tsc_hz()) {
         Ok(s) => s,
         Err(e) => {
             error!(target: "routing", "{e}");
@@ -353,7 +365,16 @@ fn run_with_eal(
     let started = Instant::now();
     if status == EXIT_OK {
         info!(target: "sluiced", "forwarding; stop with Ctrl-C or SIGTERM");
-        control_loop(&ports, &counters, opts, signalled, reload, &mut slow, started);
+        control_loop(
+            &ports,
+            &counters,
+            opts,
+            signalled,
+            reload,
+            &mut slow,
+            &pools[ctl_pool],
+            started,
+        );
     }
 
     // ---- stop
@@ -414,7 +435,7 @@ fn setup_port(
     let tx_queues = if info.max_tx_queues > w {
         w + 1
     } else if info.max_tx_queues == w {
-        warn!(target: "port", "{}: driver {} offers {} TX queue(s), one per worker and none for the control thread", pc.name, info.driver, info.max_tx_queues);
+        warn!(target: "port", "{}: driver {} offers {} TX queue(s), one per worker and none for the control thread: nothing is answered or probed on this port (give the device more queues, e.g. qpairs= for net_af_packet)", pc.name, info.driver, info.max_tx_queues);
         w
     } else {
         return Err(format!(
@@ -498,6 +519,7 @@ fn port_totals(counters: &[Arc<WorkerCounters>], ports: usize) -> Vec<[u64; 4]> 
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn control_loop(
     ports: &[RunPort],
     counters: &[Arc<WorkerCounters>],
@@ -505,10 +527,15 @@ fn control_loop(
     signalled: &AtomicBool,
     reload: &AtomicBool,
     slow: &mut SlowPath,
+    ctl_pool: &Mempool,
     started: Instant,
 ) {
-    // Short enough that rings never fill at line rate and a link loss moves flows at once.
-    let tick = Duration::from_millis(5);
+    // Short enough that rings never fill at line rate, a link loss moves flows at once,
+    // and probe timeouts are seen within a millisecond.
+    let tick = Duration::from_millis(1);
+    // Neighbours learn the appliance's addresses, and next hops are asked for, at once.
+    slow.plane.announce();
+    slow.control(ctl_pool);
     let interval = (opts.stats_interval > 0.0).then(|| Duration::from_secs_f64(opts.stats_interval));
     let mut last = (Instant::now(), port_totals(counters, ports.len()));
     let mut next_print = interval.map(|i| started + i);
@@ -526,6 +553,7 @@ fn control_loop(
         slow.drain();
         let links: Vec<bool> = ports.iter().map(|p| p.port.link().up).collect();
         slow.links(&links);
+        slow.control(ctl_pool);
         slow.rebalance(counters);
         if reload.swap(false, Ordering::Relaxed) {
             info!(target: "reload", "SIGHUP: reloading {}", opts.config.display());
@@ -690,18 +718,19 @@ fn report_text(r: &Report) -> String {
     let flows = |f: fn(&WorkerSnapshot) -> u64| r.workers.iter().map(f).sum::<u64>();
     let records: Vec<String> = r.slow.record_counts().iter().map(|(n, c)| format!("{n} {c}")).collect();
     s.push_str(&format!(
-        "flows: created {}, expired {}, evicted {}; records {} ({} lost); to control plane {} packets, freed {}; reloads ok {}, refused {}; snapshot generation {}\n",
+        "flows: created {}, expired {}, evicted {}; records {} ({} lost); to control plane {} packets, handled {}; reloads ok {}, refused {}; snapshot generation {}\n",
         flows(|w| w.flows_created),
         flows(|w| w.flows_expired),
         flows(|w| w.flows_evicted),
         records.join(", "),
         flows(|w| w.records_lost),
         flows(|w| w.to_control),
-        r.slow.exceptions_freed,
+        r.slow.exceptions_handled,
         r.slow.reloads_ok,
         r.slow.reloads_refused,
         r.slow.generation()
     ));
+    s.push_str(&r.slow.paths_text());
     let by_stage: Vec<String> = Stage::ALL
         .iter()
         .map(|&st| {
@@ -808,7 +837,9 @@ fn report_json(r: &Report) -> serde_json::Value {
         "stages": stages, "classes": classes, "queues": queues, "drops_by_stage": drops_by_stage,
         "flows": {"created": total(|w| w.flows_created), "expired": total(|w| w.flows_expired),
                   "evicted": total(|w| w.flows_evicted), "records": records, "records_lost": total(|w| w.records_lost)},
-        "control_plane": {"packets": total(|w| w.to_control), "freed": r.slow.exceptions_freed},
+        "control_plane": r.slow.control_json(total(|w| w.to_control)),
+        "paths": r.slow.paths_json(),
+        "neighbors": r.slow.neighbors_json(),
         "reloads": {"ok": r.slow.reloads_ok, "refused": r.slow.reloads_refused},
         "generation": r.slow.generation(),
     })

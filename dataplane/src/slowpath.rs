@@ -1,21 +1,33 @@
-//! The control thread's share of the fast path's work, run from the control loop on the
-//! main lcore: it frees (and counts) the exception packets the workers hand over, collects
-//! ended flows, follows port links, rebalances the classes' rate shares across workers by
-//! demand, and reloads the configuration on SIGHUP — every change compiled into a new
-//! `Tables` snapshot and published with one atomic swap. Snapshots replaced are kept
-//! until no worker holds them, so a worker never frees one.
+//! The control thread's side of the appliance, run from the control loop on the main
+//! lcore: it hands the exception packets the workers pass over (ARP, ND, ICMP, probe
+//! answers) to the control plane (`control::plane`) and sends what that answers or
+//! originates on each port's own control TX queue; it collects ended flows, follows port
+//! links, rebalances the classes' rate shares across workers by demand, and reloads the
+//! configuration on SIGHUP. Every change of a path's eligibility (probes, neighbours,
+//! links, a reload) is compiled into a new `Tables` snapshot and published with one atomic
+//! swap. Snapshots replaced are kept until no worker holds them, so a worker never frees
+//! one.
 
-use crate::dpdk::Mbuf;
+use crate::dpdk::{rdtsc, Burst, Mbuf, Mempool, TxQueue};
 use crate::flow::{EndReason, FlowRecord};
 use crate::pipeline::Shares;
 use crate::stats::WorkerCounters;
 use crate::tables::{Published, Tables};
+use control::plane::{Plane, PortInfo};
 use control::Config;
 use log::{error, info, warn};
 use routing::path::PathStatus;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A packet a worker hands to the control thread: the port (configuration index) it came
+/// in on and the TSC when the worker had it.
+pub struct Exception {
+    pub mbuf: Mbuf,
+    pub tsc: u64,
+    pub port: u8,
+}
 
 /// Ended flows kept for `show flows` and the telemetry sinks.
 pub const RECENT_RECORDS: usize = 4096;
@@ -27,48 +39,71 @@ const REBALANCE_EVERY: Duration = Duration::from_millis(100);
 /// No worker's share of a class falls below this (parts per million of the whole), so a
 /// worker whose flows of that class have just started is not starved for a period.
 const SHARE_FLOOR_PPM: u32 = 20_000;
+/// How often measured latencies are compared with those the tables were built with.
+const LATENCY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub struct SlowPath {
     pub cfg: Config,
     port_macs: Vec<[u8; 6]>,
     pub published: Arc<Published>,
     pub shares: Arc<Shares>,
-    exceptions: Vec<rtrb::Consumer<Mbuf>>,
+    pub plane: Plane,
+    control_tx: Vec<Option<TxQueue>>,
+    tsc_hz: u64,
+    tsc0: u64,
+    exceptions: Vec<rtrb::Consumer<Exception>>,
     records: Vec<rtrb::Consumer<FlowRecord>>,
     retired: Vec<Arc<Tables>>,
     link_up: Vec<bool>,
+    /// The statuses the published tables were built from.
+    built_from: Vec<PathStatus>,
+    last_latency_check: Instant,
     last_demand: Vec<Vec<u64>>,
     last_rebalance: Instant,
-    pub exceptions_freed: u64,
+    pub exceptions_handled: u64,
+    /// Control frames the control plane wanted sent that could not be (no mbuf, or the
+    /// driver refused them).
+    pub control_tx_dropped: u64,
     pub records_by_reason: [u64; 4],
+    /// Flows still live at shutdown, by the path they were on (index; `None` for flows
+    /// without one): where a failover left them.
+    pub live_at_shutdown: std::collections::BTreeMap<Option<u16>, u64>,
     pub recent: VecDeque<FlowRecord>,
     pub reloads_ok: u64,
     pub reloads_refused: u64,
     pub link_changes: u64,
+    /// Snapshots published because a path's state or next hop changed.
+    pub path_publishes: u64,
 }
 
-/// Path status from configuration and the ports' links.
-fn statuses(cfg: &Config, link_up: &[bool]) -> Vec<PathStatus> {
-    cfg.paths
-        .iter()
-        .map(|p| PathStatus {
-            link_up: link_up.get(p.port).copied().unwrap_or(true),
-            ..PathStatus::from_config(p)
-        })
-        .collect()
+/// Whether the latencies `now` would order a policy differently enough from `then` to be
+/// worth a new snapshot: any path moved by more than 20 % and 200 µs.
+fn latency_moved(then: &[PathStatus], now: &[PathStatus]) -> bool {
+    then.iter().zip(now).any(|(a, b)| {
+        let d = a.latency_us.abs_diff(b.latency_us);
+        d > 200 && d as u64 * 5 > a.latency_us.max(b.latency_us) as u64
+    })
 }
 
 impl SlowPath {
     /// Compiles the first snapshot. Rings are made per worker: the producers go to the
-    /// workers.
+    /// workers. `control_tx[i]` is port i's queue for the control thread, if it has one.
     #[allow(clippy::type_complexity)]
     pub fn new(
         cfg: Config,
         port_macs: Vec<[u8; 6]>,
         workers: usize,
-    ) -> Result<(SlowPath, Vec<(rtrb::Producer<Mbuf>, rtrb::Producer<FlowRecord>)>), String> {
+        control_tx: Vec<Option<TxQueue>>,
+        tsc_hz: u64,
+    ) -> Result<(SlowPath, Vec<(rtrb::Producer<Exception>, rtrb::Producer<FlowRecord>)>), String> {
         let link_up = vec![true; cfg.ports.len()];
-        let tables = Tables::build(&cfg, &port_macs, &statuses(&cfg, &link_up), 1)?;
+        let can_send: Vec<bool> = control_tx.iter().map(|q| q.is_some()).collect();
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let plane = Plane::new(&cfg, PortInfo::from_config(&cfg, &port_macs, &can_send), 0, unix_now);
+        let built_from = plane.statuses(&cfg, &link_up);
+        let tables = Tables::build(&cfg, &port_macs, &built_from, 1)?;
         let mut producers = Vec::new();
         let mut exceptions = Vec::new();
         let mut records = Vec::new();
@@ -85,37 +120,58 @@ impl SlowPath {
                 port_macs,
                 published: Arc::new(Published::new(tables)),
                 shares: Arc::new(Shares::new(workers)),
+                plane,
+                control_tx,
+                tsc_hz: tsc_hz.max(1),
+                tsc0: rdtsc(),
                 exceptions,
                 records,
                 retired: Vec::new(),
                 link_up,
+                built_from,
+                last_latency_check: Instant::now(),
                 last_demand: vec![Vec::new(); workers],
                 last_rebalance: Instant::now(),
-                exceptions_freed: 0,
+                exceptions_handled: 0,
+                control_tx_dropped: 0,
                 records_by_reason: [0; 4],
+                live_at_shutdown: Default::default(),
                 recent: VecDeque::with_capacity(RECENT_RECORDS),
                 reloads_ok: 0,
                 reloads_refused: 0,
                 link_changes: 0,
+                path_publishes: 0,
             },
             producers,
         ))
     }
 
-    /// Frees the exception packets and collects ended flows. Bounded per call by the
-    /// rings' sizes.
+    /// The control plane's clock: ns since start, from the TSC (the workers' time base).
+    fn ns(&self, tsc: u64) -> u64 {
+        (tsc.saturating_sub(self.tsc0) as u128 * 1_000_000_000 / self.tsc_hz as u128) as u64
+    }
+
+    /// Hands the exception packets to the control plane (and frees them) and collects
+    /// ended flows. Bounded per call by the rings' sizes.
     pub fn drain(&mut self) {
-        for c in self.exceptions.iter_mut() {
-            while let Ok(m) = c.pop() {
-                // The control plane's handling of ARP and packets for the appliance is a
-                // later stage; until then they are counted and freed here.
-                drop(m);
-                self.exceptions_freed += 1;
+        for k in 0..self.exceptions.len() {
+            while let Ok(e) = self.exceptions[k].pop() {
+                let at = self.ns(e.tsc);
+                if e.mbuf.nb_segs() == 1 {
+                    self.plane.receive(e.port as usize, e.mbuf.data(), at);
+                } else {
+                    self.plane.receive(e.port as usize, &e.mbuf.to_vec(), at);
+                }
+                self.exceptions_handled += 1;
             }
         }
         for c in self.records.iter_mut() {
             while let Ok(r) = c.pop() {
                 self.records_by_reason[r.reason as usize] += 1;
+                if r.reason == EndReason::Shutdown {
+                    let path = (r.flow.path as usize) < self.cfg.paths.len();
+                    *self.live_at_shutdown.entry(path.then_some(r.flow.path)).or_default() += 1;
+                }
                 if self.recent.len() == RECENT_RECORDS {
                     self.recent.pop_front();
                 }
@@ -126,13 +182,85 @@ impl SlowPath {
         self.retired.retain(|t| Arc::strong_count(t) > 1);
     }
 
-    fn publish(&mut self, cfg: &Config) -> Result<(), String> {
+    /// Builds and publishes tables for `cfg` with `status`.
+    fn publish_with(&mut self, cfg: &Config, status: Vec<PathStatus>) -> Result<(), String> {
         let next = self.generation().wrapping_add(1).max(1);
-        let mut t = Tables::build(cfg, &self.port_macs, &statuses(cfg, &self.link_up), next)?;
+        let mut t = Tables::build(cfg, &self.port_macs, &status, next)?;
         t.follow(&self.published.load());
         let old = self.published.publish(t);
         self.retired.push(old);
+        self.built_from = status;
         Ok(())
+    }
+
+    fn publish(&mut self, cfg: &Config) -> Result<(), String> {
+        let status = self.plane.statuses(cfg, &self.link_up);
+        self.publish_with(cfg, status)
+    }
+
+    /// The control plane's turn: time moves on (neighbour requests, probes, timeouts),
+    /// what it wants sent leaves on the control TX queues (mbufs from `pool`), and a
+    /// change of any path's eligibility publishes new tables at once. Measured latencies
+    /// that moved enough to change a latency policy's choice are published at most once
+    /// a second.
+    pub fn control(&mut self, pool: &Mempool) {
+        let now = self.ns(rdtsc());
+        self.plane.tick(now);
+        self.send(pool);
+        let mut changed = self.plane.take_changed();
+        if !changed && self.last_latency_check.elapsed() >= LATENCY_CHECK_EVERY {
+            self.last_latency_check = Instant::now();
+            changed = latency_moved(&self.built_from, &self.plane.statuses(&self.cfg, &self.link_up));
+        }
+        if changed {
+            let now = self.plane.statuses(&self.cfg, &self.link_up);
+            if now != self.built_from {
+                let cfg = self.cfg.clone();
+                match self.publish_with(&cfg, now) {
+                    Ok(()) => self.path_publishes += 1,
+                    Err(e) => error!(target: "routing", "cannot rebuild the tables after a path change: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Sends the control plane's frames on each port's control queue.
+    pub fn send(&mut self, pool: &Mempool) {
+        let out = self.plane.take_out();
+        let mut burst: Burst<32> = Burst::default();
+        for port in 0..self.control_tx.len() {
+            for (_, f) in out.iter().filter(|(p, _)| *p == port) {
+                let Some(mut m) = pool.alloc() else {
+                    self.control_tx_dropped += 1;
+                    continue;
+                };
+                match m.append(f.len() as u16) {
+                    Some(d) => d.copy_from_slice(f),
+                    None => {
+                        self.control_tx_dropped += 1;
+                        continue;
+                    }
+                }
+                if let Err(m) = burst.push(m) {
+                    drop(m);
+                    self.control_tx_dropped += 1;
+                }
+                if burst.len() == 32 {
+                    self.flush(port, &mut burst);
+                }
+            }
+            self.flush(port, &mut burst);
+        }
+    }
+
+    fn flush(&mut self, port: usize, burst: &mut Burst<32>) {
+        match self.control_tx[port].as_mut() {
+            Some(q) => self.control_tx_dropped += q.tx(burst).dropped as u64,
+            None => {
+                self.control_tx_dropped += burst.len() as u64;
+                burst.drain().for_each(drop);
+            }
+        }
     }
 
     /// Follows the ports' links: a link going down takes its paths out of every group
@@ -141,9 +269,13 @@ impl SlowPath {
         if up == self.link_up.as_slice() {
             return;
         }
+        let now = self.ns(rdtsc());
         for (i, (&was, &is)) in self.link_up.iter().zip(up).enumerate() {
             if was != is {
                 warn!(target: "routing", "port \"{}\": link {}", self.cfg.ports[i].name, if is { "up" } else { "down" });
+                if is {
+                    self.plane.link_up(i, now);
+                }
             }
         }
         self.link_up = up.to_vec();
@@ -174,9 +306,15 @@ impl SlowPath {
         if let Some((_, what)) = fixed.iter().find(|(changed, _)| *changed) {
             return refuse(self, format!("{what} changed, which needs a restart"));
         }
-        if let Err(e) = self.publish(&new) {
+        // The control plane takes the new paths only if the tables build.
+        let mut plane = self.plane.clone();
+        plane.reconfigure(&new, self.ns(rdtsc()));
+        let status = plane.statuses(&new, &self.link_up);
+        if let Err(e) = self.publish_with(&new, status) {
             return refuse(self, e);
         }
+        self.plane = plane;
+        self.plane.take_changed();
         info!(
             target: "reload",
             "configuration reloaded (generation {}): {} classes, {} rules, {} paths, {} routes",
@@ -222,6 +360,136 @@ impl SlowPath {
         self.last_demand = now;
     }
 
+    /// Each path: state, figures, probes, next hop — for reports and `show paths`.
+    pub fn paths_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let status = self.plane.statuses(&self.cfg, &self.link_up);
+        let t = self.published.load();
+        // Each path's share of its group's new flows (the largest, if in several groups).
+        let share: Vec<f64> = {
+            let mut v = vec![0.0f64; self.cfg.paths.len()];
+            for g in &t.groups {
+                let sh = g.table.shares(self.cfg.paths.len());
+                let total: usize = sh.iter().sum();
+                for (i, s) in sh.iter().enumerate() {
+                    if total > 0 {
+                        v[i] = v[i].max(*s as f64 * 100.0 / total as f64);
+                    }
+                }
+            }
+            v
+        };
+        let paths: Vec<_> = self
+            .cfg
+            .paths
+            .iter()
+            .zip(&self.plane.paths)
+            .zip(&status)
+            .enumerate()
+            .map(|(i, ((p, pr), st))| {
+                let f = pr.health.figures();
+                let state = if !st.link_up {
+                    "link-down"
+                } else if p.admin == routing::AdminState::Drained || st.drained {
+                    "drained"
+                } else if st.mac.is_none() {
+                    "unresolved"
+                } else {
+                    control::plane::health_name(pr.health.state)
+                };
+                json!({
+                    "name": p.name, "cloud": p.cloud.name(), "region": p.region,
+                    "port": self.cfg.ports[p.port].name, "next_hop": p.next_hop.to_string(),
+                    "next_hop_mac": st.mac.map(|m| control::MacAddr(m).to_string()),
+                    "state": state, "health": control::plane::health_name(pr.health.state),
+                    "eligible": routing::path::eligible(p, st),
+                    "since_ms": pr.health.since_ns / 1_000_000,
+                    "probe": p.probe.name(), "probe_target": p.probe_target.to_string(),
+                    "rtt_ewma_us": f.rtt_ewma_us, "rtt_min_us": f.rtt_min_us, "rtt_avg_us": f.rtt_avg_us,
+                    "rtt_max_us": f.rtt_max_us, "jitter_us": f.jitter_us,
+                    "loss_pct": f.loss_ppm as f64 / 10_000.0, "window": f.rounds_in_window,
+                    "rounds": pr.health.rounds, "answered": pr.health.answered, "missed": pr.health.missed,
+                    "icmp_sent": pr.icmp_sent, "icmp_answered": pr.icmp_answered,
+                    "stamp_sent": pr.stamp_sent, "stamp_answered": pr.stamp_answered,
+                    "late": pr.late, "skipped": pr.skipped,
+                    "new_flow_share_pct": share[i],
+                })
+            })
+            .collect();
+        let events: Vec<_> = self
+            .plane
+            .events
+            .iter()
+            .map(|e| {
+                json!({"at_ms": e.at_ns as f64 / 1e6, "path": e.path,
+                       "from": control::plane::health_name(e.change.from),
+                       "to": control::plane::health_name(e.change.to), "reason": e.change.reason})
+            })
+            .collect();
+        let live: std::collections::BTreeMap<String, u64> = self
+            .live_at_shutdown
+            .iter()
+            .map(|(p, n)| {
+                (
+                    p.map_or("none".to_string(), |i| self.cfg.paths[i as usize].name.clone()),
+                    *n,
+                )
+            })
+            .collect();
+        json!({"paths": paths, "events": events, "publishes": self.path_publishes, "live_flows_at_shutdown": live})
+    }
+
+    pub fn neighbors_json(&self) -> serde_json::Value {
+        let n: Vec<_> = self
+            .plane
+            .neigh
+            .entries()
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "port": self.cfg.ports[e.port].name, "ip": e.ip.to_string(),
+                    "mac": e.mac.map(|m| control::MacAddr(m).to_string()), "state": e.state.name(),
+                    "requests": e.requests, "answers": e.answers, "failures": e.failures,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(n)
+    }
+
+    /// The control plane's counters; `to_control` is what the workers handed over.
+    pub fn control_json(&self, to_control: u64) -> serde_json::Value {
+        let c = &self.plane.counters;
+        serde_json::json!({
+            "packets": to_control, "handled": self.exceptions_handled,
+            "arp_answered": c.arp_answered, "echo_answered": c.echo_answered, "nd_answered": c.nd_answered,
+            "sent": c.sent, "tx_dropped": self.control_tx_dropped, "unsendable": c.unsendable,
+            "malformed": c.malformed, "unhandled": c.unhandled,
+        })
+    }
+
+    /// A table of the paths for the final report.
+    pub fn paths_text(&self) -> String {
+        let j = self.paths_json();
+        let mut s = format!(
+            "{:<16} {:<8} {:<11} {:>10} {:>10} {:>8} {:>8} {:>10}\n",
+            "path", "cloud", "state", "rtt_us", "jitter_us", "loss%", "rounds", "answered"
+        );
+        for p in j["paths"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "{:<16} {:<8} {:<11} {:>10.1} {:>10.1} {:>8.2} {:>8} {:>10}\n",
+                p["name"].as_str().unwrap_or(""),
+                p["cloud"].as_str().unwrap_or(""),
+                p["state"].as_str().unwrap_or(""),
+                p["rtt_ewma_us"].as_f64().unwrap_or(0.0),
+                p["jitter_us"].as_f64().unwrap_or(0.0),
+                p["loss_pct"].as_f64().unwrap_or(0.0),
+                p["rounds"],
+                p["answered"]
+            ));
+        }
+        s
+    }
+
     pub fn generation(&self) -> u32 {
         self.published.generation()
     }
@@ -261,7 +529,7 @@ mod tests {
 
     #[test]
     fn shares_follow_demand_and_sum_to_the_rate() {
-        let (mut s, _rings) = SlowPath::new(config(), vec![[2, 0, 0, 0, 0, 1]], 2).unwrap();
+        let (mut s, _rings) = SlowPath::new(config(), vec![[2, 0, 0, 0, 0, 1]], 2, vec![None], 1_000_000_000).unwrap();
         let counters = vec![Arc::new(WorkerCounters::default()), Arc::new(WorkerCounters::default())];
         assert_eq!((s.shares.get(0, 1), s.shares.get(1, 1)), (500_000, 500_000));
         // Worker 1 sees nine times worker 0's traffic of class 1.
@@ -283,7 +551,7 @@ mod tests {
 
     #[test]
     fn link_down_republishes_without_the_port() {
-        let (mut s, _rings) = SlowPath::new(config(), vec![[2, 0, 0, 0, 0, 1]], 2).unwrap();
+        let (mut s, _rings) = SlowPath::new(config(), vec![[2, 0, 0, 0, 0, 1]], 2, vec![None], 1_000_000_000).unwrap();
         let g1 = s.published.generation();
         s.links(&[false]);
         assert_eq!(s.published.generation(), g1 + 1);

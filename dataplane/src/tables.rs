@@ -67,14 +67,22 @@ impl Tables {
         let groups = cfg
             .groups
             .iter()
-            .map(|g| Selection::compile(select(g, &cfg.paths, status, cfg.site), &cfg.paths))
+            .map(|g| {
+                let mut s = Selection::compile(select(g, &cfg.paths, status, cfg.site), &cfg.paths);
+                if cfg.probes.recovery == control::config::Recovery::NewFlows {
+                    s.keep_healthy(g, &cfg.paths, status);
+                }
+                s
+            })
             .collect();
         let hops = cfg
             .paths
             .iter()
-            .map(|p| {
+            .zip(status)
+            .map(|(p, st)| {
+                // A path without a MAC is never selected; its hop is never used.
                 let mut macs = [0u8; 12];
-                macs[..6].copy_from_slice(&p.next_hop_mac);
+                macs[..6].copy_from_slice(&st.mac.unwrap_or_default());
                 macs[6..].copy_from_slice(&port_macs[p.port]);
                 Hop {
                     macs,
@@ -157,7 +165,7 @@ impl Tables {
             Some(LPM_NOT_UNICAST) => return PATH_NOT_UNICAST,
             Some(g) => &self.groups[g as usize],
         };
-        if g.members.iter().any(|&(p, _)| p == current) {
+        if g.keep.contains(&current) {
             return current;
         }
         match g.table.lookup((flow_hash >> 32) as u32) {

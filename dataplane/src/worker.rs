@@ -32,7 +32,7 @@ pub struct WorkerPlan {
     /// This worker's TX queue on every port, by port index.
     pub tx: Vec<TxQueue>,
     /// Exception packets for the control thread.
-    pub exceptions: rtrb::Producer<Mbuf>,
+    pub exceptions: rtrb::Producer<crate::slowpath::Exception>,
     /// Ended flows for the control thread.
     pub records: rtrb::Producer<FlowRecord>,
     /// Flow-table capacity of this worker.
@@ -234,7 +234,12 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                     match pipe.verdicts()[i] {
                         Verdict::Drop(_) => drop(m),
                         Verdict::Control => {
-                            if plan.exceptions.push(m).is_err() {
+                            let e = crate::slowpath::Exception {
+                                mbuf: m,
+                                tsc: rdtsc(),
+                                port: in_port as u8,
+                            };
+                            if plan.exceptions.push(e).is_err() {
                                 c.drop_packet(DropReason::ControlRingFull);
                             } else {
                                 bump(&c.to_control, 1);

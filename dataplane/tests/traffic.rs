@@ -52,6 +52,8 @@ region = "eu-west-1"
 port = "wan"
 next_hop = "203.0.113.2"
 next_hop_mac = "02:00:00:00:a1:01"
+# The pcap sink answers nothing: forwarding is tested here, probing elsewhere.
+probe = "none"
 latency_ms = 10
 [[paths]]
 name = "gcp"
@@ -60,6 +62,7 @@ region = "europe-west1"
 port = "wan"
 next_hop = "203.0.113.3"
 next_hop_mac = "02:00:00:00:a2:01"
+probe = "none"
 latency_ms = 10
 [[path_groups]]
 name = "clouds"

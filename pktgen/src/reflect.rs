@@ -5,7 +5,8 @@
 //! its up/down schedule.
 
 use crate::spec::{parse_duration_ns, parse_mac, SpecError};
-use dataplane::wire::{checksum_update16, ones_complement_sum};
+pub use dataplane::wire::ntp_from_unix_ns;
+use dataplane::wire::{be16, checksum_update16, ipv4_header_checksum, l4_checksum};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::Path;
@@ -249,10 +250,6 @@ pub struct GwCounters {
     pub unanswered: u64,
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
 fn swap_range(f: &mut [u8], a: usize, b: usize, len: usize) {
     for i in 0..len {
         f.swap(a + i, b + i);
@@ -264,34 +261,6 @@ fn answer_mac(f: &mut [u8], gw_mac: &[u8; 6]) {
     let (dst, src) = f.split_at_mut(6);
     dst.copy_from_slice(&src[..6]);
     src[..6].copy_from_slice(gw_mac);
-}
-
-fn ipv4_checksum(f: &mut [u8], l3: usize) {
-    let ihl = (f[l3] & 0xf) as usize * 4;
-    f[l3 + 10] = 0;
-    f[l3 + 11] = 0;
-    let c = !ones_complement_sum(&f[l3..l3 + ihl]);
-    f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-}
-
-/// The L4 checksum over a pseudo-header, written at `csum_at` (UDP, TCP, ICMPv6).
-pub fn l4_checksum(f: &mut [u8], l3: usize, l4: usize, v6: bool, csum_at: usize, udp: bool) {
-    f[csum_at] = 0;
-    f[csum_at + 1] = 0;
-    let len = f.len() - l4;
-    let mut sum: u32 = if v6 {
-        ones_complement_sum(&f[l3 + 8..l3 + 40]) as u32 + f[l3 + 6] as u32
-    } else {
-        ones_complement_sum(&f[l3 + 12..l3 + 20]) as u32 + f[l3 + 9] as u32
-    };
-    sum += len as u32 + ones_complement_sum(&f[l4..]) as u32;
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    let mut c = !(sum as u16);
-    if c == 0 && udp {
-        c = 0xffff;
-    }
-    f[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Classifies `f` (whose true length, without padding, the IP header gives) and rewrites
@@ -380,7 +349,7 @@ fn classify_and_answer(f: &mut [u8], gws: &[Gateway], now_ns: u64) -> Outcome {
                     answer_mac(f, &mac);
                     swap_range(f, l3 + 12, l3 + 16, 4);
                     f[l3 + 8] = 64;
-                    ipv4_checksum(f, l3);
+                    ipv4_header_checksum(f, l3);
                     f[l4] = 0;
                     let c = checksum_update16(be16(f, l4 + 2), 0x0800, 0x0000);
                     f[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
@@ -529,7 +498,7 @@ fn stamp_answer(f: &mut [u8], gi: usize, g: &Gateway, l3: usize, l4: usize, end:
     } else {
         swap_range(f, l3 + 12, l3 + 16, 4);
         f[l3 + 8] = 255;
-        ipv4_checksum(f, l3);
+        ipv4_header_checksum(f, l3);
     }
     swap_range(f, l4, l4 + 2, 2);
     Outcome::Stamp { gw: gi, l3, l4, v6 }
@@ -549,14 +518,6 @@ pub fn stamp_finish(f: &mut [u8], l3: usize, l4: usize, v6: bool, seq: u32, t2_n
     };
     let end = end.min(f.len());
     l4_checksum(&mut f[..end], l3, l4, v6, l4 + 6, true);
-}
-
-/// NTP timestamp (seconds since 1900 in the high 32 bits, fraction in the low 32) for a
-/// time in ns since the Unix epoch.
-pub fn ntp_from_unix_ns(ns: u64) -> u64 {
-    let secs = ns / 1_000_000_000 + 2_208_988_800;
-    let frac = ((ns % 1_000_000_000) << 32) / 1_000_000_000;
-    secs << 32 | frac
 }
 
 /// A small, fast, seedable generator (SplitMix64) for loss and jitter.
@@ -592,6 +553,7 @@ impl Rng {
 mod tests {
     use super::*;
     use dataplane::builder::FrameSpec;
+    use dataplane::wire::ones_complement_sum;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn cfg() -> ReflectConfig {
@@ -773,6 +735,70 @@ mod tests {
         let mut f = FrameSpec::udp4(Ipv4Addr::new(192, 0, 2, 100), Ipv4Addr::new(192, 0, 2, 1), 60).build();
         f[36..38].copy_from_slice(&STAMP_PORT.to_be_bytes());
         assert_eq!(handle(&mut f, &c.gateways, 0, &mut n), Outcome::Malformed);
+    }
+
+    /// The appliance's own probes (control::packet) against this reflector, both families:
+    /// the answers read back with the appliance's parser as its rounds.
+    #[test]
+    fn answers_the_appliance_probes() {
+        use control::packet::{self as cp, Pkt};
+        let c = cfg();
+        let mut n = counters(&c);
+        let me = [2, 0, 0, 0, 0, 0x11];
+        for (gi, (src, dst)) in [("192.0.2.100", "192.0.2.1"), ("2001:db8::100", "2001:db8::1")]
+            .iter()
+            .enumerate()
+        {
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let gw_mac = c.gateways[gi].mac;
+            let mut f = cp::stamp_request(gw_mac, me, src, dst, 862, 862, 41, 0xabcd_0000_0000_1234);
+            let Outcome::Stamp { l3, l4, v6, .. } = handle(&mut f, &c.gateways, 0, &mut n) else {
+                panic!("not answered as STAMP");
+            };
+            stamp_finish(&mut f, l3, l4, v6, 5, 1000, 2000);
+            let r = cp::parse(&f, 862).unwrap();
+            assert_eq!((r.dst_mac, r.src_mac), (me, gw_mac));
+            assert_eq!(
+                r.pkt,
+                Pkt::StampReply {
+                    src: dst,
+                    dst: src,
+                    dst_port: 862,
+                    seq: 41,
+                    t1: 0xabcd_0000_0000_1234,
+                    t2: 1000,
+                    t3: 2000
+                }
+            );
+            let mut e = cp::echo_request(gw_mac, me, src, dst, 0x5c01, 9, b"SLUICEpr\0\0\0\x09\0\0\0\0");
+            assert_eq!(handle(&mut e, &c.gateways, 0, &mut n), Outcome::Echo(gi));
+            assert!(matches!(
+                cp::parse(&e, 862).unwrap().pkt,
+                Pkt::EchoReply { id: 0x5c01, seq: 9, .. }
+            ));
+        }
+        // Resolution: its ARP request and neighbour solicitation are answered.
+        let mut a = cp::arp(
+            1,
+            cp::BROADCAST,
+            me,
+            "192.0.2.100".parse().unwrap(),
+            [0; 6],
+            "192.0.2.1".parse().unwrap(),
+        );
+        assert_eq!(handle(&mut a, &c.gateways, 0, &mut n), Outcome::Arp(0));
+        assert!(matches!(cp::parse(&a, 862).unwrap().pkt, Pkt::Arp { op: 2, .. }));
+        let mut s = cp::neighbor_solicit(
+            me,
+            "2001:db8::100".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            None,
+        );
+        assert_eq!(handle(&mut s, &c.gateways, 0, &mut n), Outcome::NeighborAdvert(1));
+        assert!(matches!(
+            cp::parse(&s, 862).unwrap().pkt,
+            Pkt::Advert { tll: Some(m), .. } if m == c.gateways[1].mac
+        ));
     }
 
     #[test]

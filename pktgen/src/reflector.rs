@@ -235,16 +235,17 @@ fn snapshot(s: &State, now: u64) -> ReflectReport {
 
 fn worker(
     mut s: State,
-    mut rxq: Vec<RxQueue>,
+    mut rxq: Vec<(usize, RxQueue)>,
     pool: Arc<Mempool>,
     shared: Arc<Shared>,
-) -> (Vec<RxQueue>, Vec<TxQueue>) {
+) -> (Vec<(usize, RxQueue)>, Vec<TxQueue>) {
     let mut rxb = Burst::<BURST>::new();
     let mut next_snapshot = rdtsc() + s.hz / 10;
     let mut iter: u32 = 0;
     loop {
         iter = iter.wrapping_add(1);
-        for (p, q) in rxq.iter_mut().enumerate() {
+        for (p, q) in rxq.iter_mut() {
+            let p = *p;
             if q.rx(&mut rxb) == 0 {
                 continue;
             }
@@ -337,10 +338,13 @@ pub fn run(
         .unwrap_or_default()
         .as_nanos() as u64;
     let n = cfg.gateways.len();
-    let rxq: Vec<RxQueue> = setup
+    // Every RX queue of every port is polled (a peer such as sluiced sends its own
+    // packets on a queue of their own); answers leave by TX queue 0 of the same port.
+    let rxq: Vec<(usize, RxQueue)> = setup
         .ports
         .iter_mut()
-        .map(|p| p.rx[0].take().expect("RX queue 0"))
+        .enumerate()
+        .flat_map(|(i, p)| p.rx.iter_mut().filter_map(|q| q.take()).map(move |q| (i, q)))
         .collect();
     let txq: Vec<TxQueue> = setup
         .ports
@@ -377,7 +381,7 @@ pub fn run(
         stop: AtomicBool::new(false),
         snapshot: Mutex::new(ReflectReport::default()),
     });
-    type Queues = (Vec<RxQueue>, Vec<TxQueue>);
+    type Queues = (Vec<(usize, RxQueue)>, Vec<TxQueue>);
     let back: Arc<Mutex<Option<Queues>>> = Arc::new(Mutex::new(None));
     let stats_before = setup.port_stats();
     let in_use_before = setup.pool.in_use() as i64;
@@ -439,8 +443,10 @@ pub fn run(
         .unwrap_or_else(|e| e.into_inner())
         .take()
         .ok_or("the reflector lcore returned nothing")?;
-    for ((p, r), t) in setup.ports.iter_mut().zip(rxq).zip(txq) {
-        p.rx[0] = Some(r);
+    for (_, r) in rxq {
+        setup.give_back_rx(r);
+    }
+    for (p, t) in setup.ports.iter_mut().zip(txq) {
         p.tx[0] = Some(t);
     }
     let mut r = shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -4,6 +4,7 @@
 //! links DPDK.
 
 pub mod hash;
+pub mod health;
 pub mod lpm;
 pub mod maglev;
 pub mod path;

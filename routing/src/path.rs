@@ -60,6 +60,35 @@ pub enum Health {
     Down,
 }
 
+/// How a path is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbeMode {
+    /// Not probed: its health follows its port's link only.
+    None,
+    Icmp,
+    Stamp,
+    /// An ICMP echo and a STAMP packet every round; either answer counts.
+    #[default]
+    Both,
+}
+
+impl ProbeMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::None => "none",
+            ProbeMode::Icmp => "icmp",
+            ProbeMode::Stamp => "stamp",
+            ProbeMode::Both => "icmp+stamp",
+        }
+    }
+    pub fn icmp(self) -> bool {
+        matches!(self, ProbeMode::Icmp | ProbeMode::Both)
+    }
+    pub fn stamp(self) -> bool {
+        matches!(self, ProbeMode::Stamp | ProbeMode::Both)
+    }
+}
+
 /// A path as configured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
@@ -69,7 +98,11 @@ pub struct Path {
     /// Index into the configuration's ports.
     pub port: usize,
     pub next_hop: IpAddr,
-    pub next_hop_mac: [u8; 6],
+    /// Static, or `None` to resolve by ARP / neighbour discovery.
+    pub next_hop_mac: Option<[u8; 6]>,
+    pub probe: ProbeMode,
+    /// Where probes go (the next hop unless configured).
+    pub probe_target: IpAddr,
     pub cost_per_gb: f64,
     pub bandwidth_bps: u64,
     /// (latitude, longitude) in degrees.
@@ -132,6 +165,10 @@ pub struct PathStatus {
     pub latency_us: u32,
     /// The egress port has link.
     pub link_up: bool,
+    /// The next hop's MAC, static or resolved; `None` while it cannot be resolved.
+    pub mac: Option<[u8; 6]>,
+    /// Set by the operator (`path drain`), on top of the configured state.
+    pub drained: bool,
 }
 
 impl PathStatus {
@@ -140,13 +177,21 @@ impl PathStatus {
             health: Health::Up,
             latency_us: p.latency_us,
             link_up: true,
+            mac: p.next_hop_mac,
+            drained: false,
         }
     }
 }
 
+/// Whether a path may carry traffic at all: not drained, its port has link, its next hop
+/// is resolved and its probes say it is not down.
+pub fn eligible(p: &Path, s: &PathStatus) -> bool {
+    p.admin != AdminState::Drained && !s.drained && s.link_up && s.mac.is_some() && s.health != Health::Down
+}
+
 /// Whether a path may carry traffic at all, and whether it is fully healthy.
 fn usable(p: &Path, s: &PathStatus) -> Option<bool> {
-    if p.admin == AdminState::Drained || !s.link_up || s.health == Health::Down {
+    if !eligible(p, s) {
         None
     } else {
         Some(s.health == Health::Up)
@@ -233,6 +278,10 @@ pub fn select(group: &PathGroup, paths: &[Path], status: &[PathStatus], site: Op
 #[derive(Debug, Clone)]
 pub struct Selection {
     pub members: Vec<(u16, u32)>,
+    /// Paths a flow already on them stays on: the members, and (unless flows are to
+    /// rebalance when a path recovers) every other path of the group that is eligible
+    /// and fully up — so a recovered primary takes new flows only.
+    pub keep: Vec<u16>,
     pub table: Maglev,
 }
 
@@ -244,7 +293,18 @@ impl Selection {
             .collect();
         Selection {
             table: Maglev::build(&named),
+            keep: members.iter().map(|&(i, _)| i).collect(),
             members,
+        }
+    }
+
+    /// Adds the group's other eligible, fully up paths to `keep`.
+    pub fn keep_healthy(&mut self, group: &PathGroup, paths: &[Path], status: &[PathStatus]) {
+        for &i in &group.paths {
+            let (p, s) = (&paths[i as usize], &status[i as usize]);
+            if eligible(p, s) && s.health == Health::Up && !self.keep.contains(&i) {
+                self.keep.push(i);
+            }
         }
     }
 }
@@ -260,7 +320,9 @@ mod tests {
             region: "r".into(),
             port: 0,
             next_hop: "10.0.0.1".parse().unwrap(),
-            next_hop_mac: [2, 0, 0, 0, 0, 1],
+            next_hop_mac: Some([2, 0, 0, 0, 0, 1]),
+            probe: ProbeMode::None,
+            probe_target: "10.0.0.1".parse().unwrap(),
             cost_per_gb: cost,
             bandwidth_bps: bw_gbps * 1_000_000_000,
             location: Some(loc),
@@ -330,6 +392,10 @@ mod tests {
         assert_eq!(select(&g, &ps, &st, None), vec![(2, 1)]);
         st[2].link_up = false;
         assert_eq!(select(&g, &ps, &st, None), vec![(1, 1)]);
+        // A next hop that cannot be resolved is not eligible.
+        st[1].mac = None;
+        assert!(select(&g, &ps, &st, None).is_empty());
+        st[1].mac = Some([2, 0, 0, 0, 0, 1]);
         ps[1].admin = AdminState::Drained;
         assert!(select(&g, &ps, &st, None).is_empty());
         // Degraded is used only when nothing is Up.
@@ -353,6 +419,22 @@ mod tests {
         let c = Selection::compile(sel, &ps);
         let s = c.table.shares(3);
         assert!(s[1] > 2 * s[0] && s[2] == 0, "{s:?}");
+    }
+
+    #[test]
+    fn healthy_paths_keep_their_flows() {
+        let ps = set();
+        let mut st = status(&ps);
+        let g = group(Policy::LowestLatency);
+        let mut sel = Selection::compile(select(&g, &ps, &st, None), &ps);
+        assert_eq!(sel.keep, vec![0]);
+        sel.keep_healthy(&g, &ps, &st);
+        assert_eq!(sel.keep, vec![0, 1, 2]);
+        st[1].health = Health::Degraded;
+        st[2].drained = true;
+        let mut sel = Selection::compile(select(&g, &ps, &st, None), &ps);
+        sel.keep_healthy(&g, &ps, &st);
+        assert_eq!(sel.keep, vec![0]);
     }
 
     #[test]

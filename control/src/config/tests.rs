@@ -70,7 +70,7 @@ fn good_config() {
     let path = |r: usize| &c.paths[c.groups[c.routes[r].group].paths[0] as usize];
     assert_eq!(path(0).port, 1);
     assert_eq!(c.routes[1].prefix.to_string(), "2001:db8:100::/48");
-    assert_eq!(MacAddr(path(1).next_hop_mac).to_string(), "02:00:00:00:01:02");
+    assert_eq!(MacAddr(path(1).next_hop_mac.unwrap()).to_string(), "02:00:00:00:01:02");
     assert_eq!(path(1).name, "lan-via-020000000102");
 }
 

@@ -9,7 +9,7 @@ use qos::class::{parse_dscp, Action, Class, ClassId, Priority, MAX_CLASSES};
 use qos::classify::{Net, Rule, MAX_IN_PORTS, MAX_RULES};
 use qos::meter::MeterSpec;
 use qos::units::{parse_rate_bps, parse_size_bytes};
-use routing::path::{AdminState, Cloud, Path, PathGroup, Policy, MAX_PATHS};
+use routing::path::{AdminState, Cloud, Path, PathGroup, Policy, ProbeMode, MAX_PATHS};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -155,7 +155,12 @@ pub(super) struct RawPath {
     region: String,
     port: Spanned<String>,
     next_hop: Spanned<String>,
-    next_hop_mac: Spanned<super::Mac>,
+    #[serde(default)]
+    next_hop_mac: Option<Spanned<super::Mac>>,
+    #[serde(default)]
+    probe: Option<Spanned<String>>,
+    #[serde(default)]
+    probe_target: Option<Spanned<String>>,
     #[serde(default)]
     cost_per_gb: Option<Spanned<f64>>,
     #[serde(default)]
@@ -627,7 +632,24 @@ pub(super) fn rules(
     Ok(out.into_iter().map(|(_, r)| r).collect())
 }
 
-pub(super) fn paths(src: &Source, raw: Vec<RawPath>, ports: &HashMap<String, usize>) -> Result<Vec<Path>, ConfigError> {
+/// Whether the port has an address of `ip`'s family to send from.
+fn has_family(port: &super::Port, ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(_) => !port.ipv4.is_empty(),
+        IpAddr::V6(_) => !port.ipv6.is_empty(),
+    }
+}
+
+fn unicast(ip: IpAddr) -> bool {
+    !(ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST))
+}
+
+pub(super) fn paths(
+    src: &Source,
+    raw: Vec<RawPath>,
+    ports: &HashMap<String, usize>,
+    port_list: &[super::Port],
+) -> Result<Vec<Path>, ConfigError> {
     let mut out: Vec<Path> = Vec::new();
     for (i, p) in raw.into_iter().enumerate() {
         let f = |k: &str| format!("paths[{i}].{k}");
@@ -661,14 +683,83 @@ pub(super) fn paths(src: &Source, raw: Vec<RawPath>, ports: &HashMap<String, usi
                 format!("\"{}\" is not an IP address", p.next_hop.get_ref()),
             )
         })?;
-        let mac: MacAddr = p.next_hop_mac.get_ref().0;
-        if mac.is_multicast() || mac.is_zero() {
-            return Err(src.at(
-                p.next_hop_mac.span(),
-                f("next_hop_mac"),
-                format!("{mac} cannot be a next hop (multicast or zero)"),
-            ));
-        }
+        let pc = &port_list[port];
+        let mac = match &p.next_hop_mac {
+            Some(m) => {
+                let mac: MacAddr = m.get_ref().0;
+                if mac.is_multicast() || mac.is_zero() {
+                    return Err(src.at(
+                        m.span(),
+                        f("next_hop_mac"),
+                        format!("{mac} cannot be a next hop (multicast or zero)"),
+                    ));
+                }
+                Some(mac.0)
+            }
+            None if !unicast(next_hop) => {
+                return Err(src.at(
+                    p.next_hop.span(),
+                    f("next_hop"),
+                    format!("{next_hop} cannot be resolved (not a unicast address); give next_hop_mac"),
+                ))
+            }
+            None if !has_family(pc, next_hop) => {
+                return Err(src.at(
+                    p.next_hop.span(),
+                    f("next_hop"),
+                    format!(
+                        "resolving {next_hop} needs an {} address on port \"{}\" to ask from; add one to the port, or give next_hop_mac",
+                        if next_hop.is_ipv4() { "IPv4" } else { "IPv6" },
+                        pc.name
+                    ),
+                ))
+            }
+            None => None,
+        };
+        let probe_target = match &p.probe_target {
+            None => next_hop,
+            Some(t) => match t.get_ref().parse::<IpAddr>() {
+                Ok(ip) if unicast(ip) && ip.is_ipv4() == next_hop.is_ipv4() => ip,
+                _ => {
+                    return Err(src.at(
+                        t.span(),
+                        f("probe_target"),
+                        format!("\"{}\" is not a unicast address of the next hop's family", t.get_ref()),
+                    ))
+                }
+            },
+        };
+        let probe_ok = unicast(probe_target) && has_family(pc, probe_target);
+        let probe = match p.probe.as_ref().map(|s| (s.span(), s.get_ref().as_str())) {
+            None | Some((_, "auto")) if probe_ok => ProbeMode::Both,
+            None | Some((_, "auto")) | Some((_, "none")) => ProbeMode::None,
+            Some((span, mode)) => {
+                let m = match mode {
+                    "icmp" => ProbeMode::Icmp,
+                    "stamp" => ProbeMode::Stamp,
+                    "both" => ProbeMode::Both,
+                    other => {
+                        return Err(src.at(
+                            span,
+                            f("probe"),
+                            format!("unknown probe \"{other}\" (accepted: auto, both, icmp, stamp, none)"),
+                        ))
+                    }
+                };
+                if !probe_ok {
+                    return Err(src.at(
+                        span,
+                        f("probe"),
+                        format!(
+                            "probing {probe_target} needs a unicast target and an {} address on port \"{}\" to send from",
+                            if probe_target.is_ipv4() { "IPv4" } else { "IPv6" },
+                            pc.name
+                        ),
+                    ));
+                }
+                m
+            }
+        };
         let cost_per_gb = match &p.cost_per_gb {
             Some(c) if !(0.0..=1e6).contains(c.get_ref()) => {
                 return Err(src.at(c.span(), f("cost_per_gb"), "must be from 0 to 1000000"))
@@ -715,7 +806,9 @@ pub(super) fn paths(src: &Source, raw: Vec<RawPath>, ports: &HashMap<String, usi
             region: p.region,
             port,
             next_hop,
-            next_hop_mac: mac.0,
+            next_hop_mac: mac,
+            probe,
+            probe_target,
             cost_per_gb,
             bandwidth_bps,
             location,

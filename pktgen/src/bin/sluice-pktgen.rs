@@ -181,6 +181,10 @@ struct ReflectArgs {
     /// Stop after this long (default: until SIGINT/SIGTERM).
     #[arg(long, value_parser = duration_ns)]
     duration: Option<u64>,
+    /// Queues per port (to match a memif peer with more rings, such as sluiced with its
+    /// control queue); every RX queue is polled, answers leave by TX queue 0.
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
 }
 
 /// Durations on the command line (`10s`, `500ms`), in ns.
@@ -442,7 +446,10 @@ fn cmd_reflect(a: ReflectArgs) -> Result<(), String> {
     let duration_ns = a.duration;
     let eal = eal_options(&a.common, vec![a.lcore])?;
     let interrupt = interrupt_flag();
-    with_ports(&a.common, &eal, 1, 1, cfg.queue_limit, |setup| {
+    if a.queues == 0 || a.queues > 64 {
+        return Err("--queues: use 1-64".into());
+    }
+    with_ports(&a.common, &eal, a.queues, a.queues, cfg.queue_limit, |setup| {
         for g in &cfg.gateways {
             log::info!("gateway {} at {} with MAC {}", g.name, g.ip, spec::format_mac(&g.mac));
         }

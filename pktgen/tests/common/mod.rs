@@ -93,19 +93,41 @@ impl Done {
     }
 }
 
+/// `sluiced`, built beside `sluice-pktgen` by `cargo test --workspace`.
+pub fn sluiced() -> PathBuf {
+    let p = std::path::Path::new(PKTGEN).with_file_name("sluiced");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (cargo build --workspace) first",
+        p.display()
+    );
+    p
+}
+
 impl Proc {
     /// Starts `sluice-pktgen` with `args` plus a unique file prefix.
     pub fn start(dir: &TestDir, role: &str, args: &[&str]) -> Proc {
+        let prefix = dir.prefix(role);
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--file-prefix", &prefix]);
+        Proc::start_program(dir, role, std::path::Path::new(PKTGEN), &all)
+    }
+
+    /// Starts `sluiced` with `args` (its file prefix is in its configuration).
+    pub fn start_sluiced(dir: &TestDir, role: &str, args: &[&str]) -> Proc {
+        Proc::start_program(dir, role, &sluiced(), args)
+    }
+
+    fn start_program(dir: &TestDir, role: &str, program: &std::path::Path, args: &[&str]) -> Proc {
         let stdout = dir.file(&format!("{role}.stdout"));
         let stderr = dir.file(&format!("{role}.stderr"));
-        let child = Command::new(PKTGEN)
+        let child = Command::new(program)
             .args(args)
-            .args(["--file-prefix", &dir.prefix(role)])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
-            .expect("spawn sluice-pktgen");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
         Proc {
             child: Some(child),
             role: role.into(),

@@ -1,0 +1,300 @@
+//! Multi-cloud failover end to end, three DPDK processes over memif:
+//!
+//! ```text
+//!  sluice-pktgen run  ──lan──▶  sluiced  ──wan──▶  sluice-pktgen reflect
+//!  (analyses what      ◀──────  (routes,  ◀──────  (gateways aws and gcp: answer
+//!   comes back)                  probes)            ARP, probes; return data)
+//! ```
+//!
+//! The appliance resolves both gateways by ARP, probes them (ICMP echo and STAMP), and
+//! prefers aws (cheaper). The reflector takes aws silent on schedule; the generator's
+//! loss gives the time traffic had no working path, and the appliance's own report gives
+//! the state changes and where the flows ended up.
+
+mod common;
+
+use common::{serial, sh, Proc, TestDir};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const RATE_PPS: u64 = 20_000;
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an unsigned integer: {v}"))
+}
+
+struct Run {
+    gen: Value,
+    sluiced: Value,
+    refl: Value,
+}
+
+impl Run {
+    fn path(&self, name: &str) -> &Value {
+        self.sluiced["paths"]["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no path {name}"))
+    }
+    fn events(&self, path: &str) -> Vec<(f64, String, String)> {
+        self.sluiced["paths"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["path"] == path)
+            .map(|e| {
+                (
+                    e["at_ms"].as_f64().unwrap(),
+                    e["to"].as_str().unwrap().to_string(),
+                    e["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+    fn gateway(&self, name: &str) -> &Value {
+        self.refl["gateways"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .unwrap()
+    }
+}
+
+/// sluiced between the generator and the reflector; `aws` and `probes` are extra TOML
+/// for the reflector's aws gateway and sluiced's `[probes]`.
+fn failover_run(name: &str, aws: &str, probes: &str, seconds: u64) -> Run {
+    let dir = TestDir::new(name);
+    let lan = dir.file("lan.sock");
+    let wan = dir.file("wan.sock");
+    let cfg = dir.write(
+        "sluice.toml",
+        &format!(
+            r#"
+[eal]
+workers = [1]
+control_core = 0
+hugepages = "auto"
+file_prefix = "{prefix}"
+[[ports]]
+name = "lan"
+device = "net_memif0,role=server,id=0,socket={lan},socket-abstract=no"
+ipv4 = ["192.0.2.1/24"]
+mac = "02:00:00:00:00:01"
+[[ports]]
+name = "wan"
+device = "net_memif1,role=server,id=0,socket={wan},socket-abstract=no"
+ipv4 = ["100.64.0.1/24"]
+mac = "02:00:00:00:00:02"
+[[paths]]
+name = "site"
+cloud = "onprem"
+port = "lan"
+next_hop = "192.0.2.2"
+next_hop_mac = "02:00:00:00:00:99"
+probe = "none"
+[[paths]]
+name = "aws"
+cloud = "aws"
+port = "wan"
+next_hop = "100.64.0.2"
+cost_per_gb = 0.02
+[[paths]]
+name = "gcp"
+cloud = "gcp"
+port = "wan"
+next_hop = "100.64.0.3"
+cost_per_gb = 0.05
+[[path_groups]]
+name = "clouds"
+paths = ["aws", "gcp"]
+policy = "lowest-cost"
+[[path_groups]]
+name = "back"
+paths = ["site"]
+[[routes]]
+prefix = "198.51.100.0/24"
+group = "clouds"
+[[routes]]
+prefix = "10.1.0.0/16"
+group = "back"
+{probes}
+"#,
+            prefix = dir.prefix("sluiced"),
+            lan = lan.display(),
+            wan = wan.display(),
+        ),
+    );
+    let gws = dir.write(
+        "gw.toml",
+        &format!(
+            "[[gateway]]\nname = \"aws\"\nip = \"100.64.0.2\"\n{aws}\n[[gateway]]\nname = \"gcp\"\nip = \"100.64.0.3\"\n"
+        ),
+    );
+    let streams = dir.write(
+        "streams.toml",
+        &format!(
+            "[[stream]]\nname = \"site\"\nsrc = \"10.1.0.0/24\"\ndst = \"198.51.100.0/24\"\nflows = 64\nsize = 128\nrate = \"{RATE_PPS}pps\"\ndst_mac = \"02:00:00:00:00:01\"\n"
+        ),
+    );
+    let stats = dir.file("sluiced.json");
+    let sluiced = Proc::start_sluiced(
+        &dir,
+        "sluiced",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--stats-file",
+            stats.to_str().unwrap(),
+            "--link-wait",
+            "0",
+            "--log-level",
+            "info",
+        ],
+    );
+    // Both clients wait for sluiced's sockets to listen. The reflector's lcore shares CPU
+    // 0 with sluiced's control thread; the generator's shares CPU 1 with sluiced's worker.
+    let refl = Proc::start(
+        &dir,
+        "reflect",
+        &[
+            "reflect",
+            "--port",
+            &format!(
+                "net_memif0,role=client,id=0,socket={},socket-abstract=no",
+                wan.display()
+            ),
+            "--config",
+            gws.to_str().unwrap(),
+            "--queues",
+            "2",
+            "--eal",
+            "--lcores 0@0,1@0",
+            "--link-wait",
+            "20s",
+            "--json",
+        ],
+    );
+    // The generator starts once both gateways are resolved, so every packet it sends has
+    // a path and what it loses is the failover's doing.
+    let log = dir.file("sluiced.stderr");
+    let t0 = Instant::now();
+    loop {
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if l.contains("100.64.0.2 on port") && l.contains("100.64.0.3 on port") {
+            break;
+        }
+        assert!(t0.elapsed() < LIMIT, "the gateways were not resolved:\n{l}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gen = Proc::start(
+        &dir,
+        "gen",
+        &[
+            "run",
+            "--port",
+            &format!(
+                "net_memif0,role=client,id=0,socket={},socket-abstract=no",
+                lan.display()
+            ),
+            "--streams",
+            streams.to_str().unwrap(),
+            "--queues",
+            "2",
+            "--duration",
+            &format!("{seconds}s"),
+            "--drain",
+            "500ms",
+            "--eal",
+            "--lcores 0@0,1@1",
+            "--link-wait",
+            "20s",
+            "--json",
+        ],
+    );
+    let gen = gen.wait(LIMIT + Duration::from_secs(seconds)).json();
+    // sluiced stops polling and closes its ports before the reflector leaves (a memif peer
+    // must not unmap rings that are still polled).
+    assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
+    let done = sluiced.wait(LIMIT);
+    assert_eq!(done.code, 0, "sluiced failed\n{}", done.stderr);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) && !dir.file("sluiced.json").exists() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(sh(&format!("kill -TERM {}", refl.pid())));
+    let refl = refl.wait(LIMIT).json();
+    let sluiced: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(gen["mbufs_in_use_delta"], 0);
+    assert_eq!(refl["mbufs_in_use_delta"], 0);
+    for p in sluiced["mempools"].as_array().unwrap() {
+        assert_eq!(p["leak"], false, "{p}");
+    }
+    Run { gen, sluiced, refl }
+}
+
+/// The preferred gateway goes silent for 2 s: traffic flows on the backup within 300 ms,
+/// the primary comes back only after its hold-down, and the flows stay on the backup.
+#[test]
+fn silent_gateway_fails_over_within_300_ms_and_recovers_after_hold_down() {
+    let _g = serial();
+    let r = failover_run("failover", "down = [[\"5s\", \"7s\"]]", "", 11);
+    let s = &r.gen["streams"][0];
+    let (tx, lost) = (u(&s["tx_packets"]), u(&s["lost"]));
+    assert!(tx > 9 * RATE_PPS, "{s}");
+    // Both gateways were resolved by ARP and probed with both probes.
+    for name in ["aws", "gcp"] {
+        let p = r.path(name);
+        assert!(p["next_hop_mac"].is_string(), "{p}");
+        assert!(u(&p["icmp_answered"]) > 50 && u(&p["stamp_answered"]) > 50, "{p}");
+        assert_eq!(p["state"], "up", "{p}");
+        assert!(u(&r.gateway(name)["arp_replies"]) >= 1);
+    }
+    // Failover: what was lost is the time without a working path.
+    let outage_ms = lost as f64 * 1000.0 / RATE_PPS as f64;
+    eprintln!("failover: {lost} packets lost, {outage_ms:.1} ms without a path");
+    assert!(lost > 0, "aws never failed: {s}");
+    assert!(
+        outage_ms <= 300.0,
+        "traffic took {outage_ms:.1} ms to flow on the backup"
+    );
+    let ev = r.events("aws");
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!((ev[0].1.as_str(), ev[1].1.as_str()), ("down", "up"), "{ev:?}");
+    // Back after 2 s of silence, up again only after the 3 s hold-down from its last miss.
+    let held = ev[1].0 - ev[0].0;
+    assert!((4500.0..6500.0).contains(&held), "aws was down for {held} ms: {ev:?}");
+    // Only new flows return: every forward flow ended on gcp, and aws takes new ones.
+    let live = &r.sluiced["paths"]["live_flows_at_shutdown"];
+    assert_eq!(live["gcp"], 64, "{live}");
+    assert!(live.get("aws").is_none(), "{live}");
+    assert_eq!(r.path("aws")["new_flow_share_pct"], 100.0);
+    // Nothing else was lost: no reordering or duplicates from the move.
+    assert_eq!(u(&s["duplicates"]), 0);
+    assert!(u(&r.sluiced["paths"]["publishes"]) >= 2);
+}
+
+/// A gateway whose latency breaks the SLA is degraded: the other takes the flows.
+#[test]
+fn latency_beyond_the_sla_degrades_a_path() {
+    let _g = serial();
+    let r = failover_run(
+        "degrade",
+        "delay = \"8ms\"",
+        "[probes]\ndegrade = { latency_ms = 5 }\n",
+        4,
+    );
+    let aws = r.path("aws");
+    assert_eq!(aws["state"], "degraded", "{aws}");
+    assert!(aws["rtt_avg_us"].as_f64().unwrap() > 7000.0, "{aws}");
+    let ev = r.events("aws");
+    assert_eq!(ev[0].1, "degraded", "{ev:?}");
+    assert_eq!(ev[0].2, "latency breaks the SLA");
+    assert_eq!(r.path("gcp")["state"], "up");
+    let live = &r.sluiced["paths"]["live_flows_at_shutdown"];
+    assert_eq!(live["gcp"], 64, "{live}");
+    assert_eq!(r.path("gcp")["new_flow_share_pct"], 100.0);
+}
