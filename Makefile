@@ -33,6 +33,7 @@ test: setup
 bench: setup build
 	QUICK=$(QUICK) python3 benches/bench.py
 	QUICK=$(QUICK) python3 benches/pktgen.py
+	QUICK=$(QUICK) python3 benches/failover.py
 
 fmt:
 	$(CARGO) fmt --all
