@@ -15,6 +15,7 @@ to bench-results/failover.jsonl.   TRIALS=N (default 20; QUICK=1: 5).
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,10 @@ def trial(i, pid):
         if gen.returncode != 0:
             raise RuntimeError(f"generator failed: {gen.stderr[-2000:]}")
         s = json.loads(gen.stdout)["streams"][0]
+        # memif: the reflector stops polling first, then sluiced closes its ports, then the
+        # reflector closes (a side that unmaps rings the other still polls can crash it).
+        refl.send_signal(signal.SIGINT)
+        time.sleep(0.3)
         pktgen.stop(sl)
         pktgen.stop(refl)
         st = json.load(open(stats))

@@ -222,6 +222,15 @@ struct RawConfig {
     probes: probes::RawProbes,
     #[serde(default)]
     neighbors: probes::RawNeighbors,
+    #[serde(default)]
+    control: RawControl,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    #[serde(default)]
+    socket: Option<Spanned<String>>,
 }
 
 fn default_prefix() -> Spanned<String> {
@@ -319,6 +328,34 @@ pub struct Config {
     pub site: Option<(f64, f64)>,
     pub probes: Probes,
     pub neighbors: crate::neigh::NeighSettings,
+    /// The control socket (`sluicectl`); `None`: `default_socket(file_prefix)`.
+    pub control_socket: Option<std::path::PathBuf>,
+}
+
+/// Where the control socket of the instance with EAL file prefix `prefix` is, unless the
+/// configuration says: `/run/sluice/<prefix>.sock` for root, else
+/// `$XDG_RUNTIME_DIR/sluice/<prefix>.sock` (or `/tmp/sluice-<uid>/<prefix>.sock`).
+pub fn default_socket(prefix: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    let dir = if uid == 0 {
+        std::path::PathBuf::from("/run/sluice")
+    } else {
+        match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(d) if !d.is_empty() => std::path::PathBuf::from(d).join("sluice"),
+            _ => std::path::PathBuf::from(format!("/tmp/sluice-{uid}")),
+        }
+    };
+    dir.join(format!("{prefix}.sock"))
+}
+
+impl Config {
+    /// The control socket's path.
+    pub fn socket(&self) -> std::path::PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(|| default_socket(&self.eal.file_prefix))
+    }
 }
 
 // Paths carry f64 figures (cost, location); none is ever NaN after validation.
@@ -769,6 +806,17 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
     let site = traffic::site(src, raw.site)?;
     let probes = probes::probes(src, raw.probes)?;
     let neighbors = probes::neighbors(src, raw.neighbors)?;
+    let control_socket = match &raw.control.socket {
+        Some(s) if s.get_ref().is_empty() || s.get_ref().len() > 100 => {
+            return Err(src.at(
+                s.span(),
+                "control.socket",
+                "must be a path of 1 to 100 bytes (a Unix socket path is at most 107)",
+            ))
+        }
+        Some(s) => Some(std::path::PathBuf::from(s.get_ref())),
+        None => None,
+    };
 
     // ---- routes
     let mut routes = Vec::new();
@@ -880,6 +928,7 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
         site,
         probes,
         neighbors,
+        control_socket,
     })
 }
 

@@ -2,6 +2,7 @@
 //! file, line and field) and the process's stderr logger.
 
 pub mod config;
+pub mod ctl;
 pub mod logging;
 pub mod mac;
 pub mod neigh;

@@ -3,6 +3,7 @@
 //! orderly stop: workers finish their burst, ports stop, final counters are printed, ports
 //! close and every pool must be back to zero mbufs in use.
 
+use crate::ctlsock::CtlServer;
 use crate::dpdk::{
     flags, DevInfo, Eal, Mempool, Port, PortSetup, PortStats, TxQueue, MAX_PORTS, MBUF_DATA_ROOM, MBUF_HEADROOM,
 };
@@ -104,6 +105,17 @@ pub fn run(opts: Options) -> i32 {
         }
     }
 
+    // The control socket first: a second instance on the same socket stops here, before
+    // it takes any DPDK resource.
+    let server = match CtlServer::bind(&cfg.socket()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluiced: control socket: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    info!(target: "control", "control socket {} (sluicectl --socket {})", server.path().display(), server.path().display());
+
     let eal = match Eal::init(&plan.args) {
         Ok(e) => e,
         Err(e) => {
@@ -122,7 +134,8 @@ pub fn run(opts: Options) -> i32 {
             return EXIT_RUNTIME;
         }
     };
-    let status = run_with_eal(&eal, &cfg, &opts, plan.mbufs, &signalled, &reload);
+    let mut server = server;
+    let status = run_with_eal(&eal, &cfg, &opts, plan.mbufs, &signalled, &reload, &mut server);
     if let Err(e) = eal.cleanup() {
         warn!(target: "eal", "{e}");
     }
@@ -137,6 +150,7 @@ fn run_with_eal(
     mbufs: u32,
     signalled: &AtomicBool,
     reload: &AtomicBool,
+    server: &mut CtlServer,
 ) -> i32 {
     let workers = cfg.eal.workers.len();
     // ---- find ports and decide their queues
@@ -253,6 +267,7 @@ fn run_with_eal(
             return finish(ports, pools, &baseline, EXIT_CONFIG, None);
         }
     };
+    slow.cfg_text = std::fs::read_to_string(&opts.config).unwrap_or_default();
     {
         let t = slow.published.load();
         info!(
@@ -365,6 +380,12 @@ fn run_with_eal(
     let started = Instant::now();
     if status == EXIT_OK {
         info!(target: "sluiced", "forwarding; stop with Ctrl-C or SIGTERM");
+        let mut ctl = Ctl {
+            server,
+            baseline: None,
+            tsc_hz,
+            started,
+        };
         control_loop(
             &ports,
             &counters,
@@ -373,7 +394,7 @@ fn run_with_eal(
             reload,
             &mut slow,
             &pools[ctl_pool],
-            started,
+            &mut ctl,
         );
     }
 
@@ -528,8 +549,9 @@ fn control_loop(
     reload: &AtomicBool,
     slow: &mut SlowPath,
     ctl_pool: &Mempool,
-    started: Instant,
+    ctl: &mut Ctl,
 ) {
+    let started = ctl.started;
     // Short enough that rings never fill at line rate, a link loss moves flows at once,
     // and probe timeouts are seen within a millisecond.
     let tick = Duration::from_millis(1);
@@ -555,9 +577,25 @@ fn control_loop(
         slow.links(&links);
         slow.control(ctl_pool);
         slow.rebalance(counters);
+        {
+            let Ctl {
+                server,
+                baseline,
+                tsc_hz,
+                started,
+            } = ctl;
+            let live = LiveCtx {
+                ports,
+                counters,
+                opts,
+                tsc_hz: *tsc_hz,
+                started: *started,
+            };
+            server.poll(&mut |w: &[String]| command(w, &live, slow, baseline));
+        }
         if reload.swap(false, Ordering::Relaxed) {
             info!(target: "reload", "SIGHUP: reloading {}", opts.config.display());
-            slow.reload(&opts.config);
+            let _ = slow.reload(&opts.config);
         }
         if let (Some(i), Some(at)) = (interval, next_print) {
             if Instant::now() >= at {
@@ -569,6 +607,269 @@ fn control_loop(
         }
         std::thread::sleep(tick);
     }
+}
+
+/// The control socket and what its commands need across loop turns.
+struct Ctl<'a> {
+    server: &'a mut CtlServer,
+    /// The counters at `clear counters`: shows subtract them.
+    baseline: Option<serde_json::Value>,
+    tsc_hz: u64,
+    started: Instant,
+}
+
+struct LiveCtx<'a> {
+    ports: &'a [RunPort],
+    counters: &'a [Arc<WorkerCounters>],
+    opts: &'a Options,
+    tsc_hz: u64,
+    started: Instant,
+}
+
+/// The final report's figures, now.
+fn live_report(c: &LiveCtx, slow: &SlowPath) -> serde_json::Value {
+    let snaps: Vec<WorkerSnapshot> = c.counters.iter().map(|w| w.snapshot(c.ports.len())).collect();
+    let port_stats: Vec<PortStats> = c.ports.iter().map(|p| p.port.stats()).collect();
+    let r = Report {
+        ports: c.ports,
+        port_stats: &port_stats,
+        workers: &snaps,
+        lcores: &slow.cfg.eal.workers,
+        ran: c.started.elapsed(),
+        slow,
+        tsc_hz: c.tsc_hz,
+    };
+    let mut j = report_json(&r);
+    for (i, p) in c.ports.iter().enumerate() {
+        let l = p.port.link();
+        j["ports"][i]["link"] = serde_json::json!(if l.up { "up" } else { "down" });
+        j["ports"][i]["speed_mbps"] = serde_json::json!(l.speed_mbps);
+    }
+    j
+}
+
+/// A word matched against `choices`: exactly, or as the unique prefix of one.
+fn pick<'a>(word: &str, choices: &[&'a str], what: &str) -> Result<&'a str, String> {
+    if let Some(c) = choices.iter().find(|c| **c == word) {
+        return Ok(c);
+    }
+    let m: Vec<&&str> = choices.iter().filter(|c| c.starts_with(word)).collect();
+    match m.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!("unknown {what} \"{word}\" (one of: {})", choices.join(", "))),
+        many => Err(format!(
+            "\"{word}\" is ambiguous: {}",
+            many.iter().map(|s| **s).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// One control-socket command.
+fn command(
+    words: &[String],
+    c: &LiveCtx,
+    slow: &mut SlowPath,
+    baseline: &mut Option<serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    use serde_json::json;
+    const TOP: &[&str] = &["show", "clear", "class", "route", "path", "reload", "config"];
+    let verb = pick(&words[0], TOP, "command")?;
+    let rest = &words[1..];
+    let counters = |slow: &SlowPath, baseline: &Option<serde_json::Value>| {
+        let now = live_report(c, slow);
+        match baseline {
+            Some(b) => control::ctl::since(&now, b),
+            None => now,
+        }
+    };
+    match verb {
+        "show" => {
+            let what = pick(
+                rest.first().ok_or("show what? (show ports, show paths, …)")?,
+                control::ctl::SHOW,
+                "thing to show",
+            )?;
+            let args = &rest[1..];
+            if !args.is_empty() && !matches!(what, "routes" | "flows") {
+                return Err(format!("show {what} takes no arguments"));
+            }
+            Ok(match what {
+                "version" => json!({
+                    "sluiced": env!("CARGO_PKG_VERSION"), "dpdk": Eal::version(),
+                    "protocol": control::ctl::PROTOCOL_VERSION, "uptime_s": c.started.elapsed().as_secs_f64(),
+                    "config": c.opts.config.display().to_string(), "generation": slow.generation(),
+                }),
+                "ports" => counters(slow, baseline)["ports"].clone(),
+                "workers" => counters(slow, baseline)["workers"].clone(),
+                "runtime" => {
+                    let r = counters(slow, baseline);
+                    json!({"workers": r["workers"], "stages": r["stages"], "tsc_hz": c.tsc_hz})
+                }
+                "errors" => {
+                    let r = counters(slow, baseline);
+                    json!({"drops": r["drops"], "drops_by_stage": r["drops_by_stage"],
+                           "control_plane": slow.control_json(0)})
+                }
+                "classes" => {
+                    let r = counters(slow, baseline);
+                    let list: Vec<_> = slow
+                        .cfg
+                        .classes
+                        .iter()
+                        .map(|k| {
+                            let mut v = r["classes"][k.name.as_str()].clone();
+                            v["name"] = json!(k.name);
+                            v["priority"] = json!(k.priority.name());
+                            v["meter"] = json!(format!("{:?}", k.meter));
+                            v
+                        })
+                        .collect();
+                    json!(list)
+                }
+                "queues" => counters(slow, baseline)["queues"].clone(),
+                "paths" => slow.paths_json(),
+                "probes" => {
+                    let p = &slow.cfg.probes;
+                    json!({
+                        "interval_ms": p.interval_ns / 1_000_000, "jitter_pct": p.jitter_pct,
+                        "timeout_ms": p.timeout_ns.map(|t| t / 1_000_000), "down_after": p.health.down_after,
+                        "up_after": p.health.up_after, "hold_down_ms": p.health.hold_down_ns / 1_000_000,
+                        "window": p.health.window, "stamp_port": p.stamp_port,
+                        "paths": slow.paths_json()["paths"],
+                    })
+                }
+                "neighbors" => slow.neighbors_json(),
+                "config" => json!({"file": c.opts.config.display().to_string(), "text": slow.cfg_text}),
+                "routes" => routes_json(slow, args.first().map(String::as_str))?,
+                "flows" => {
+                    let top = match args {
+                        [] => 20,
+                        [flag, n] if flag.as_str() == "--top" => n
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=1000).contains(n))
+                            .ok_or("--top takes 1 to 1000")?,
+                        _ => return Err("show flows [--top N]".into()),
+                    };
+                    let mut recs: Vec<&crate::flow::FlowRecord> = slow.recent.iter().collect();
+                    recs.sort_by_key(|r| std::cmp::Reverse(r.flow.bytes));
+                    let list: Vec<_> = recs.iter().take(top).map(|r| flow_json(slow, r)).collect();
+                    json!({"ended_flows_kept": slow.recent.len(), "flows": list})
+                }
+                _ => unreachable!("every SHOW entry is handled"),
+            })
+        }
+        "clear" => {
+            pick(rest.first().ok_or("clear counters")?, &["counters"], "thing to clear")?;
+            *baseline = Some(live_report(c, slow));
+            Ok(json!({"cleared": true}))
+        }
+        "class" | "route" | "path" => {
+            let mut w: Vec<String> = words.to_vec();
+            w[0] = verb.to_string();
+            let sub: &[&str] = match verb {
+                "class" => &["set"],
+                "route" => &["add", "del"],
+                _ => &["drain", "restore"],
+            };
+            if let Some(s) = w.get(1) {
+                w[1] = pick(s, sub, "action")?.to_string();
+            }
+            if verb == "class" {
+                if let Some(s) = w.get(3) {
+                    w[3] = pick(s, &["rate", "burst", "min"], "setting")?.to_string();
+                }
+            }
+            let text = control::ctl::edit(&slow.cfg_text, &w)?;
+            let g = slow.apply_text(text, "the running configuration with this change")?;
+            Ok(json!({"applied": w.join(" "), "generation": g}))
+        }
+        "reload" => {
+            let file = rest.first().map(PathBuf::from).unwrap_or_else(|| c.opts.config.clone());
+            let g = slow.reload(&file)?;
+            Ok(json!({"reloaded": file.display().to_string(), "generation": g}))
+        }
+        "config" => {
+            pick(rest.first().ok_or("config save [FILE]")?, &["save"], "config action")?;
+            let file = rest.get(1).map(PathBuf::from).unwrap_or_else(|| c.opts.config.clone());
+            // Written beside, then renamed: a crash never leaves half a file.
+            let tmp = file.with_extension("toml.sluice-tmp");
+            std::fs::write(&tmp, &slow.cfg_text)
+                .and_then(|_| std::fs::rename(&tmp, &file))
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            Ok(json!({"saved": file.display().to_string(), "bytes": slow.cfg_text.len()}))
+        }
+        _ => unreachable!("every TOP entry is handled"),
+    }
+}
+
+fn path_name(slow: &SlowPath, p: u16) -> String {
+    slow.cfg
+        .paths
+        .get(p as usize)
+        .map_or_else(|| "none".to_string(), |x| x.name.clone())
+}
+
+fn flow_json(slow: &SlowPath, r: &crate::flow::FlowRecord) -> serde_json::Value {
+    let f = &r.flow;
+    let k = &f.key;
+    let (src, dst) = k.addrs();
+    serde_json::json!({
+        "src": src.to_string(), "dst": dst.to_string(), "src_port": k.src_port, "dst_port": k.dst_port,
+        "proto": k.proto, "in_port": slow.cfg.ports.get(k.in_port as usize).map(|p| p.name.clone()),
+        "class": slow.cfg.classes.get(f.class as usize).map(|c| c.name.clone()),
+        "path": path_name(slow, f.path), "packets": f.packets, "bytes": f.bytes, "end": r.reason.name(),
+    })
+}
+
+/// The routes, or the one `addr` takes, with each group's current choice.
+fn routes_json(slow: &SlowPath, addr: Option<&str>) -> Result<serde_json::Value, String> {
+    use control::config::Prefix;
+    let t = slow.published.load();
+    let group = |g: usize| {
+        let sel = &t.groups[g];
+        serde_json::json!({
+            "group": slow.cfg.groups[g].name, "policy": slow.cfg.groups[g].policy.name(),
+            "chosen": sel.members.iter().map(|&(p, w)| serde_json::json!({"path": path_name(slow, p), "weight": w})).collect::<Vec<_>>(),
+            "kept": sel.keep.iter().map(|&p| path_name(slow, p)).collect::<Vec<_>>(),
+        })
+    };
+    let Some(a) = addr else {
+        let list: Vec<_> = slow
+            .cfg
+            .routes
+            .iter()
+            .map(|r| {
+                let mut v = group(r.group);
+                v["prefix"] = serde_json::json!(r.prefix.to_string());
+                v
+            })
+            .collect();
+        return Ok(serde_json::json!(list));
+    };
+    let ip: std::net::IpAddr = a.parse().map_err(|_| format!("\"{a}\" is not an IP address"))?;
+    let best = slow
+        .cfg
+        .routes
+        .iter()
+        .filter(|r| match (r.prefix, ip) {
+            (Prefix::V4(p), std::net::IpAddr::V4(x)) => p.contains(x),
+            (Prefix::V6(p), std::net::IpAddr::V6(x)) => p.contains(x),
+            _ => false,
+        })
+        .max_by_key(|r| match r.prefix {
+            Prefix::V4(p) => p.len,
+            Prefix::V6(p) => p.len,
+        });
+    Ok(match best {
+        Some(r) => {
+            let mut v = group(r.group);
+            v["address"] = serde_json::json!(a);
+            v["prefix"] = serde_json::json!(r.prefix.to_string());
+            v
+        }
+        None => serde_json::json!({"address": a, "prefix": null, "result": "no route (dropped as no_route)"}),
+    })
 }
 
 fn rate(d: u64, secs: f64) -> f64 {
@@ -780,10 +1081,23 @@ fn report_json(r: &Report) -> serde_json::Value {
         .iter()
         .enumerate()
         .map(|(i, w)| {
+            let stages: BTreeMap<&str, serde_json::Value> = Stage::ALL
+                .iter()
+                .map(|&st| {
+                    let k = st as usize;
+                    let (pk, cy) = (w.stage_packets[k], w.stage_cycles[k]);
+                    (
+                        st.name(),
+                        json!({"packets": pk, "bursts": w.stage_bursts[k], "cycles": cy,
+                               "cycles_per_packet": if pk > 0 { cy as f64 / pk as f64 } else { 0.0 }}),
+                    )
+                })
+                .collect();
             json!({
-                "lcore": r.lcores[i], "polls": w.polls, "busy_polls": w.busy_polls,
+                "worker": i, "lcore": r.lcores[i], "polls": w.polls, "busy_polls": w.busy_polls,
+                "busy_pct": if w.polls > 0 { 100.0 * w.busy_polls as f64 / w.polls as f64 } else { 0.0 },
                 "rx_packets": w.rx_packets.iter().sum::<u64>(), "tx_packets": w.tx_packets.iter().sum::<u64>(),
-                "drops": w.total_drops(),
+                "drops": w.total_drops(), "stages": stages,
             })
         })
         .collect();

@@ -42,6 +42,21 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// Source and destination addresses.
+    pub fn addrs(&self) -> (std::net::IpAddr, std::net::IpAddr) {
+        if self.family == 6 {
+            (
+                std::net::Ipv6Addr::from(self.src).into(),
+                std::net::Ipv6Addr::from(self.dst).into(),
+            )
+        } else {
+            (
+                std::net::Ipv4Addr::from(self.src as u32).into(),
+                std::net::Ipv4Addr::from(self.dst as u32).into(),
+            )
+        }
+    }
+
     /// The flow's hash: fixed (unseeded), so every appliance with the same configuration
     /// sends a flow down the same path.
     #[inline(always)]

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod builder;
+pub mod ctlsock;
 pub mod dpdk;
 pub mod eal_args;
 pub mod flow;

@@ -44,6 +44,9 @@ const LATENCY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub struct SlowPath {
     pub cfg: Config,
+    /// The running configuration as TOML text: what `show config` shows, what changes
+    /// edit, and what `config save` writes.
+    pub cfg_text: String,
     port_macs: Vec<[u8; 6]>,
     pub published: Arc<Published>,
     pub shares: Arc<Shares>,
@@ -117,6 +120,7 @@ impl SlowPath {
         Ok((
             SlowPath {
                 cfg,
+                cfg_text: String::new(),
                 port_macs,
                 published: Arc::new(Published::new(tables)),
                 shares: Arc::new(Shares::new(workers)),
@@ -286,38 +290,52 @@ impl SlowPath {
         }
     }
 
-    /// Reloads the configuration file. A valid one that changes only what can change
-    /// live (classes, rules, paths, groups, routes) is published; anything else is
-    /// refused with the reason, and the running configuration stays.
-    pub fn reload(&mut self, path: &std::path::Path) {
-        let refuse = |s: &mut SlowPath, why: String| {
-            s.reloads_refused += 1;
-            error!(target: "reload", "reload refused, the running configuration stays: {why}");
-        };
-        let new = match Config::load(path) {
-            Ok(c) => c,
-            Err(e) => return refuse(self, e.to_string()),
-        };
+    /// Reloads the configuration file (SIGHUP, `sluicectl reload`). A refusal is logged
+    /// and counted; the running configuration stays.
+    pub fn reload(&mut self, path: &std::path::Path) -> Result<u32, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+        let r = text.and_then(|t| self.apply_text(t, &path.display().to_string()));
+        if let Err(e) = &r {
+            error!(target: "reload", "reload refused, the running configuration stays: {e}");
+        }
+        r
+    }
+
+    /// Runs configuration `text` (a reloaded file, or the running text after a
+    /// `sluicectl` change) if it validates and changes only what can change live
+    /// (classes, rules, paths, groups, routes, probes, neighbours): validate, build,
+    /// publish with one swap. Otherwise nothing changes and the reason is returned.
+    /// Returns the new generation.
+    pub fn apply_text(&mut self, text: String, origin: &str) -> Result<u32, String> {
+        let r = self.try_apply(text, origin);
+        match &r {
+            Ok(_) => self.reloads_ok += 1,
+            Err(_) => self.reloads_refused += 1,
+        }
+        r
+    }
+
+    fn try_apply(&mut self, text: String, origin: &str) -> Result<u32, String> {
+        let new = Config::parse(&text, origin, &numa::System::default()).map_err(|e| e.to_string())?;
         let fixed = [
             (self.cfg.eal != new.eal, "[eal]"),
             (self.cfg.ports != new.ports, "[[ports]]"),
             (self.cfg.flows != new.flows, "[flows]"),
+            (self.cfg.control_socket != new.control_socket, "control.socket"),
         ];
         if let Some((_, what)) = fixed.iter().find(|(changed, _)| *changed) {
-            return refuse(self, format!("{what} changed, which needs a restart"));
+            return Err(format!("{what} changed, which needs a restart"));
         }
         // The control plane takes the new paths only if the tables build.
         let mut plane = self.plane.clone();
         plane.reconfigure(&new, self.ns(rdtsc()));
         let status = plane.statuses(&new, &self.link_up);
-        if let Err(e) = self.publish_with(&new, status) {
-            return refuse(self, e);
-        }
+        self.publish_with(&new, status)?;
         self.plane = plane;
         self.plane.take_changed();
         info!(
             target: "reload",
-            "configuration reloaded (generation {}): {} classes, {} rules, {} paths, {} routes",
+            "configuration from {origin} running (generation {}): {} classes, {} rules, {} paths, {} routes",
             self.generation(),
             new.classes.len(),
             new.rules.len(),
@@ -325,7 +343,8 @@ impl SlowPath {
             new.routes.len()
         );
         self.cfg = new;
-        self.reloads_ok += 1;
+        self.cfg_text = text;
+        Ok(self.generation())
     }
 
     /// Every `REBALANCE_EVERY`, sets each metered class's per-worker shares in proportion
@@ -388,10 +407,10 @@ impl SlowPath {
             .enumerate()
             .map(|(i, ((p, pr), st))| {
                 let f = pr.health.figures();
-                let state = if !st.link_up {
-                    "link-down"
-                } else if p.admin == routing::AdminState::Drained || st.drained {
+                let state = if p.admin == routing::AdminState::Drained || st.drained {
                     "drained"
+                } else if !st.link_up {
+                    "link-down"
                 } else if st.mac.is_none() {
                     "unresolved"
                 } else {

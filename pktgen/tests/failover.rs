@@ -64,12 +64,49 @@ impl Run {
     }
 }
 
+fn sluicectl(sock: &std::path::Path, args: &[&str]) -> String {
+    let bin = std::path::Path::new(common::PKTGEN).with_file_name("sluicectl");
+    let o = std::process::Command::new(&bin)
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (build the workspace first)", bin.display()));
+    assert!(
+        o.status.success(),
+        "sluicectl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into()
+}
+
 /// sluiced between the generator and the reflector; `aws` and `probes` are extra TOML
-/// for the reflector's aws gateway and sluiced's `[probes]`.
-fn failover_run(name: &str, aws: &str, probes: &str, seconds: u64) -> Run {
+/// for the reflector's aws gateway and sluiced's `[probes]`; `during` runs with the
+/// control socket's path while the generator sends.
+fn failover_run(name: &str, aws: &str, probes: &str, seconds: u64, during: impl Fn(&std::path::Path)) -> Run {
+    // DPDK 22.11's memif driver now and then faults in a poller at the end of a run (a
+    // segfault inside librte_net_memif, seen about once in twenty runs here); such a run
+    // is repeated once, and said so. Anything else fails at once.
+    for attempt in 0..2 {
+        if let Some(r) = try_failover_run(&format!("{name}{attempt}"), aws, probes, seconds, &during) {
+            return r;
+        }
+        eprintln!("failover test {name}: the generator died by a signal inside DPDK; repeating the run once");
+    }
+    panic!("the generator died by a signal twice")
+}
+
+fn try_failover_run(
+    name: &str,
+    aws: &str,
+    probes: &str,
+    seconds: u64,
+    during: &dyn Fn(&std::path::Path),
+) -> Option<Run> {
     let dir = TestDir::new(name);
     let lan = dir.file("lan.sock");
     let wan = dir.file("wan.sock");
+    let ctl = dir.file("ctl.sock");
     let cfg = dir.write(
         "sluice.toml",
         &format!(
@@ -79,6 +116,8 @@ workers = [1]
 control_core = 0
 hugepages = "auto"
 file_prefix = "{prefix}"
+[control]
+socket = "{ctl}"
 [[ports]]
 name = "lan"
 device = "net_memif0,role=server,id=0,socket={lan},socket-abstract=no"
@@ -124,6 +163,7 @@ group = "back"
 {probes}
 "#,
             prefix = dir.prefix("sluiced"),
+            ctl = ctl.display(),
             lan = lan.display(),
             wan = wan.display(),
         ),
@@ -215,17 +255,28 @@ group = "back"
             "--json",
         ],
     );
-    let gen = gen.wait(LIMIT + Duration::from_secs(seconds)).json();
-    // sluiced stops polling and closes its ports before the reflector leaves (a memif peer
-    // must not unmap rings that are still polled).
+    during(&ctl);
+    let gen = gen.wait(LIMIT + Duration::from_secs(seconds));
+    if gen.code == -1 {
+        return None;
+    }
+    let gen = gen.json();
+    // A memif peer must not unmap rings the other side still polls: the reflector stops
+    // polling first (and waits for its peer to leave), then sluiced stops its workers and
+    // closes its ports, then the reflector closes.
+    assert!(sh(&format!("kill -TERM {}", refl.pid())));
+    let refl_log = dir.file("reflect.stderr");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&refl_log)
+        .unwrap_or_default()
+        .contains("for memif peers to disconnect")
+        && t0.elapsed() < Duration::from_secs(2)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
     let done = sluiced.wait(LIMIT);
     assert_eq!(done.code, 0, "sluiced failed\n{}", done.stderr);
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(1) && !dir.file("sluiced.json").exists() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(sh(&format!("kill -TERM {}", refl.pid())));
     let refl = refl.wait(LIMIT).json();
     let sluiced: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     assert_eq!(gen["mbufs_in_use_delta"], 0);
@@ -233,7 +284,7 @@ group = "back"
     for p in sluiced["mempools"].as_array().unwrap() {
         assert_eq!(p["leak"], false, "{p}");
     }
-    Run { gen, sluiced, refl }
+    Some(Run { gen, sluiced, refl })
 }
 
 /// The preferred gateway goes silent for 2 s: traffic flows on the backup within 300 ms,
@@ -241,7 +292,14 @@ group = "back"
 #[test]
 fn silent_gateway_fails_over_within_300_ms_and_recovers_after_hold_down() {
     let _g = serial();
-    let r = failover_run("failover", "down = [[\"5s\", \"7s\"]]", "", 11);
+    // The operator looks on while it happens: the CLI must not disturb forwarding.
+    let r = failover_run("failover", "down = [[\"5s\", \"7s\"]]", "", 11, |ctl| {
+        for _ in 0..20 {
+            sluicectl(ctl, &["show", "paths"]);
+            sluicectl(ctl, &["--json", "show", "runtime"]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
     let s = &r.gen["streams"][0];
     let (tx, lost) = (u(&s["tx_packets"]), u(&s["lost"]));
     assert!(tx > 9 * RATE_PPS, "{s}");
@@ -286,6 +344,7 @@ fn latency_beyond_the_sla_degrades_a_path() {
         "delay = \"8ms\"",
         "[probes]\ndegrade = { latency_ms = 5 }\n",
         4,
+        |_| {},
     );
     let aws = r.path("aws");
     assert_eq!(aws["state"], "degraded", "{aws}");
@@ -297,4 +356,27 @@ fn latency_beyond_the_sla_degrades_a_path() {
     let live = &r.sluiced["paths"]["live_flows_at_shutdown"];
     assert_eq!(live["gcp"], 64, "{live}");
     assert_eq!(r.path("gcp")["new_flow_share_pct"], 100.0);
+}
+
+/// `sluicectl path drain` moves the flows off a healthy path without losing a packet,
+/// and the path takes no new flows until it is restored.
+#[test]
+fn draining_a_path_moves_its_flows_without_loss() {
+    let _g = serial();
+    let r = failover_run("drain", "", "", 4, |ctl| {
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(sluicectl(ctl, &["path", "drain", "aws"]).contains("ok: path drain aws"));
+        let p: Value = serde_json::from_str(&sluicectl(ctl, &["--json", "show", "paths"])).unwrap();
+        assert_eq!(p["paths"][1]["state"], "drained", "{p}");
+    });
+    let s = &r.gen["streams"][0];
+    assert_eq!(u(&s["lost"]), 0, "{s}");
+    assert!(
+        u(&r.gateway("aws")["data_packets"]) > 10_000,
+        "aws carried the flows before"
+    );
+    assert!(u(&r.gateway("gcp")["data_packets"]) > 20_000, "gcp carried them after");
+    let live = &r.sluiced["paths"]["live_flows_at_shutdown"];
+    assert_eq!(live["gcp"], 64, "{live}");
+    assert_eq!(r.path("aws")["new_flow_share_pct"], 0.0);
 }
