@@ -467,10 +467,12 @@ fn setup_port(
     // memif connects only when each side's TX rings match the other's RX rings, and both
     // ends run this same logic: give it as many RX queues as TX queues (the extra ones are
     // polled like any other).
-    let rx_queues = if info.driver == "net_memif" {
-        tx_queues
-    } else {
-        rx_queues
+    // net_af_packet fans the interface's frames out over all its queue pairs' sockets:
+    // every one of them must be polled, whatever the worker count.
+    let rx_queues = match info.driver.as_str() {
+        "net_memif" => tx_queues,
+        "net_af_packet" => info.max_rx_queues.max(1),
+        _ => rx_queues,
     };
     if pc.mtu > info.max_mtu {
         return Err(format!(
