@@ -129,20 +129,26 @@ def trial(i, pid):
         procs.append(refl)
         if not wait_for(err, ["100.64.0.2 on port", "100.64.0.3 on port"], 30):
             raise RuntimeError(f"gateways not resolved; see {err}")
-        gen = subprocess.run([PKTGEN, "run", "--port",
-                              f"net_memif0,role=client,id=0,socket={lan},socket-abstract=no",
-                              "--streams", os.path.join(d, "streams.toml"), "--queues", "2",
-                              "--duration", f"{GEN_S}s", "--drain", "500ms", "--eal", "--lcores 0@0,1@1",
-                              "--link-wait", "20s", "--json", "-q", "--file-prefix", prefix + "g"],
-                             capture_output=True, text=True, timeout=120)
-        if gen.returncode != 0:
-            raise RuntimeError(f"generator failed: {gen.stderr[-2000:]}")
-        s = json.loads(gen.stdout)["streams"][0]
-        # memif: the reflector stops polling first, then sluiced closes its ports, then the
-        # reflector closes (a side that unmaps rings the other still polls can crash it).
+        gen_err = os.path.join(d, "gen.stderr")
+        gen = subprocess.Popen([PKTGEN, "run", "--port",
+                                f"net_memif0,role=client,id=0,socket={lan},socket-abstract=no",
+                                "--streams", os.path.join(d, "streams.toml"), "--queues", "2",
+                                "--duration", f"{GEN_S}s", "--drain", "500ms", "--peer-wait", "30s",
+                                "--eal", "--lcores 0@0,1@1", "--link-wait", "20s", "--json", "--file-prefix",
+                                prefix + "g"], stdout=subprocess.PIPE, stderr=open(gen_err, "w"), text=True)
+        procs.append(gen)
+        # memif: nobody may close while the other side polls. The generator, done, stops
+        # polling and waits; the reflector likewise when stopped; sluiced closes first.
+        needle = "for memif peers to disconnect"
+        if not wait_for(gen_err, [needle], GEN_S + 60):
+            raise RuntimeError(f"the generator did not finish; see {gen_err}")
         refl.send_signal(signal.SIGINT)
-        time.sleep(0.3)
+        wait_for(os.path.join(d, "refl.stderr"), [needle], 2)
         pktgen.stop(sl)
+        out, _ = gen.communicate(timeout=60)
+        if gen.returncode != 0:
+            raise RuntimeError(f"generator failed ({gen.returncode}); see {gen_err}")
+        s = json.loads(out)["streams"][0]
         pktgen.stop(refl)
         st = json.load(open(stats))
         events = [e for e in st["paths"]["events"] if e["path"] == "aws"]

@@ -122,7 +122,7 @@ sluiced=$!
 "$bin/sluice-pktgen" run --port "net_memif0,role=client,id=0,socket=$work/lan.sock,socket-abstract=no" \
     --port "net_memif1,role=client,id=0,socket=$work/wan.sock,socket-abstract=no" \
     --streams "$work/streams.toml" --queues 2 --eal "--lcores 0@0,1@0" --file-prefix sluice-demo-gen \
-    --duration "${gen_secs}s" --link-wait 20s > "$work/pktgen.txt" || echo "demo: sluice-pktgen failed" >&2
+    --duration "${gen_secs}s" --link-wait 20s --peer-wait 10s > "$work/pktgen.txt" || echo "demo: sluice-pktgen failed" >&2
 wait "$sluiced"
 echo
 echo "== sluice-pktgen: sent into lan, received from wan (the unrouted stream is dropped by Sluice, by design) =="

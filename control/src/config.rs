@@ -319,6 +319,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Class 0 is `default`: what packets get when no rule matches.
     pub classes: Vec<Class>,
+    /// Each class's SLA (by class index; empty: any path will do).
+    pub class_slas: Vec<routing::health::Sla>,
     /// In priority order: the first match wins.
     pub rules: Vec<Rule>,
     pub paths: Vec<Path>,
@@ -798,7 +800,7 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
     }
 
     // ---- classes, rules, paths, groups
-    let classes = traffic::classes(src, raw.classes)?;
+    let (classes, class_slas) = traffic::classes(src, raw.classes)?;
     let rules = traffic::rules(src, raw.rules, &classes, &by_name)?;
     let mut paths = traffic::paths(src, raw.paths, &by_name, &ports)?;
     let mut groups = traffic::groups(src, raw.path_groups, &paths)?;
@@ -921,6 +923,7 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
         ports,
         routes,
         classes,
+        class_slas,
         rules,
         paths,
         groups,

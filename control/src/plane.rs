@@ -304,6 +304,7 @@ impl Plane {
                     link_up: link_up.get(p.port).copied().unwrap_or(true),
                     mac: p.next_hop_mac.or_else(|| self.neigh.mac(p.port, p.next_hop)),
                     drained: false,
+                    figures: (pr.mode != ProbeMode::None && pr.health.answered > 0).then_some(f),
                 }
             })
             .collect()

@@ -134,6 +134,17 @@ pub fn run(opts: Options) -> i32 {
             return EXIT_RUNTIME;
         }
     };
+    let mut eal = eal;
+    if !plan.args.iter().any(|a| a == "--no-huge") {
+        match eal.enable_capture() {
+            Ok(()) => {
+                info!(target: "eal", "packet capture: dpdk-dumpcap --file-prefix {} -i <port>", cfg.eal.file_prefix)
+            }
+            Err(e) => warn!(target: "eal", "packet capture is not available: {e}"),
+        }
+    } else {
+        info!(target: "eal", "packet capture (dpdk-dumpcap) needs hugepages; not available with --no-huge");
+    }
     let mut server = server;
     let status = run_with_eal(&eal, &cfg, &opts, plan.mbufs, &signalled, &reload, &mut server);
     if let Err(e) = eal.cleanup() {

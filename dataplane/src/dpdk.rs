@@ -122,6 +122,7 @@ static EAL_STATE: AtomicU8 = AtomicU8::new(EAL_NEVER);
 /// The initialised EAL. Create it once; call `cleanup` after every port and pool is gone.
 pub struct Eal {
     cleaned: bool,
+    capture: bool,
 }
 
 impl Eal {
@@ -149,7 +150,10 @@ impl Eal {
             // EAL cannot be initialised again after a failure either.
             return Err(errno_error("rte_eal_init".into()));
         }
-        Ok(Eal { cleaned: false })
+        Ok(Eal {
+            cleaned: false,
+            capture: false,
+        })
     }
 
     /// TSC ticks per second.
@@ -205,9 +209,24 @@ impl Eal {
         Ok(Port { id })
     }
 
+    /// Lets `dpdk-dumpcap` (and `dpdk-pdump`), run as secondary processes with this
+    /// process's file prefix, capture its ports (DPDK's packet-capture framework; costs
+    /// nothing per packet until a capture is running). Needs hugepages: a `--no-huge`
+    /// process cannot share memory with a secondary.
+    pub fn enable_capture(&mut self) -> Result<(), DpdkError> {
+        // SAFETY: EAL is initialised (this value exists); called from the main lcore.
+        check(|| "rte_pdump_init".into(), unsafe { sys::rte_pdump_init() })?;
+        self.capture = true;
+        Ok(())
+    }
+
     /// Releases EAL's resources. Ports and pools must be closed and freed first.
     pub fn cleanup(mut self) -> Result<(), DpdkError> {
         self.cleaned = true;
+        if self.capture {
+            // SAFETY: rte_pdump_init succeeded in this process; called once.
+            unsafe { sys::rte_pdump_uninit() };
+        }
         EAL_STATE.store(EAL_DONE, Ordering::Release);
         // SAFETY: called once, from the main lcore, after all DPDK objects are released.
         check(|| "rte_eal_cleanup".into(), unsafe { sys::rte_eal_cleanup() }).map(|_| ())

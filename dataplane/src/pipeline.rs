@@ -448,7 +448,7 @@ impl Pipeline {
             routed += 1;
             let fl = flows.get_mut(p.flow);
             if p.reroute {
-                fl.path = t.resolve_path(&p.meta, p.hash, fl.path);
+                fl.path = t.resolve_path(&p.meta, p.hash, fl.path, fl.class);
                 if let Some(h) = t.hops.get(fl.path as usize) {
                     fl.out_port = h.port as u8;
                 }

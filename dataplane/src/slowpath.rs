@@ -77,6 +77,19 @@ pub struct SlowPath {
     pub link_changes: u64,
     /// Snapshots published because a path's state or next hop changed.
     pub path_publishes: u64,
+    /// (class, group) pairs where no path meets the class's SLA now, and how many times
+    /// such a pair appeared.
+    pub sla_unmet: Vec<(usize, usize)>,
+    pub sla_fallbacks: u64,
+}
+
+/// Which paths meet which class SLA (in class order), for noticing a crossing.
+fn compliance(cfg: &Config, status: &[PathStatus]) -> Vec<bool> {
+    cfg.class_slas
+        .iter()
+        .filter(|s| !s.is_empty())
+        .flat_map(|sla| status.iter().map(move |st| st.meets(sla)))
+        .collect()
 }
 
 /// Whether the latencies `now` would order a policy differently enough from `then` to be
@@ -145,6 +158,8 @@ impl SlowPath {
                 reloads_refused: 0,
                 link_changes: 0,
                 path_publishes: 0,
+                sla_unmet: Vec::new(),
+                sla_fallbacks: 0,
             },
             producers,
         ))
@@ -191,9 +206,20 @@ impl SlowPath {
         let next = self.generation().wrapping_add(1).max(1);
         let mut t = Tables::build(cfg, &self.port_macs, &status, next)?;
         t.follow(&self.published.load());
+        let unmet = t.sla_unmet();
         let old = self.published.publish(t);
         self.retired.push(old);
         self.built_from = status;
+        for &(c, g) in unmet.iter().filter(|u| !self.sla_unmet.contains(u)) {
+            self.sla_fallbacks += 1;
+            warn!(
+                target: "paths",
+                "class \"{}\": no path of group \"{}\" meets its SLA; it uses the group's usual choice",
+                cfg.classes[c].name,
+                cfg.groups[g].name
+            );
+        }
+        self.sla_unmet = unmet;
         Ok(())
     }
 
@@ -212,6 +238,11 @@ impl SlowPath {
         self.plane.tick(now);
         self.send(pool);
         let mut changed = self.plane.take_changed();
+        if !changed && self.cfg.class_slas.iter().any(|s| !s.is_empty()) {
+            // A path crossing a class's SLA changes that class's choice at once.
+            let now = self.plane.statuses(&self.cfg, &self.link_up);
+            changed = compliance(&self.cfg, &now) != compliance(&self.cfg, &self.built_from);
+        }
         if !changed && self.last_latency_check.elapsed() >= LATENCY_CHECK_EVERY {
             self.last_latency_check = Instant::now();
             changed = latency_moved(&self.built_from, &self.plane.statuses(&self.cfg, &self.link_up));
@@ -455,7 +486,13 @@ impl SlowPath {
                 )
             })
             .collect();
-        json!({"paths": paths, "events": events, "publishes": self.path_publishes, "live_flows_at_shutdown": live})
+        let unmet: Vec<_> = self
+            .sla_unmet
+            .iter()
+            .map(|&(c, g)| json!({"class": self.cfg.classes[c].name, "group": self.cfg.groups[g].name}))
+            .collect();
+        json!({"paths": paths, "events": events, "publishes": self.path_publishes, "live_flows_at_shutdown": live,
+               "sla_unmet": unmet, "sla_fallbacks": self.sla_fallbacks})
     }
 
     pub fn neighbors_json(&self) -> serde_json::Value {

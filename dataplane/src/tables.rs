@@ -8,7 +8,8 @@ use crate::parse::Meta;
 use arc_swap::ArcSwap;
 use control::config::{Config, Prefix};
 use qos::{Class, Classifier};
-use routing::path::{select, PathStatus, Selection};
+use routing::health::Sla;
+use routing::path::{select, select_for, PathStatus, Selection};
 use routing::{Ipv4Prefix, Ipv6Prefix, Lpm4, Lpm6, Path};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -41,6 +42,13 @@ pub struct Tables {
     v6: Lpm6,
     /// Each path group's current choice, by group index.
     pub groups: Vec<Selection>,
+    /// The distinct class SLAs; `class_profile[c]` is 0 for a class without one, else
+    /// 1 + its index here.
+    pub profiles: Vec<Sla>,
+    pub class_profile: Vec<u8>,
+    /// Per profile, per group: the choice among the paths meeting the SLA, or `None`
+    /// when none does (the class then uses `groups`).
+    pub sla_groups: Vec<Vec<Option<Selection>>>,
     pub hops: Vec<Hop>,
     pub paths: Vec<Path>,
     /// Path indices mean the same path in every generation since `numbered_since`; a flow
@@ -75,6 +83,39 @@ impl Tables {
                 s
             })
             .collect();
+        let mut profiles: Vec<Sla> = Vec::new();
+        let class_profile: Vec<u8> = cfg
+            .class_slas
+            .iter()
+            .map(|s| {
+                if s.is_empty() {
+                    return 0;
+                }
+                let i = profiles.iter().position(|p| p == s).unwrap_or_else(|| {
+                    profiles.push(*s);
+                    profiles.len() - 1
+                });
+                (i + 1) as u8
+            })
+            .collect();
+        let sla_groups = profiles
+            .iter()
+            .map(|sla| {
+                cfg.groups
+                    .iter()
+                    .map(|g| {
+                        select_for(g, &cfg.paths, status, cfg.site, sla).map(|m| {
+                            let mut s = Selection::compile(m, &cfg.paths);
+                            if cfg.probes.recovery == control::config::Recovery::NewFlows {
+                                s.keep_healthy(g, &cfg.paths, status);
+                                s.keep.retain(|&i| status[i as usize].meets(sla));
+                            }
+                            s
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         let hops = cfg
             .paths
             .iter()
@@ -98,6 +139,9 @@ impl Tables {
             v4,
             v6,
             groups,
+            profiles,
+            class_profile,
+            sla_groups,
             hops,
             paths: cfg.paths.clone(),
             numbered_since: generation,
@@ -130,6 +174,22 @@ impl Tables {
         }
     }
 
+    /// (class, group) pairs whose class SLA no path of the group meets now: those
+    /// classes use the group's usual choice.
+    pub fn sla_unmet(&self) -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        for (c, &k) in self.class_profile.iter().enumerate() {
+            if k > 0 {
+                for (g, s) in self.sla_groups[k as usize - 1].iter().enumerate() {
+                    if s.is_none() {
+                        v.push((c, g));
+                    }
+                }
+            }
+        }
+        v
+    }
+
     /// The path a flow decided under generation `generation` with path `path` has in these
     /// tables: the same index within one numbering, the same path by name across one
     /// renumbering, otherwise unknown (`PATH_NO_ROUTE`: chosen again).
@@ -152,8 +212,9 @@ impl Tables {
     /// The path for a packet of a flow with hash `flow_hash` that had path `current`:
     /// the current one while it is still selected for the destination's group, else the
     /// group's Maglev choice; or one of the special `PATH_*` values.
+    /// A class with an SLA uses its own choice while some path meets the SLA.
     #[inline]
-    pub fn resolve_path(&self, m: &Meta, flow_hash: u64, current: u16) -> u16 {
+    pub fn resolve_path(&self, m: &Meta, flow_hash: u64, current: u16, class: u8) -> u16 {
         let route = if m.is_v6() {
             self.v6.lookup(m.key.dst)
         } else {
@@ -163,7 +224,15 @@ impl Tables {
             None => return PATH_NO_ROUTE,
             Some(LPM_LOCAL) => return PATH_LOCAL,
             Some(LPM_NOT_UNICAST) => return PATH_NOT_UNICAST,
-            Some(g) => &self.groups[g as usize],
+            Some(g) => {
+                let profile = self.class_profile.get(class as usize).copied().unwrap_or(0);
+                match profile {
+                    0 => &self.groups[g as usize],
+                    k => self.sla_groups[k as usize - 1][g as usize]
+                        .as_ref()
+                        .unwrap_or(&self.groups[g as usize]),
+                }
+            }
         };
         if g.keep.contains(&current) {
             return current;

@@ -203,6 +203,26 @@ group = "cloud6"
         "the site host cannot reach the cloud host through the appliance"
     );
     assert!(ping(a, true, "2001:db8:99::1"), "… over IPv6");
+    // dpdk-dumpcap captures a running sluiced's port (DPDK's pdump framework).
+    if sh("command -v dpdk-dumpcap") {
+        let cap = dir.file("lan.pcap");
+        let dump = Command::new("dpdk-dumpcap")
+            .arg(format!("--file-prefix={}", dir.prefix("k")))
+            .args(["-i", "net_af_packet0", "-P", "-c", "6", "-a", "duration:20", "-w"])
+            .arg(&cap)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dpdk-dumpcap");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(ping(a, false, "192.0.2.1"));
+        assert!(ping(a, false, "198.51.100.1"));
+        let o = dump.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "dpdk-dumpcap failed: {err}");
+        let frames = common::read_pcap(&cap);
+        assert!(frames.len() >= 6, "{} frames captured: {err}", frames.len());
+    }
     // The site host resolved the appliance: its ARP and ND entries carry the port's MAC.
     let mac = std::fs::read_to_string(format!("/sys/class/net/{ha}/address")).unwrap();
     let neigh = out(&format!("ip netns exec {a} ip neigh show"));

@@ -279,6 +279,22 @@ fn bring_up(
 }
 
 impl Setup {
+    /// After this process stopped polling: gives memif peers that are still connected up
+    /// to `wait` to disconnect before this side closes. (memif unmaps a ring when its peer
+    /// leaves, and a process still polling that ring can fault: whoever closes first
+    /// should close while the other is not polling.)
+    pub fn wait_for_memif_peers(&self, wait: std::time::Duration) {
+        let connected = || self.ports.iter().any(|p| p.driver == "net_memif" && p.port.link().up);
+        if wait.is_zero() || !connected() {
+            return;
+        }
+        log::info!("stopped; waiting up to {wait:?} for memif peers to disconnect first");
+        let t0 = std::time::Instant::now();
+        while connected() && t0.elapsed() < wait {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Returns an RX queue a worker borrowed to its port's slot.
     pub fn give_back_rx(&mut self, q: RxQueue) {
         if let Some(p) = self.ports.iter_mut().find(|p| p.port.id() == q.port()) {

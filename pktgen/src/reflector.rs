@@ -302,22 +302,6 @@ fn worker(
 /// How long a stopped reflector waits for its memif peers to disconnect first.
 const PEER_DISCONNECT_WAIT: Duration = Duration::from_secs(5);
 
-/// The reflector has stopped polling; give memif peers that are still connected time to
-/// disconnect before we close our side. (memif unmaps a ring when its peer leaves, and a
-/// process still polling that ring can fault: whoever closes first should close while
-/// the other is not polling. A generator closes after its own drain, so a reflector
-/// stopped during that drain is never polling when the link goes.)
-fn wait_for_memif_peers(setup: &Setup) {
-    let connected = || setup.ports.iter().any(|p| p.driver == "net_memif" && p.port.link().up);
-    let t0 = Instant::now();
-    if connected() {
-        log::info!("stopped; waiting up to {PEER_DISCONNECT_WAIT:?} for memif peers to disconnect first");
-    }
-    while connected() && t0.elapsed() < PEER_DISCONNECT_WAIT {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ReflectOptions {
     pub lcore: u32,
@@ -437,7 +421,10 @@ pub fn run(
         }
     }
     setup.eal.wait(o.lcore);
-    wait_for_memif_peers(setup);
+    // Whoever closes first should close while the other is not polling: a generator
+    // closes after its own drain, so a reflector stopped during that drain is never
+    // polling when the link goes.
+    setup.wait_for_memif_peers(PEER_DISCONNECT_WAIT);
     let (rxq, txq) = back
         .lock()
         .unwrap_or_else(|e| e.into_inner())

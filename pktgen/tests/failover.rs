@@ -83,12 +83,26 @@ fn sluicectl(sock: &std::path::Path, args: &[&str]) -> String {
 /// sluiced between the generator and the reflector; `aws` and `probes` are extra TOML
 /// for the reflector's aws gateway and sluiced's `[probes]`; `during` runs with the
 /// control socket's path while the generator sends.
+/// The generator's default traffic: 64 UDP flows to the clouds.
+const SITE_STREAM: &str = "[[stream]]\nname = \"site\"\nsrc = \"10.1.0.0/24\"\ndst = \"198.51.100.0/24\"\nflows = 64\nsize = 128\nrate = \"20000pps\"\ndst_mac = \"02:00:00:00:00:01\"\n";
+
 fn failover_run(name: &str, aws: &str, probes: &str, seconds: u64, during: impl Fn(&std::path::Path)) -> Run {
+    failover_run_with(name, aws, probes, SITE_STREAM, seconds, during)
+}
+
+fn failover_run_with(
+    name: &str,
+    aws: &str,
+    probes: &str,
+    streams: &str,
+    seconds: u64,
+    during: impl Fn(&std::path::Path),
+) -> Run {
     // DPDK 22.11's memif driver now and then faults in a poller at the end of a run (a
     // segfault inside librte_net_memif, seen about once in twenty runs here); such a run
     // is repeated once, and said so. Anything else fails at once.
     for attempt in 0..2 {
-        if let Some(r) = try_failover_run(&format!("{name}{attempt}"), aws, probes, seconds, &during) {
+        if let Some(r) = try_failover_run(&format!("{name}{attempt}"), aws, probes, streams, seconds, &during) {
             return r;
         }
         eprintln!("failover test {name}: the generator died by a signal inside DPDK; repeating the run once");
@@ -100,6 +114,7 @@ fn try_failover_run(
     name: &str,
     aws: &str,
     probes: &str,
+    streams: &str,
     seconds: u64,
     during: &dyn Fn(&std::path::Path),
 ) -> Option<Run> {
@@ -174,12 +189,7 @@ group = "back"
             "[[gateway]]\nname = \"aws\"\nip = \"100.64.0.2\"\n{aws}\n[[gateway]]\nname = \"gcp\"\nip = \"100.64.0.3\"\n"
         ),
     );
-    let streams = dir.write(
-        "streams.toml",
-        &format!(
-            "[[stream]]\nname = \"site\"\nsrc = \"10.1.0.0/24\"\ndst = \"198.51.100.0/24\"\nflows = 64\nsize = 128\nrate = \"{RATE_PPS}pps\"\ndst_mac = \"02:00:00:00:00:01\"\n"
-        ),
-    );
+    let streams = dir.write("streams.toml", streams);
     let stats = dir.file("sluiced.json");
     let sluiced = Proc::start_sluiced(
         &dir,
@@ -248,6 +258,8 @@ group = "back"
             &format!("{seconds}s"),
             "--drain",
             "500ms",
+            "--peer-wait",
+            "30s",
             "--eal",
             "--lcores 0@0,1@1",
             "--link-wait",
@@ -256,26 +268,30 @@ group = "back"
         ],
     );
     during(&ctl);
-    let gen = gen.wait(LIMIT + Duration::from_secs(seconds));
+    // A memif peer must not unmap rings the other side still polls. The generator, done,
+    // stops polling and waits for its peer; so does the reflector when stopped; then
+    // sluiced stops its workers and closes its ports, and both close after it.
+    let said = |role: &str, what: &str, limit: Duration| {
+        let log = dir.file(&format!("{role}.stderr"));
+        let t0 = Instant::now();
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains(what) && t0.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    said(
+        "gen",
+        "for memif peers to disconnect",
+        LIMIT + Duration::from_secs(seconds),
+    );
+    assert!(sh(&format!("kill -TERM {}", refl.pid())));
+    said("reflect", "for memif peers to disconnect", Duration::from_secs(2));
+    assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
+    let done = sluiced.wait(LIMIT);
+    let gen = gen.wait(LIMIT);
     if gen.code == -1 {
         return None;
     }
     let gen = gen.json();
-    // A memif peer must not unmap rings the other side still polls: the reflector stops
-    // polling first (and waits for its peer to leave), then sluiced stops its workers and
-    // closes its ports, then the reflector closes.
-    assert!(sh(&format!("kill -TERM {}", refl.pid())));
-    let refl_log = dir.file("reflect.stderr");
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(&refl_log)
-        .unwrap_or_default()
-        .contains("for memif peers to disconnect")
-        && t0.elapsed() < Duration::from_secs(2)
-    {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
-    let done = sluiced.wait(LIMIT);
     assert_eq!(done.code, 0, "sluiced failed\n{}", done.stderr);
     let refl = refl.wait(LIMIT).json();
     let sluiced: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
@@ -379,4 +395,45 @@ fn draining_a_path_moves_its_flows_without_loss() {
     let live = &r.sluiced["paths"]["live_flows_at_shutdown"];
     assert_eq!(live["gcp"], 64, "{live}");
     assert_eq!(r.path("aws")["new_flow_share_pct"], 0.0);
+}
+
+/// A class with a latency SLA avoids the cheap gateway that breaks it, while the rest of
+/// the traffic keeps using it.
+#[test]
+fn a_class_sla_steers_only_that_class() {
+    let _g = serial();
+    let streams = "[[stream]]\nname = \"voice\"\nsrc = \"10.1.0.0/24\"\ndst = \"198.51.100.0/26\"\nflows = 32\nsize = 128\nrate = \"10000pps\"\ndst_mac = \"02:00:00:00:00:01\"\n\
+                   [[stream]]\nname = \"data\"\nsrc = \"10.1.0.0/24\"\ndst = \"198.51.100.128/26\"\nflows = 32\nsize = 128\nrate = \"10000pps\"\ndst_mac = \"02:00:00:00:00:01\"\n";
+    let classes = "[[classes]]\nname = \"voice\"\npriority = \"p0\"\nsla = { latency_ms = 5 }\n\
+                   [[rules]]\nclass = \"voice\"\ndst = \"198.51.100.0/26\"\n";
+    let r = failover_run_with("classsla", "delay = \"8ms\"", classes, streams, 5, |_| {});
+    // aws answers in 8 ms: up (no path-level SLA), still the cheapest for the data class.
+    assert_eq!(r.path("aws")["state"], "up");
+    let live = &r.sluiced["paths"]["live_flows_at_shutdown"];
+    assert_eq!(live["gcp"], 32, "voice on gcp: {live}");
+    assert_eq!(live["aws"], 32, "data on aws: {live}");
+    assert!(r.sluiced["paths"]["sla_unmet"].as_array().unwrap().is_empty());
+    for s in r.gen["streams"].as_array().unwrap() {
+        assert!(u(&s["rx_packets"]) > 30_000, "{s}");
+    }
+    // The gateways saw it: voice at gcp (after the first probes measured aws), data at aws.
+    let tx = |n: &str| {
+        let s = r.gen["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap();
+        u(&s["tx_packets"])
+    };
+    let (aws, gcp) = (
+        u(&r.gateway("aws")["data_packets"]),
+        u(&r.gateway("gcp")["data_packets"]),
+    );
+    assert!(
+        gcp * 10 >= tx("voice") * 9 && gcp <= tx("voice"),
+        "gcp saw {gcp} of voice's {}",
+        tx("voice")
+    );
+    assert!(aws >= tx("data"), "aws saw {aws}, data sent {}", tx("data"));
 }

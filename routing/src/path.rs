@@ -169,6 +169,8 @@ pub struct PathStatus {
     pub mac: Option<[u8; 6]>,
     /// Set by the operator (`path drain`), on top of the configured state.
     pub drained: bool,
+    /// What its probes measured, when it is probed and has answered.
+    pub figures: Option<crate::health::Figures>,
 }
 
 impl PathStatus {
@@ -179,8 +181,42 @@ impl PathStatus {
             link_up: true,
             mac: p.next_hop_mac,
             drained: false,
+            figures: None,
         }
     }
+
+    /// Whether the path's measured figures meet `sla` (a path not measured yet does).
+    pub fn meets(&self, sla: &crate::health::Sla) -> bool {
+        self.figures.is_none_or(|f| sla.breach(&f).is_none())
+    }
+}
+
+/// The group's choice for a class with `sla`: `select` among the paths meeting it, or
+/// `None` when paths are usable but none meets it (the class then takes the group's
+/// usual choice, and the caller counts it).
+pub fn select_for(
+    group: &PathGroup,
+    paths: &[Path],
+    status: &[PathStatus],
+    site: Option<(f64, f64)>,
+    sla: &crate::health::Sla,
+) -> Option<Vec<(u16, u32)>> {
+    let limited: Vec<PathStatus> = status
+        .iter()
+        .map(|s| {
+            if s.meets(sla) {
+                *s
+            } else {
+                PathStatus {
+                    health: Health::Down,
+                    ..*s
+                }
+            }
+        })
+        .collect();
+    let chosen = select(group, paths, &limited, site);
+    // Nothing usable at all is not the SLA's doing: no fallback to count.
+    (!chosen.is_empty() || select(group, paths, status, site).is_empty()).then_some(chosen)
 }
 
 /// Whether a path may carry traffic at all: not drained, its port has link, its next hop
@@ -435,6 +471,37 @@ mod tests {
         let mut sel = Selection::compile(select(&g, &ps, &st, None), &ps);
         sel.keep_healthy(&g, &ps, &st);
         assert_eq!(sel.keep, vec![0]);
+    }
+
+    #[test]
+    fn a_class_sla_limits_the_choice_or_falls_back() {
+        use crate::health::{Figures, Sla};
+        let ps = set();
+        let mut st = status(&ps);
+        let g = group(Policy::LowestCost);
+        let fig = |rtt: f64, loss: u32| {
+            Some(Figures {
+                rtt_avg_us: rtt,
+                loss_ppm: loss,
+                answered_in_window: 10,
+                rounds_in_window: 10,
+                ..Figures::default()
+            })
+        };
+        st[0].figures = fig(10_000.0, 0);
+        st[1].figures = fig(30_000.0, 0);
+        st[2].figures = fig(20_000.0, 50_000);
+        let voice = Sla {
+            max_latency_us: Some(25_000),
+            max_loss_ppm: Some(10_000),
+            max_jitter_us: None,
+        };
+        // Cheapest is gcp (30 ms), too slow for voice; azure loses 5 %: aws it is.
+        assert_eq!(select(&g, &ps, &st, None), vec![(1, 1)]);
+        assert_eq!(select_for(&g, &ps, &st, None, &voice), Some(vec![(0, 1)]));
+        st[0].figures = fig(40_000.0, 0);
+        assert_eq!(select_for(&g, &ps, &st, None, &voice), None);
+        assert_eq!(select_for(&g, &ps, &st, None, &Sla::default()), Some(vec![(1, 1)]));
     }
 
     #[test]

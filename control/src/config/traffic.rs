@@ -9,6 +9,7 @@ use qos::class::{parse_dscp, Action, Class, ClassId, Priority, MAX_CLASSES};
 use qos::classify::{Net, Rule, MAX_IN_PORTS, MAX_RULES};
 use qos::meter::MeterSpec;
 use qos::units::{parse_rate_bps, parse_size_bytes};
+use routing::health::Sla;
 use routing::path::{AdminState, Cloud, Path, PathGroup, Policy, ProbeMode, MAX_PATHS};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -120,6 +121,8 @@ pub(super) struct RawClass {
     exceed: Option<Spanned<String>>,
     #[serde(default)]
     violate: Option<Spanned<String>>,
+    #[serde(default)]
+    sla: Option<super::probes::RawSla>,
 }
 
 #[derive(Deserialize)]
@@ -428,8 +431,10 @@ fn meter(src: &Source, m: &Spanned<RawMeter>, f: &dyn Fn(&str) -> String) -> Res
 }
 
 /// Classes by name; class 0 is `default` (configurable by defining a class of that name).
-pub(super) fn classes(src: &Source, raw: Vec<RawClass>) -> Result<Vec<Class>, ConfigError> {
+/// The classes (the default first) and each one's SLA (empty when it has none).
+pub(super) fn classes(src: &Source, raw: Vec<RawClass>) -> Result<(Vec<Class>, Vec<Sla>), ConfigError> {
     let mut out = vec![Class::default_class()];
+    let mut slas = vec![Sla::default()];
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, c) in raw.into_iter().enumerate() {
         let f = |k: &str| format!("classes[{i}].{k}");
@@ -483,8 +488,13 @@ pub(super) fn classes(src: &Source, raw: Vec<RawClass>) -> Result<Vec<Class>, Co
             violate,
             dscp,
         };
+        let sla = match &c.sla {
+            Some(r) => super::probes::sla(src, r, &f("sla"))?,
+            None => Sla::default(),
+        };
         if name == "default" {
             out[0] = class;
+            slas[0] = sla;
         } else {
             if out.len() >= MAX_CLASSES {
                 return Err(src.at(
@@ -494,9 +504,10 @@ pub(super) fn classes(src: &Source, raw: Vec<RawClass>) -> Result<Vec<Class>, Co
                 ));
             }
             out.push(class);
+            slas.push(sla);
         }
     }
-    Ok(out)
+    Ok((out, slas))
 }
 
 fn net(src: &Source, s: &Spanned<String>, field: String) -> Result<Net, ConfigError> {

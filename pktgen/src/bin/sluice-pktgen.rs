@@ -141,6 +141,10 @@ struct RunArgs {
     /// How long to keep receiving after the last packet is sent.
     #[arg(long, default_value = "200ms", value_parser = duration_ns)]
     drain: u64,
+    /// When done, wait up to this long for memif peers to disconnect before closing
+    /// (stop them meanwhile: the side that closes first must not be polled).
+    #[arg(long, default_value = "0s", value_parser = duration_ns)]
+    peer_wait: u64,
     /// RFC 2544 search: ndr, pdr or pdr=<loss>%.
     #[arg(long)]
     search: Option<String>,
@@ -382,6 +386,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
                 }
             }
         }
+        setup.wait_for_memif_peers(std::time::Duration::from_nanos(a.peer_wait));
         Ok(())
     })
 }
