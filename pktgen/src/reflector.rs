@@ -102,9 +102,24 @@ impl State {
         ntp_from_unix_ns(self.start_unix_ns + self.ns_since_start(tsc))
     }
 
+    /// Sends the port's burst. A full TX ring (a peer that is not reading, e.g. descheduled
+    /// on a shared CPU) is retried for up to `TX_STALL_WAIT` before what is left is
+    /// dropped and counted: a path does not lose packets because its far end was slow to
+    /// read, and the peer sends nothing meanwhile either.
     fn flush(&mut self, p: usize) {
-        let r = self.txq[p].tx(&mut self.outs[p]);
-        self.tx_dropped += r.dropped as u64;
+        if self.outs[p].is_empty() {
+            return;
+        }
+        self.txq[p].tx_keep(&mut self.outs[p]);
+        if !self.outs[p].is_empty() {
+            let deadline = rdtsc() + self.ticks(TX_STALL_WAIT_NS);
+            while !self.outs[p].is_empty() && rdtsc() < deadline {
+                std::hint::spin_loop();
+                self.txq[p].tx_keep(&mut self.outs[p]);
+            }
+            let r = self.txq[p].tx(&mut self.outs[p]);
+            self.tx_dropped += r.dropped as u64;
+        }
     }
 
     fn push_out(&mut self, p: usize, m: Mbuf) {
@@ -298,6 +313,9 @@ fn worker(
     let State { txq, .. } = s;
     (rxq, txq)
 }
+
+/// How long a full TX ring is retried before its packets are dropped.
+const TX_STALL_WAIT_NS: u64 = 100_000_000;
 
 /// How long a stopped reflector waits for its memif peers to disconnect first.
 const PEER_DISCONNECT_WAIT: Duration = Duration::from_secs(5);
