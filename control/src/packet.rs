@@ -8,8 +8,8 @@
 //! verified; what does not parse is an `Err` with a reason the caller counts.
 
 use crate::wire::{
-    be16, checksum, ipv4_header_checksum, l4_checksum, ones_complement_sum, ETHERTYPE_ARP, ETHERTYPE_IPV4,
-    ETHERTYPE_IPV6,
+    be16, checksum, ipv4_header_checksum, l4_checksum, l4_checksum_ok, ones_complement_sum, ETHERTYPE_ARP,
+    ETHERTYPE_IPV4, ETHERTYPE_IPV6,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -93,21 +93,6 @@ fn v6_at(f: &[u8], at: usize) -> Ipv6Addr {
     <[u8; 16]>::try_from(&f[at..at + 16]).expect("16 bytes").into()
 }
 
-/// The L4 checksum of `seg` (everything from the L4 header on) under the pseudo-header
-/// of the IP header at `f[l3..]` verifies.
-fn l4_sum_ok(f: &[u8], l3: usize, seg: &[u8], v6: bool, proto: u8) -> bool {
-    let mut sum: u32 = if v6 {
-        ones_complement_sum(&f[l3 + 8..l3 + 40]) as u32
-    } else {
-        ones_complement_sum(&f[l3 + 12..l3 + 20]) as u32
-    };
-    sum += proto as u32 + seg.len() as u32 + ones_complement_sum(seg) as u32;
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum == 0xffff
-}
-
 /// Reads a frame addressed to the appliance (or broadcast / multicast). `stamp_port` is the
 /// UDP port STAMP reflectors answer from.
 pub fn parse(f: &[u8], stamp_port: u16) -> Result<Frame<'_>, &'static str> {
@@ -159,13 +144,7 @@ pub fn parse(f: &[u8], stamp_port: u16) -> Result<Frame<'_>, &'static str> {
                     }
                     match seg[0] {
                         8 => frame(Pkt::EchoRequest { src, dst }),
-                        0 => frame(Pkt::EchoReply {
-                            src,
-                            dst,
-                            id: be16(seg, 4),
-                            seq: be16(seg, 6),
-                            data: &seg[8..],
-                        }),
+                        0 => frame(echo_reply_of(src, dst, seg)),
                         _ => frame(Pkt::Unhandled("icmp type")),
                     }
                 }
@@ -189,7 +168,7 @@ pub fn parse(f: &[u8], stamp_port: u16) -> Result<Frame<'_>, &'static str> {
                     if seg.len() < 8 {
                         return Err("truncated icmpv6");
                     }
-                    if !l4_sum_ok(f, l3, seg, true, ICMPV6) {
+                    if !l4_checksum_ok(f, l3, seg, true, ICMPV6) {
                         return Err("bad icmpv6 checksum");
                     }
                     let nd = matches!(seg[0], 135 | 136);
@@ -200,13 +179,7 @@ pub fn parse(f: &[u8], stamp_port: u16) -> Result<Frame<'_>, &'static str> {
                     }
                     match seg[0] {
                         128 => frame(Pkt::EchoRequest { src, dst }),
-                        129 => frame(Pkt::EchoReply {
-                            src,
-                            dst,
-                            id: be16(seg, 4),
-                            seq: be16(seg, 6),
-                            data: &seg[8..],
-                        }),
+                        129 => frame(echo_reply_of(src, dst, seg)),
                         135 => frame(Pkt::Solicit {
                             src: src6,
                             target: v6_at(seg, 8),
@@ -225,6 +198,17 @@ pub fn parse(f: &[u8], stamp_port: u16) -> Result<Frame<'_>, &'static str> {
             }
         }
         _ => frame(Pkt::Unhandled("ethertype")),
+    }
+}
+
+/// An ICMP or ICMPv6 echo reply (`seg` at least 8 bytes).
+fn echo_reply_of<'a>(src: IpAddr, dst: IpAddr, seg: &'a [u8]) -> Pkt<'a> {
+    Pkt::EchoReply {
+        src,
+        dst,
+        id: be16(seg, 4),
+        seq: be16(seg, 6),
+        data: &seg[8..],
     }
 }
 
@@ -258,7 +242,7 @@ fn udp<'a>(
     }
     let seg = &seg[..be16(seg, 4) as usize];
     // A zero checksum means none, which IPv6 does not allow.
-    if (v6 || be16(seg, 6) != 0) && !l4_sum_ok(f, l3, seg, v6, UDP) {
+    if (v6 || be16(seg, 6) != 0) && !l4_checksum_ok(f, l3, seg, v6, UDP) {
         return Err("bad udp checksum");
     }
     if be16(seg, 0) != stamp_port {
@@ -583,7 +567,7 @@ mod tests {
             assert_eq!(&f[l4 + 8..l4 + 12], &9u32.to_be_bytes());
             assert_eq!(&f[l4 + 12..l4 + 20], &0x1122_3344_5566_7788u64.to_be_bytes());
             let seg = &f[l4..l4 + 8 + STAMP_LEN];
-            assert!(l4_sum_ok(&f, 14, seg, s.is_ipv6(), UDP));
+            assert!(l4_checksum_ok(&f, 14, seg, s.is_ipv6(), UDP));
         }
     }
 

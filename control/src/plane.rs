@@ -303,7 +303,6 @@ impl Plane {
                     },
                     link_up: link_up.get(p.port).copied().unwrap_or(true),
                     mac: p.next_hop_mac.or_else(|| self.neigh.mac(p.port, p.next_hop)),
-                    drained: false,
                     figures: (pr.mode != ProbeMode::None && pr.health.answered > 0).then_some(f),
                 }
             })
@@ -335,8 +334,8 @@ impl Plane {
         let msg = format!(
             "path \"{}\": {} -> {} ({})",
             p.name,
-            health_name(c.from),
-            health_name(c.to),
+            c.from.name(),
+            c.to.name(),
             c.reason
         );
         if c.to == Health::Up {
@@ -549,14 +548,6 @@ impl Plane {
             }
             Pkt::Unhandled(why) => unhandled(&mut self.counters, why),
         }
-    }
-}
-
-pub fn health_name(h: Health) -> &'static str {
-    match h {
-        Health::Up => "up",
-        Health::Degraded => "degraded",
-        Health::Down => "down",
     }
 }
 

@@ -67,21 +67,31 @@ pub fn ipv4_header_checksum(f: &mut [u8], l3: usize) {
     f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
 }
 
+/// The folded one's-complement sum of `seg` (an L4 header and its data) under the
+/// pseudo-header of the IP header at `f[l3..]` (addresses, protocol `proto`, length).
+fn pseudo_header_sum(f: &[u8], l3: usize, v6: bool, proto: u8, seg: &[u8]) -> u16 {
+    let addrs = if v6 { &f[l3 + 8..l3 + 40] } else { &f[l3 + 12..l3 + 20] };
+    let mut sum = ones_complement_sum(addrs) as u32 + proto as u32 + seg.len() as u32 + ones_complement_sum(seg) as u32;
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Whether the L4 checksum of `seg` verifies under the pseudo-header of the IP header at
+/// `f[l3..]` (UDP, TCP, ICMPv6).
+pub fn l4_checksum_ok(f: &[u8], l3: usize, seg: &[u8], v6: bool, proto: u8) -> bool {
+    pseudo_header_sum(f, l3, v6, proto, seg) == 0xffff
+}
+
 /// The L4 checksum over a pseudo-header (UDP, TCP, ICMPv6), written at `csum_at`; the L4
-/// data runs from `l4` to the end of `f`. UDP's zero is sent as 0xffff.
+/// data runs from `l4` to the end of `f`, and the protocol is the IP header's own (an
+/// IPv6 header followed directly by the L4 header). UDP's zero is sent as 0xffff.
 pub fn l4_checksum(f: &mut [u8], l3: usize, l4: usize, v6: bool, csum_at: usize, udp: bool) {
     f[csum_at] = 0;
     f[csum_at + 1] = 0;
-    let len = f.len() - l4;
-    let mut sum: u32 = if v6 {
-        ones_complement_sum(&f[l3 + 8..l3 + 40]) as u32 + f[l3 + 6] as u32
-    } else {
-        ones_complement_sum(&f[l3 + 12..l3 + 20]) as u32 + f[l3 + 9] as u32
-    };
-    sum += len as u32 + ones_complement_sum(&f[l4..]) as u32;
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    let mut c = !(sum as u16);
+    let proto = if v6 { f[l3 + 6] } else { f[l3 + 9] };
+    let mut c = !pseudo_header_sum(f, l3, v6, proto, &f[l4..]);
     if c == 0 && udp {
         c = 0xffff;
     }

@@ -391,22 +391,14 @@ fn run_with_eal(
     let started = Instant::now();
     if status == EXIT_OK {
         info!(target: "sluiced", "forwarding; stop with Ctrl-C or SIGTERM");
-        let mut ctl = Ctl {
-            server,
-            baseline: None,
+        let live = LiveCtx {
+            ports: &ports,
+            counters: &counters,
+            opts,
             tsc_hz,
             started,
         };
-        control_loop(
-            &ports,
-            &counters,
-            opts,
-            signalled,
-            reload,
-            &mut slow,
-            &pools[ctl_pool],
-            &mut ctl,
-        );
+        control_loop(&live, signalled, reload, &mut slow, &pools[ctl_pool], server);
     }
 
     // ---- stop
@@ -553,18 +545,23 @@ fn port_totals(counters: &[Arc<WorkerCounters>], ports: usize) -> Vec<[u64; 4]> 
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn control_loop(
-    ports: &[RunPort],
-    counters: &[Arc<WorkerCounters>],
-    opts: &Options,
+    live: &LiveCtx,
     signalled: &AtomicBool,
     reload: &AtomicBool,
     slow: &mut SlowPath,
     ctl_pool: &Mempool,
-    ctl: &mut Ctl,
+    server: &mut CtlServer,
 ) {
-    let started = ctl.started;
+    let LiveCtx {
+        ports,
+        counters,
+        opts,
+        started,
+        ..
+    } = *live;
+    // `clear counters`: what the shows subtract from now on.
+    let mut baseline: Option<serde_json::Value> = None;
     // Short enough that rings never fill at line rate, a link loss moves flows at once,
     // and probe timeouts are seen within a millisecond.
     let tick = Duration::from_millis(1);
@@ -590,22 +587,7 @@ fn control_loop(
         slow.links(&links);
         slow.control(ctl_pool);
         slow.rebalance(counters);
-        {
-            let Ctl {
-                server,
-                baseline,
-                tsc_hz,
-                started,
-            } = ctl;
-            let live = LiveCtx {
-                ports,
-                counters,
-                opts,
-                tsc_hz: *tsc_hz,
-                started: *started,
-            };
-            server.poll(&mut |w: &[String]| command(w, &live, slow, baseline));
-        }
+        server.poll(&mut |w: &[String]| command(w, live, slow, &mut baseline));
         if reload.swap(false, Ordering::Relaxed) {
             info!(target: "reload", "SIGHUP: reloading {}", opts.config.display());
             let _ = slow.reload(&opts.config);
@@ -622,15 +604,7 @@ fn control_loop(
     }
 }
 
-/// The control socket and what its commands need across loop turns.
-struct Ctl<'a> {
-    server: &'a mut CtlServer,
-    /// The counters at `clear counters`: shows subtract them.
-    baseline: Option<serde_json::Value>,
-    tsc_hz: u64,
-    started: Instant,
-}
-
+/// What control-socket commands read besides the slow path.
 struct LiveCtx<'a> {
     ports: &'a [RunPort],
     counters: &'a [Arc<WorkerCounters>],

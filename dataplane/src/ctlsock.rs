@@ -119,28 +119,18 @@ impl CtlServer {
             }
             let mut answered = 0;
             while answered < REQUESTS_PER_POLL && !c.closing {
-                let Some(nl) = c.input.iter().position(|&b| b == b'\n') else {
-                    if c.input.len() > ctl::MAX_REQUEST {
-                        self.errors += 1;
-                        respond(
-                            c,
-                            ctl::error(&format!("request longer than {} bytes", ctl::MAX_REQUEST)),
-                        );
-                        c.closing = true;
-                    }
-                    break;
-                };
-                let line: Vec<u8> = c.input.drain(..=nl).collect();
-                answered += 1;
-                if line.len() > ctl::MAX_REQUEST + 1 {
+                // The next request runs to its newline, or is still arriving.
+                let nl = c.input.iter().position(|&b| b == b'\n');
+                if nl.unwrap_or(c.input.len()) > ctl::MAX_REQUEST {
                     self.errors += 1;
-                    respond(
-                        c,
-                        ctl::error(&format!("request longer than {} bytes", ctl::MAX_REQUEST)),
-                    );
+                    let msg = format!("request longer than {} bytes", ctl::MAX_REQUEST);
+                    respond(c, ctl::error(&msg));
                     c.closing = true;
                     break;
                 }
+                let Some(nl) = nl else { break };
+                let line: Vec<u8> = c.input.drain(..=nl).collect();
+                answered += 1;
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim();
                 if text.is_empty() {

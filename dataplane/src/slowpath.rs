@@ -438,20 +438,20 @@ impl SlowPath {
             .enumerate()
             .map(|(i, ((p, pr), st))| {
                 let f = pr.health.figures();
-                let state = if p.admin == routing::AdminState::Drained || st.drained {
+                let state = if p.admin == routing::AdminState::Drained {
                     "drained"
                 } else if !st.link_up {
                     "link-down"
                 } else if st.mac.is_none() {
                     "unresolved"
                 } else {
-                    control::plane::health_name(pr.health.state)
+                    pr.health.state.name()
                 };
                 json!({
                     "name": p.name, "cloud": p.cloud.name(), "region": p.region,
                     "port": self.cfg.ports[p.port].name, "next_hop": p.next_hop.to_string(),
                     "next_hop_mac": st.mac.map(|m| control::MacAddr(m).to_string()),
-                    "state": state, "health": control::plane::health_name(pr.health.state),
+                    "state": state, "health": pr.health.state.name(),
                     "eligible": routing::path::eligible(p, st),
                     "since_ms": pr.health.since_ns / 1_000_000,
                     "probe": p.probe.name(), "probe_target": p.probe_target.to_string(),
@@ -472,8 +472,8 @@ impl SlowPath {
             .iter()
             .map(|e| {
                 json!({"at_ms": e.at_ns as f64 / 1e6, "path": e.path,
-                       "from": control::plane::health_name(e.change.from),
-                       "to": control::plane::health_name(e.change.to), "reason": e.change.reason})
+                       "from": e.change.from.name(),
+                       "to": e.change.to.name(), "reason": e.change.reason})
             })
             .collect();
         let live: std::collections::BTreeMap<String, u64> = self

@@ -72,16 +72,20 @@ impl Tables {
     ) -> Result<Tables, String> {
         assert_eq!(status.len(), cfg.paths.len());
         let (classifier, v4, v6) = compile_lookups(cfg)?;
+        // A group's choice compiled for a class with `sla` (empty: none). Unless flows are
+        // to rebalance, a flow also keeps any path the class may still use.
+        let new_flows_only = cfg.probes.recovery == control::config::Recovery::NewFlows;
+        let compile = |g: &routing::PathGroup, members: Vec<(u16, u32)>, sla: &Sla| {
+            let mut s = Selection::compile(members, &cfg.paths);
+            if new_flows_only {
+                s.keep_healthy(g, &cfg.paths, status, sla);
+            }
+            s
+        };
         let groups = cfg
             .groups
             .iter()
-            .map(|g| {
-                let mut s = Selection::compile(select(g, &cfg.paths, status, cfg.site), &cfg.paths);
-                if cfg.probes.recovery == control::config::Recovery::NewFlows {
-                    s.keep_healthy(g, &cfg.paths, status);
-                }
-                s
-            })
+            .map(|g| compile(g, select(g, &cfg.paths, status, cfg.site), &Sla::default()))
             .collect();
         let mut profiles: Vec<Sla> = Vec::new();
         let class_profile: Vec<u8> = cfg
@@ -103,16 +107,7 @@ impl Tables {
             .map(|sla| {
                 cfg.groups
                     .iter()
-                    .map(|g| {
-                        select_for(g, &cfg.paths, status, cfg.site, sla).map(|m| {
-                            let mut s = Selection::compile(m, &cfg.paths);
-                            if cfg.probes.recovery == control::config::Recovery::NewFlows {
-                                s.keep_healthy(g, &cfg.paths, status);
-                                s.keep.retain(|&i| status[i as usize].meets(sla));
-                            }
-                            s
-                        })
-                    })
+                    .map(|g| select_for(g, &cfg.paths, status, cfg.site, sla).map(|m| compile(g, m, sla)))
                     .collect()
             })
             .collect();

@@ -80,9 +80,6 @@ fn sluicectl(sock: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into()
 }
 
-/// sluiced between the generator and the reflector; `aws` and `probes` are extra TOML
-/// for the reflector's aws gateway and sluiced's `[probes]`; `during` runs with the
-/// control socket's path while the generator sends.
 /// The generator's default traffic: 64 UDP flows to the clouds.
 const SITE_STREAM: &str = "[[stream]]\nname = \"site\"\nsrc = \"10.1.0.0/24\"\ndst = \"198.51.100.0/24\"\nflows = 64\nsize = 128\nrate = \"20000pps\"\ndst_mac = \"02:00:00:00:00:01\"\n";
 
@@ -90,6 +87,9 @@ fn failover_run(name: &str, aws: &str, probes: &str, seconds: u64, during: impl 
     failover_run_with(name, aws, probes, SITE_STREAM, seconds, during)
 }
 
+/// sluiced between the generator and the reflector; `aws` and `probes` are extra TOML
+/// for the reflector's aws gateway and sluiced's configuration, `streams` the generator's;
+/// `during` runs with the control socket's path while the generator sends.
 fn failover_run_with(
     name: &str,
     aws: &str,
@@ -98,26 +98,6 @@ fn failover_run_with(
     seconds: u64,
     during: impl Fn(&std::path::Path),
 ) -> Run {
-    // DPDK 22.11's memif driver now and then faults in a poller at the end of a run (a
-    // segfault inside librte_net_memif, seen about once in twenty runs here); such a run
-    // is repeated once, and said so. Anything else fails at once.
-    for attempt in 0..2 {
-        if let Some(r) = try_failover_run(&format!("{name}{attempt}"), aws, probes, streams, seconds, &during) {
-            return r;
-        }
-        eprintln!("failover test {name}: the generator died by a signal inside DPDK; repeating the run once");
-    }
-    panic!("the generator died by a signal twice")
-}
-
-fn try_failover_run(
-    name: &str,
-    aws: &str,
-    probes: &str,
-    streams: &str,
-    seconds: u64,
-    during: &dyn Fn(&std::path::Path),
-) -> Option<Run> {
     let dir = TestDir::new(name);
     let lan = dir.file("lan.sock");
     let wan = dir.file("wan.sock");
@@ -287,11 +267,7 @@ group = "back"
     said("reflect", "for memif peers to disconnect", Duration::from_secs(2));
     assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
     let done = sluiced.wait(LIMIT);
-    let gen = gen.wait(LIMIT);
-    if gen.code == -1 {
-        return None;
-    }
-    let gen = gen.json();
+    let gen = gen.wait(LIMIT).json();
     assert_eq!(done.code, 0, "sluiced failed\n{}", done.stderr);
     let refl = refl.wait(LIMIT).json();
     let sluiced: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
@@ -300,7 +276,7 @@ group = "back"
     for p in sluiced["mempools"].as_array().unwrap() {
         assert_eq!(p["leak"], false, "{p}");
     }
-    Some(Run { gen, sluiced, refl })
+    Run { gen, sluiced, refl }
 }
 
 /// The preferred gateway goes silent for 2 s: traffic flows on the backup within 300 ms,

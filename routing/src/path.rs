@@ -2,6 +2,7 @@
 //! among its paths. The selection is computed on the control thread (at start-up, on
 //! reload, on every health change) into a Maglev table; the fast path only indexes it.
 
+use crate::health::Sla;
 use crate::maglev::Maglev;
 use std::net::IpAddr;
 
@@ -49,8 +50,7 @@ pub enum AdminState {
     Drained,
 }
 
-/// Health, from probes (a later stage of the control plane); until then every path that
-/// is not drained and whose port has link is `Up`.
+/// Health, from the path's probes (`health::PathHealth`); an unprobed path is `Up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Health {
     #[default]
@@ -58,6 +58,16 @@ pub enum Health {
     /// Usable, but breaks an SLA: chosen only when nothing `Up` is left.
     Degraded,
     Down,
+}
+
+impl Health {
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
+    }
 }
 
 /// How a path is probed.
@@ -167,8 +177,6 @@ pub struct PathStatus {
     pub link_up: bool,
     /// The next hop's MAC, static or resolved; `None` while it cannot be resolved.
     pub mac: Option<[u8; 6]>,
-    /// Set by the operator (`path drain`), on top of the configured state.
-    pub drained: bool,
     /// What its probes measured, when it is probed and has answered.
     pub figures: Option<crate::health::Figures>,
 }
@@ -180,13 +188,12 @@ impl PathStatus {
             latency_us: p.latency_us,
             link_up: true,
             mac: p.next_hop_mac,
-            drained: false,
             figures: None,
         }
     }
 
     /// Whether the path's measured figures meet `sla` (a path not measured yet does).
-    pub fn meets(&self, sla: &crate::health::Sla) -> bool {
+    pub fn meets(&self, sla: &Sla) -> bool {
         self.figures.is_none_or(|f| sla.breach(&f).is_none())
     }
 }
@@ -199,7 +206,7 @@ pub fn select_for(
     paths: &[Path],
     status: &[PathStatus],
     site: Option<(f64, f64)>,
-    sla: &crate::health::Sla,
+    sla: &Sla,
 ) -> Option<Vec<(u16, u32)>> {
     let limited: Vec<PathStatus> = status
         .iter()
@@ -222,7 +229,7 @@ pub fn select_for(
 /// Whether a path may carry traffic at all: not drained, its port has link, its next hop
 /// is resolved and its probes say it is not down.
 pub fn eligible(p: &Path, s: &PathStatus) -> bool {
-    p.admin != AdminState::Drained && !s.drained && s.link_up && s.mac.is_some() && s.health != Health::Down
+    p.admin != AdminState::Drained && s.link_up && s.mac.is_some() && s.health != Health::Down
 }
 
 /// Whether a path may carry traffic at all, and whether it is fully healthy.
@@ -334,11 +341,12 @@ impl Selection {
         }
     }
 
-    /// Adds the group's other eligible, fully up paths to `keep`.
-    pub fn keep_healthy(&mut self, group: &PathGroup, paths: &[Path], status: &[PathStatus]) {
+    /// Adds the group's other eligible, fully up paths that meet `sla` (a class's; empty
+    /// for none) to `keep`.
+    pub fn keep_healthy(&mut self, group: &PathGroup, paths: &[Path], status: &[PathStatus], sla: &Sla) {
         for &i in &group.paths {
             let (p, s) = (&paths[i as usize], &status[i as usize]);
-            if eligible(p, s) && s.health == Health::Up && !self.keep.contains(&i) {
+            if eligible(p, s) && s.health == Health::Up && s.meets(sla) && !self.keep.contains(&i) {
                 self.keep.push(i);
             }
         }
@@ -464,12 +472,13 @@ mod tests {
         let g = group(Policy::LowestLatency);
         let mut sel = Selection::compile(select(&g, &ps, &st, None), &ps);
         assert_eq!(sel.keep, vec![0]);
-        sel.keep_healthy(&g, &ps, &st);
+        sel.keep_healthy(&g, &ps, &st, &crate::health::Sla::default());
         assert_eq!(sel.keep, vec![0, 1, 2]);
         st[1].health = Health::Degraded;
-        st[2].drained = true;
+        let mut ps = ps;
+        ps[2].admin = AdminState::Drained;
         let mut sel = Selection::compile(select(&g, &ps, &st, None), &ps);
-        sel.keep_healthy(&g, &ps, &st);
+        sel.keep_healthy(&g, &ps, &st, &crate::health::Sla::default());
         assert_eq!(sel.keep, vec![0]);
     }
 
