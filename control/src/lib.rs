@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod ctl;
+pub mod hold;
 pub mod logging;
 pub mod mac;
 pub mod neigh;

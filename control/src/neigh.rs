@@ -8,6 +8,11 @@
 //! and asked again after `failed_retry`). A reachable entry not confirmed within
 //! `reachable` becomes `Incomplete`. Static entries come from the configuration and never
 //! change.
+//!
+//! An entry is *resolving* while it is `Incomplete` for the first time since it was
+//! tracked, last answered, or its port's link came up — not when a failed entry asks
+//! again. Packets for a resolving next hop are held (`crate::hold`); those for a failed one
+//! are not.
 
 use std::net::IpAddr;
 
@@ -19,6 +24,8 @@ pub struct NeighSettings {
     pub retry_ns: u64,
     pub tries: u32,
     pub failed_retry_ns: u64,
+    /// Packets held per next hop while it is resolved (`crate::hold`); 0 holds none.
+    pub queue: u32,
 }
 
 impl Default for NeighSettings {
@@ -29,6 +36,7 @@ impl Default for NeighSettings {
             retry_ns: 200_000_000,
             tries: 5,
             failed_retry_ns: 2_000_000_000,
+            queue: 64,
         }
     }
 }
@@ -62,6 +70,8 @@ pub struct Neighbor {
     pub confirmed_ns: u64,
     /// Requests sent since the last answer.
     pub tries: u32,
+    /// Asking again after failing: no longer resolving.
+    retrying: bool,
     next_request_ns: u64,
     pub requests: u64,
     pub answers: u64,
@@ -119,6 +129,7 @@ impl NeighborCache {
             mac,
             confirmed_ns: now_ns,
             tries: 0,
+            retrying: false,
             next_request_ns: now_ns,
             requests: 0,
             answers: 0,
@@ -140,6 +151,13 @@ impl NeighborCache {
         }
     }
 
+    /// Whether `ip` on `port` is being resolved and has not failed yet: its packets may
+    /// wait for it.
+    pub fn resolving(&self, port: usize, ip: IpAddr) -> bool {
+        self.find(port, ip)
+            .is_some_and(|i| self.entries[i].state == NeighState::Incomplete && !self.entries[i].retrying)
+    }
+
     /// `ip` on `port` says it is at `mac` (an ARP request or reply from it, a neighbour
     /// advertisement, a solicitation with its address). Returns whether a tracked entry's
     /// usable MAC changed (appeared, moved or came back).
@@ -156,6 +174,7 @@ impl NeighborCache {
         e.mac = Some(mac);
         e.confirmed_ns = now_ns;
         e.tries = 0;
+        e.retrying = false;
         e.answers += 1;
         let refresh = self.settings.reachable_ns / 100 * self.settings.refresh_pct as u64;
         e.next_request_ns = now_ns + refresh;
@@ -169,6 +188,7 @@ impl NeighborCache {
             if matches!(e.state, NeighState::Incomplete | NeighState::Failed) {
                 e.state = NeighState::Incomplete;
                 e.tries = 0;
+                e.retrying = false;
                 e.next_request_ns = now_ns;
             }
         }
@@ -220,6 +240,7 @@ impl NeighborCache {
                 }
                 NeighState::Failed => {
                     e.state = NeighState::Incomplete;
+                    e.retrying = true;
                     e.tries = 1;
                     out.push(Request {
                         port: e.port,
@@ -253,6 +274,7 @@ mod tests {
             retry_ns: 200 * MS,
             tries: 3,
             failed_retry_ns: 2000 * MS,
+            queue: 8,
         }
     }
 
@@ -261,6 +283,8 @@ mod tests {
         let mut c = NeighborCache::new(settings());
         c.track(0, ip("10.0.0.1"), None, 0);
         assert_eq!(c.mac(0, ip("10.0.0.1")), None);
+        assert!(c.resolving(0, ip("10.0.0.1")));
+        assert!(!c.resolving(1, ip("10.0.0.1")), "not tracked on that port");
         let (req, _) = c.tick(0);
         assert_eq!(
             req,
@@ -274,6 +298,7 @@ mod tests {
         assert!(c.tick(100 * MS).0.is_empty());
         assert!(c.learn(0, ip("10.0.0.1"), M, 150 * MS));
         assert_eq!(c.mac(0, ip("10.0.0.1")), Some(M));
+        assert!(!c.resolving(0, ip("10.0.0.1")));
         assert!(!c.learn(0, ip("10.0.0.1"), M, 160 * MS), "same MAC: no change");
         // Unknown addresses are not learned.
         assert!(!c.learn(0, ip("10.0.0.99"), M, 160 * MS));
@@ -288,6 +313,7 @@ mod tests {
         assert!(lost);
         assert_eq!(req[0].unicast, None);
         assert_eq!(c.mac(0, ip("10.0.0.1")), None);
+        assert!(c.resolving(0, ip("10.0.0.1")), "a lapsed entry is resolved afresh");
     }
 
     #[test]
@@ -297,7 +323,9 @@ mod tests {
         let mut sent = 0;
         let mut t = 0;
         let mut lost = false;
+        let a = ip("2001:db8::1");
         while c.entries()[0].state != NeighState::Failed {
+            assert!(c.resolving(1, a));
             let (r, l) = c.tick(t);
             sent += r.len();
             lost |= l;
@@ -306,11 +334,17 @@ mod tests {
         assert_eq!(sent, 3);
         assert!(lost);
         assert_eq!(c.entries()[0].failures, 1);
+        assert!(!c.resolving(1, a));
         // Asked again after the failed-retry time.
         let failed_at = t - 200 * MS;
         assert!(c.tick(failed_at + 1999 * MS).0.is_empty());
         assert_eq!(c.tick(failed_at + 2000 * MS).0.len(), 1);
         assert_eq!(c.entries()[0].state, NeighState::Incomplete);
+        // Asking again after a failure is not resolving: nothing waits for it ...
+        assert!(!c.resolving(1, a));
+        // ... until the port's link comes back, which starts afresh.
+        c.kick(1, failed_at + 2100 * MS);
+        assert!(c.resolving(1, a));
     }
 
     #[test]

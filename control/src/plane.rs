@@ -289,11 +289,14 @@ impl Plane {
 
     /// Each configured path's status now (`link_up` per port).
     pub fn statuses(&self, cfg: &Config, link_up: &[bool]) -> Vec<PathStatus> {
+        // Packets wait for a next hop only if they may be held.
+        let hold = cfg.neighbors.queue > 0;
         cfg.paths
             .iter()
             .zip(&self.paths)
             .map(|(p, pr)| {
                 let f = pr.health.figures();
+                let mac = p.next_hop_mac.or_else(|| self.neigh.mac(p.port, p.next_hop));
                 PathStatus {
                     health: pr.health.state,
                     latency_us: if pr.health.answered > 0 {
@@ -302,7 +305,8 @@ impl Plane {
                         p.latency_us
                     },
                     link_up: link_up.get(p.port).copied().unwrap_or(true),
-                    mac: p.next_hop_mac.or_else(|| self.neigh.mac(p.port, p.next_hop)),
+                    mac,
+                    resolving: mac.is_none() && hold && self.neigh.resolving(p.port, p.next_hop),
                     figures: (pr.mode != ProbeMode::None && pr.health.answered > 0).then_some(f),
                 }
             })

@@ -414,6 +414,10 @@ fn run_with_eal(
     }
     // What the workers handed over last (exception packets, their flows at shutdown).
     slow.drain();
+    let held = slow.drop_held();
+    if held > 0 {
+        info!(target: "neighbors", "{held} packets still waiting for next hops dropped at shutdown");
+    }
     let ran = started.elapsed();
     for p in &ports {
         if let Err(e) = p.port.stop() {

@@ -39,6 +39,8 @@ pub fn mbufs_needed(cfg: &Config, burst: u32) -> u32 {
     let ports = cfg.ports.len() as u64;
     n += (workers as u64 + 1) * (cfg.eal.mbuf_cache as u64 * 3 / 2 + burst as u64 * (ports + 1));
     n += MBUF_SLACK as u64;
+    // Packets waiting for next hops being resolved.
+    n += control::hold::TOTAL as u64;
     // Mempools are most efficient at 2^k - 1 elements.
     let n = (n + 1).next_power_of_two() - 1;
     n.min(u32::MAX as u64) as u32

@@ -155,6 +155,11 @@ pub enum Verdict {
     },
     /// For the control thread (ARP, the appliance's own addresses, IPv6 link-local).
     Control,
+    /// Routed to `path`, whose next hop is still being resolved: for the control thread
+    /// to hold until it is (then sent with its MAC), or drop.
+    Hold {
+        path: u16,
+    },
     Drop(DropReason),
 }
 
@@ -489,11 +494,15 @@ impl Pipeline {
                 h[10..12].copy_from_slice(&sum.to_be_bytes());
             }
             b[..12].copy_from_slice(&hop.macs);
-            *v = Verdict::Out {
-                port: hop.port,
-                prio: p.prio,
-                class: p.class,
-                ect,
+            *v = if hop.hold {
+                Verdict::Hold { path: fl.path }
+            } else {
+                Verdict::Out {
+                    port: hop.port,
+                    prio: p.prio,
+                    class: p.class,
+                    ect,
+                }
             };
         }
         let t3 = rdtsc();
@@ -502,7 +511,7 @@ impl Pipeline {
         // ---- mark
         let mut marked = 0u64;
         for ((f, p), v) in frames.iter_mut().zip(pkts.iter()).zip(verdicts.iter()) {
-            if !matches!(v, Verdict::Out { .. }) {
+            if !matches!(v, Verdict::Out { .. } | Verdict::Hold { .. }) {
                 continue;
             }
             marked += 1;

@@ -13,6 +13,7 @@ use crate::flow::{EndReason, FlowRecord};
 use crate::pipeline::Shares;
 use crate::stats::WorkerCounters;
 use crate::tables::{Published, Tables};
+use control::hold::HoldQueues;
 use control::plane::{Plane, PortInfo};
 use control::Config;
 use log::{error, info, warn};
@@ -22,11 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A packet a worker hands to the control thread: the port (configuration index) it came
-/// in on and the TSC when the worker had it.
+/// in on and the TSC when the worker had it. `hold`: a routed packet (TTL, DSCP and source
+/// MAC already written) waiting for its path's next hop, with the path's index and the
+/// generation of the tables that chose it.
 pub struct Exception {
     pub mbuf: Mbuf,
     pub tsc: u64,
     pub port: u8,
+    pub hold: Option<(u16, u32)>,
 }
 
 /// Ended flows kept for `show flows` and the telemetry sinks.
@@ -55,6 +59,8 @@ pub struct SlowPath {
     tsc_hz: u64,
     tsc0: u64,
     exceptions: Vec<rtrb::Consumer<Exception>>,
+    /// Routed packets waiting for their next hop's MAC.
+    pub holds: HoldQueues<Mbuf>,
     records: Vec<rtrb::Consumer<FlowRecord>>,
     retired: Vec<Arc<Tables>>,
     link_up: Vec<bool>,
@@ -64,6 +70,8 @@ pub struct SlowPath {
     last_demand: Vec<Vec<u64>>,
     last_rebalance: Instant,
     pub exceptions_handled: u64,
+    /// Held packets whose path a reload removed before they reached this thread.
+    pub hold_orphans: u64,
     /// Control frames the control plane wanted sent that could not be (no mbuf, or the
     /// driver refused them).
     pub control_tx_dropped: u64,
@@ -119,6 +127,7 @@ impl SlowPath {
             .map_or(0, |d| d.as_nanos() as u64);
         let plane = Plane::new(&cfg, PortInfo::from_config(&cfg, &port_macs, &can_send), 0, unix_now);
         let built_from = plane.statuses(&cfg, &link_up);
+        let holds = HoldQueues::new(cfg.neighbors.queue as usize);
         let tables = Tables::build(&cfg, &port_macs, &built_from, 1)?;
         let mut producers = Vec::new();
         let mut exceptions = Vec::new();
@@ -142,6 +151,7 @@ impl SlowPath {
                 tsc_hz: tsc_hz.max(1),
                 tsc0: rdtsc(),
                 exceptions,
+                holds,
                 records,
                 retired: Vec::new(),
                 link_up,
@@ -150,6 +160,7 @@ impl SlowPath {
                 last_demand: vec![Vec::new(); workers],
                 last_rebalance: Instant::now(),
                 exceptions_handled: 0,
+                hold_orphans: 0,
                 control_tx_dropped: 0,
                 records_by_reason: [0; 4],
                 live_at_shutdown: Default::default(),
@@ -170,11 +181,17 @@ impl SlowPath {
         (tsc.saturating_sub(self.tsc0) as u128 * 1_000_000_000 / self.tsc_hz as u128) as u64
     }
 
-    /// Hands the exception packets to the control plane (and frees them) and collects
-    /// ended flows. Bounded per call by the rings' sizes.
+    /// Hands the exception packets to the control plane (and frees them), holds routed
+    /// packets for next hops being resolved, and collects ended flows. Bounded per call by
+    /// the rings' sizes.
     pub fn drain(&mut self) {
+        let tables = self.published.load();
         for k in 0..self.exceptions.len() {
             while let Ok(e) = self.exceptions[k].pop() {
+                if let Some((path, generation)) = e.hold {
+                    self.hold(&tables, e.mbuf, path, generation);
+                    continue;
+                }
                 let at = self.ns(e.tsc);
                 if e.mbuf.nb_segs() == 1 {
                     self.plane.receive(e.port as usize, e.mbuf.data(), at);
@@ -199,6 +216,64 @@ impl SlowPath {
         }
         // Snapshots that only this thread still holds can go now.
         self.retired.retain(|t| Arc::strong_count(t) > 1);
+    }
+
+    /// Holds a packet routed to `path` (by the tables of `generation`) until its next hop
+    /// answers; `release_held` sends it. A packet for a next hop that is no longer being
+    /// resolved is dropped and counted there.
+    fn hold(&mut self, tables: &Tables, mbuf: Mbuf, path: u16, generation: u32) {
+        let path = tables.carry_path(generation, path);
+        let Some(p) = self.cfg.paths.get(path as usize) else {
+            // Its path went away in a reload: nothing to wait for.
+            self.hold_orphans += 1;
+            return;
+        };
+        let (port, ip) = (p.port, p.next_hop);
+        if self.plane.neigh.mac(port, ip).is_some() || self.plane.neigh.resolving(port, ip) {
+            self.holds.hold(port, ip, mbuf);
+        } else {
+            self.holds.refuse(port, ip);
+        }
+    }
+
+    /// Sends what waits for next hops that have answered, with their MAC, on the control
+    /// TX queue of their port (what the driver cannot take yet waits for the next turn);
+    /// drops what waits for next hops that failed or are gone.
+    fn release_held(&mut self) {
+        for (port, ip) in self.holds.pending() {
+            if let Some(mac) = self.plane.neigh.mac(port, ip) {
+                let mut out = self.holds.release(port, ip);
+                let Some(q) = self.control_tx[port].as_mut() else {
+                    self.control_tx_dropped += out.len() as u64;
+                    continue;
+                };
+                while !out.is_empty() {
+                    let mut burst: Burst<32> = Burst::default();
+                    while burst.len() < 32 {
+                        let Some(mut m) = out.pop_front() else { break };
+                        m.data_mut()[..6].copy_from_slice(&mac);
+                        if let Err(m) = burst.push(m) {
+                            out.push_front(m);
+                            break;
+                        }
+                    }
+                    q.tx_keep(&mut burst);
+                    if !burst.is_empty() {
+                        let rest: Vec<Mbuf> = burst.drain().chain(out.drain(..)).collect();
+                        self.holds.unrelease(port, ip, rest);
+                        break;
+                    }
+                }
+            } else if !self.plane.neigh.resolving(port, ip) {
+                let n = self.holds.discard(port, ip);
+                warn!(target: "neighbors", "{ip} on port \"{}\" did not answer: {n} packets waiting for it dropped", self.cfg.ports[port].name);
+            }
+        }
+    }
+
+    /// Drops every held packet (at shutdown, before the pools go). Returns how many.
+    pub fn drop_held(&mut self) -> usize {
+        self.holds.clear()
     }
 
     /// Builds and publishes tables for `cfg` with `status`.
@@ -237,6 +312,9 @@ impl SlowPath {
         let now = self.ns(rdtsc());
         self.plane.tick(now);
         self.send(pool);
+        // Before new tables let workers send to a next hop that answered, what waited for
+        // it leaves first.
+        self.release_held();
         let mut changed = self.plane.take_changed();
         if !changed && self.cfg.class_slas.iter().any(|s| !s.is_empty()) {
             // A path crossing a class's SLA changes that class's choice at once.
@@ -364,6 +442,7 @@ impl SlowPath {
         self.publish_with(&new, status)?;
         self.plane = plane;
         self.plane.take_changed();
+        self.holds.set_per_hop(new.neighbors.queue as usize);
         info!(
             target: "reload",
             "configuration from {origin} running (generation {}): {} classes, {} rules, {} paths, {} routes",
@@ -502,10 +581,15 @@ impl SlowPath {
             .entries()
             .iter()
             .map(|e| {
+                let h = self.holds.hops().iter().find(|h| h.port == e.port && h.ip == e.ip);
+                let c = |f: fn(&control::hold::Held<Mbuf>) -> u64| h.map_or(0, f);
                 serde_json::json!({
                     "port": self.cfg.ports[e.port].name, "ip": e.ip.to_string(),
                     "mac": e.mac.map(|m| control::MacAddr(m).to_string()), "state": e.state.name(),
                     "requests": e.requests, "answers": e.answers, "failures": e.failures,
+                    "waiting": h.map_or(0, |h| h.waiting()), "held": c(|h| h.held),
+                    "released": c(|h| h.released), "overflowed": c(|h| h.overflowed),
+                    "unresolved": c(|h| h.unresolved),
                 })
             })
             .collect();
@@ -520,6 +604,7 @@ impl SlowPath {
             "arp_answered": c.arp_answered, "echo_answered": c.echo_answered, "nd_answered": c.nd_answered,
             "sent": c.sent, "tx_dropped": self.control_tx_dropped, "unsendable": c.unsendable,
             "malformed": c.malformed, "unhandled": c.unhandled,
+            "held_waiting": self.holds.waiting(), "held_orphaned": self.hold_orphans,
         })
     }
 

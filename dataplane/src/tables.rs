@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use control::config::{Config, Prefix};
 use qos::{Class, Classifier};
 use routing::health::Sla;
-use routing::path::{select, select_for, PathStatus, Selection};
+use routing::path::{select_for, select_or_hold, PathStatus, Selection};
 use routing::{Ipv4Prefix, Ipv6Prefix, Lpm4, Lpm6, Path};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -26,12 +26,15 @@ pub const PATH_NONE_USABLE: u16 = u16::MAX - 3;
 const LPM_LOCAL: u32 = routing::lpm::MAX_VALUE;
 const LPM_NOT_UNICAST: u32 = routing::lpm::MAX_VALUE - 1;
 
-/// Bytes written over the first 12 of a frame, the egress port and its MTU.
+/// Bytes written over the first 12 of a frame, the egress port and its MTU. `hold`: the
+/// next hop's MAC is not known yet (the path is chosen only while it is being resolved
+/// and nothing else is usable), so packets go to the control thread to wait for it.
 #[derive(Debug, Clone, Copy)]
 pub struct Hop {
     pub macs: [u8; 12],
     pub port: u16,
     pub mtu: u16,
+    pub hold: bool,
 }
 
 pub struct Tables {
@@ -85,7 +88,7 @@ impl Tables {
         let groups = cfg
             .groups
             .iter()
-            .map(|g| compile(g, select(g, &cfg.paths, status, cfg.site), &Sla::default()))
+            .map(|g| compile(g, select_or_hold(g, &cfg.paths, status, cfg.site), &Sla::default()))
             .collect();
         let mut profiles: Vec<Sla> = Vec::new();
         let class_profile: Vec<u8> = cfg
@@ -107,7 +110,13 @@ impl Tables {
             .map(|sla| {
                 cfg.groups
                     .iter()
-                    .map(|g| select_for(g, &cfg.paths, status, cfg.site, sla).map(|m| compile(g, m, sla)))
+                    .map(|g| {
+                        // Nothing usable at all: the same wait for next hops as the group's.
+                        select_for(g, &cfg.paths, status, cfg.site, sla).map(|m| match m.is_empty() {
+                            true => compile(g, select_or_hold(g, &cfg.paths, status, cfg.site), sla),
+                            false => compile(g, m, sla),
+                        })
+                    })
                     .collect()
             })
             .collect();
@@ -116,7 +125,7 @@ impl Tables {
             .iter()
             .zip(status)
             .map(|(p, st)| {
-                // A path without a MAC is never selected; its hop is never used.
+                // A path without a MAC is selected only to hold its packets.
                 let mut macs = [0u8; 12];
                 macs[..6].copy_from_slice(&st.mac.unwrap_or_default());
                 macs[6..].copy_from_slice(&port_macs[p.port]);
@@ -124,6 +133,7 @@ impl Tables {
                     macs,
                     port: p.port as u16,
                     mtu: cfg.ports[p.port].mtu,
+                    hold: st.mac.is_none(),
                 }
             })
             .collect();

@@ -233,11 +233,16 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                 for (i, mut m) in rx.drain().enumerate() {
                     match pipe.verdicts()[i] {
                         Verdict::Drop(_) => drop(m),
-                        Verdict::Control => {
+                        Verdict::Control | Verdict::Hold { .. } => {
+                            let hold = match pipe.verdicts()[i] {
+                                Verdict::Hold { path } => Some((path, generation)),
+                                _ => None,
+                            };
                             let e = crate::slowpath::Exception {
                                 mbuf: m,
                                 tsc: rdtsc(),
                                 port: in_port as u8,
+                                hold,
                             };
                             if plan.exceptions.push(e).is_err() {
                                 c.drop_packet(DropReason::ControlRingFull);

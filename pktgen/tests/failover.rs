@@ -84,18 +84,20 @@ fn sluicectl(sock: &std::path::Path, args: &[&str]) -> String {
 const SITE_STREAM: &str = "[[stream]]\nname = \"site\"\nsrc = \"10.1.0.0/24\"\ndst = \"198.51.100.0/24\"\nflows = 64\nsize = 128\nrate = \"20000pps\"\ndst_mac = \"02:00:00:00:00:01\"\n";
 
 fn failover_run(name: &str, aws: &str, probes: &str, seconds: u64, during: impl Fn(&std::path::Path)) -> Run {
-    failover_run_with(name, aws, probes, SITE_STREAM, seconds, during)
+    failover_run_with(name, [aws, ""], probes, SITE_STREAM, seconds, true, during)
 }
 
-/// sluiced between the generator and the reflector; `aws` and `probes` are extra TOML
-/// for the reflector's aws gateway and sluiced's configuration, `streams` the generator's;
-/// `during` runs with the control socket's path while the generator sends.
+/// sluiced between the generator and the reflector; `gws` and `probes` are extra TOML
+/// for the reflector's aws and gcp gateways and sluiced's configuration, `streams` the
+/// generator's; `during` runs with the control socket's path while the generator sends.
+/// With `resolved`, the generator starts only once sluiced has resolved both gateways.
 fn failover_run_with(
     name: &str,
-    aws: &str,
+    gws: [&str; 2],
     probes: &str,
     streams: &str,
     seconds: u64,
+    resolved: bool,
     during: impl Fn(&std::path::Path),
 ) -> Run {
     let dir = TestDir::new(name);
@@ -166,7 +168,8 @@ group = "back"
     let gws = dir.write(
         "gw.toml",
         &format!(
-            "[[gateway]]\nname = \"aws\"\nip = \"100.64.0.2\"\n{aws}\n[[gateway]]\nname = \"gcp\"\nip = \"100.64.0.3\"\n"
+            "[[gateway]]\nname = \"aws\"\nip = \"100.64.0.2\"\n{}\n[[gateway]]\nname = \"gcp\"\nip = \"100.64.0.3\"\n{}\n",
+            gws[0], gws[1]
         ),
     );
     let streams = dir.write("streams.toml", streams);
@@ -212,13 +215,14 @@ group = "back"
     // a path and what it loses is the failover's doing.
     let log = dir.file("sluiced.stderr");
     let t0 = Instant::now();
-    loop {
-        let l = std::fs::read_to_string(&log).unwrap_or_default();
-        if l.contains("100.64.0.2 on port") && l.contains("100.64.0.3 on port") {
-            break;
+    let both = |l: &str| l.contains("100.64.0.2 on port") && l.contains("100.64.0.3 on port");
+    if resolved {
+        let mut l = String::new();
+        while !both(&l) {
+            assert!(t0.elapsed() < LIMIT, "the gateways were not resolved:\n{l}");
+            std::thread::sleep(Duration::from_millis(20));
+            l = std::fs::read_to_string(&log).unwrap_or_default();
         }
-        assert!(t0.elapsed() < LIMIT, "the gateways were not resolved:\n{l}");
-        std::thread::sleep(Duration::from_millis(20));
     }
     let gen = Proc::start(
         &dir,
@@ -382,7 +386,7 @@ fn a_class_sla_steers_only_that_class() {
                    [[stream]]\nname = \"data\"\nsrc = \"10.1.0.0/24\"\ndst = \"198.51.100.128/26\"\nflows = 32\nsize = 128\nrate = \"10000pps\"\ndst_mac = \"02:00:00:00:00:01\"\n";
     let classes = "[[classes]]\nname = \"voice\"\npriority = \"p0\"\nsla = { latency_ms = 5 }\n\
                    [[rules]]\nclass = \"voice\"\ndst = \"198.51.100.0/26\"\n";
-    let r = failover_run_with("classsla", "delay = \"8ms\"", classes, streams, 5, |_| {});
+    let r = failover_run_with("classsla", ["delay = \"8ms\"", ""], classes, streams, 5, true, |_| {});
     // aws answers in 8 ms: up (no path-level SLA), still the cheapest for the data class.
     assert_eq!(r.path("aws")["state"], "up");
     let live = &r.sluiced["paths"]["live_flows_at_shutdown"];
@@ -412,4 +416,48 @@ fn a_class_sla_steers_only_that_class() {
         tx("voice")
     );
     assert!(aws >= tx("data"), "aws saw {aws}, data sent {}", tx("data"));
+}
+
+/// Both gateways are silent for their first 4 s, so neither can be resolved: the
+/// appliance holds the first packets for the preferred one (up to `neighbors.queue`,
+/// dropping the oldest), sends them the moment it answers, and forwards directly after.
+/// Every packet the generator lost is a drop the appliance counted.
+#[test]
+fn packets_wait_for_a_next_hop_being_resolved() {
+    let _g = serial();
+    let down = "down = [[\"0s\", \"4s\"]]";
+    let neighbors = "[neighbors]\nretry_ms = 100\ntries = 100\nqueue = 32\n";
+    let r = failover_run_with("hold", [down, down], neighbors, SITE_STREAM, 8, false, |_| {});
+    let s = &r.gen["streams"][0];
+    let (tx, rx) = (u(&s["tx_packets"]), u(&s["rx_packets"]));
+    let neighbor = |ip: &str| {
+        r.sluiced["neighbors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["ip"] == ip)
+            .unwrap_or_else(|| panic!("no neighbor {ip}"))
+            .clone()
+    };
+    let (aws, gcp) = (neighbor("100.64.0.2"), neighbor("100.64.0.3"));
+    eprintln!("hold: sent {tx}, back {rx}\naws {aws}\ngcp {gcp}");
+    assert_eq!(aws["state"], "reachable", "{aws}");
+    // aws is the cheaper: its next hop is the one waited for. More than a queue's worth
+    // arrived while it was silent, so the newest 32 were sent when it answered (and those
+    // the workers handed over before they took up the new tables, right after).
+    assert!(u(&aws["held"]) > 1000, "{aws}");
+    assert!(u(&aws["released"]) >= 32, "{aws}");
+    assert_eq!(u(&aws["held"]), u(&aws["released"]) + u(&aws["overflowed"]), "{aws}");
+    assert_eq!(u(&aws["waiting"]), 0, "{aws}");
+    assert_eq!(u(&gcp["held"]), 0, "{gcp}");
+    assert!(u(&r.gateway("aws")["data_packets"]) >= 32);
+    // Exact accounting: what did not come back was dropped, and counted, by sluiced.
+    let hold_drops: u64 = [&aws, &gcp]
+        .iter()
+        .map(|n| u(&n["overflowed"]) + u(&n["unresolved"]))
+        .sum();
+    let drops: u64 = r.sluiced["drops"].as_object().unwrap().values().map(u).sum();
+    assert_eq!(tx - rx, hold_drops + drops, "drops {}", r.sluiced["drops"]);
+    assert!(rx > RATE_PPS, "traffic flowed once resolved: {s}");
+    assert_eq!(u(&s["duplicates"]), 0);
 }

@@ -354,12 +354,16 @@ fn reflector_impairments_are_detected_exactly() {
     assert!(u(&gw("reorder")["reordered"]) > 300);
     assert!(u(&gw("dup")["duplicated"]) > 300);
     assert_eq!(u(&stream(&gen, "clean")["lost"]), 0);
-    let p50 = |n: &str| u(&stream(&gen, n)["latency"]["p50_ns"]) as f64;
-    let shift = p50("delayed") - p50("clean");
+    // The fastest packet of each shows the delay itself; the median, on a machine busy
+    // with other tests, also waits for CPU time, so it is only bounded below.
+    let at = |n: &str, q: &str| u(&stream(&gen, n)["latency"][q]) as f64;
+    let shift = at("delayed", "min_ns") - at("clean", "min_ns");
     assert!(
         (1.9e6..2.5e6).contains(&shift),
-        "a 2 ms delay shifted p50 by {shift} ns"
+        "a 2 ms delay shifted the minimum by {shift} ns"
     );
+    let shift = at("delayed", "p50_ns") - at("clean", "p50_ns");
+    assert!(shift >= 1.9e6, "a 2 ms delay shifted p50 by {shift} ns");
     assert_eq!(refl["mbufs_in_use_delta"], 0);
     assert_eq!(gen["mbufs_in_use_delta"], 0);
 }

@@ -177,6 +177,9 @@ pub struct PathStatus {
     pub link_up: bool,
     /// The next hop's MAC, static or resolved; `None` while it cannot be resolved.
     pub mac: Option<[u8; 6]>,
+    /// Without a MAC, the next hop is being resolved (not failed): the path's packets may
+    /// wait for it when its group has nothing else (`select_or_hold`).
+    pub resolving: bool,
     /// What its probes measured, when it is probed and has answered.
     pub figures: Option<crate::health::Figures>,
 }
@@ -188,6 +191,7 @@ impl PathStatus {
             latency_us: p.latency_us,
             link_up: true,
             mac: p.next_hop_mac,
+            resolving: false,
             figures: None,
         }
     }
@@ -224,6 +228,35 @@ pub fn select_for(
     let chosen = select(group, paths, &limited, site);
     // Nothing usable at all is not the SLA's doing: no fallback to count.
     (!chosen.is_empty() || select(group, paths, status, site).is_empty()).then_some(chosen)
+}
+
+/// The group's choice (`select`); when no path is usable but some are only waiting for
+/// their next hop's MAC, the choice among those, as if resolved. Their packets are held
+/// until the next hop answers, so a group's first packets are not lost to resolution.
+pub fn select_or_hold(
+    group: &PathGroup,
+    paths: &[Path],
+    status: &[PathStatus],
+    site: Option<(f64, f64)>,
+) -> Vec<(u16, u32)> {
+    let chosen = select(group, paths, status, site);
+    if !chosen.is_empty() {
+        return chosen;
+    }
+    let waiting: Vec<PathStatus> = status
+        .iter()
+        .map(|s| {
+            if s.mac.is_none() && s.resolving {
+                PathStatus {
+                    mac: Some([0; 6]),
+                    ..*s
+                }
+            } else {
+                *s
+            }
+        })
+        .collect();
+    select(group, paths, &waiting, site)
 }
 
 /// Whether a path may carry traffic at all: not drained, its port has link, its next hop
@@ -450,6 +483,31 @@ mod tests {
         st[1].health = Health::Degraded;
         st[2].health = Health::Degraded;
         assert_eq!(select(&g, &ps, &st, None), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn paths_being_resolved_are_chosen_only_when_nothing_else_is_usable() {
+        let ps = set();
+        let g = group(Policy::LowestLatency);
+        let mut st = status(&ps);
+        st[0].mac = None;
+        st[0].resolving = true;
+        // Another path is usable: it is the choice, and nothing waits.
+        assert_eq!(select_or_hold(&g, &ps, &st, None), vec![(2, 1)]);
+        st[1].link_up = false;
+        st[2].health = Health::Down;
+        assert!(select(&g, &ps, &st, None).is_empty());
+        assert_eq!(select_or_hold(&g, &ps, &st, None), vec![(0, 1)]);
+        // A failed next hop is not waited for, nor is a path that is down or drained.
+        st[0].resolving = false;
+        assert!(select_or_hold(&g, &ps, &st, None).is_empty());
+        st[0].resolving = true;
+        st[0].health = Health::Down;
+        assert!(select_or_hold(&g, &ps, &st, None).is_empty());
+        let mut drained = ps.clone();
+        drained[0].admin = AdminState::Drained;
+        st[0].health = Health::Up;
+        assert!(select_or_hold(&g, &drained, &st, None).is_empty());
     }
 
     #[test]

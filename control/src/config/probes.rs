@@ -53,6 +53,8 @@ pub(super) struct RawNeighbors {
     tries: Option<Spanned<u32>>,
     #[serde(default)]
     failed_retry_s: Option<Spanned<u32>>,
+    #[serde(default)]
+    queue: Option<Spanned<u32>>,
 }
 
 /// What happens to flows when a path comes back.
@@ -194,5 +196,13 @@ pub(super) fn neighbors(src: &Source, raw: RawNeighbors) -> Result<NeighSettings
         tries: ranged(src, &raw.tries, "neighbors.tries", 1..=100, "")?.unwrap_or(d.tries),
         failed_retry_ns: ranged(src, &raw.failed_retry_s, "neighbors.failed_retry_s", 1..=3600, " s")?
             .map_or(d.failed_retry_ns, |v| v as u64 * s),
+        queue: ranged(
+            src,
+            &raw.queue,
+            "neighbors.queue",
+            0..=crate::hold::TOTAL as u32,
+            " packets",
+        )?
+        .unwrap_or(d.queue),
     })
 }

@@ -446,3 +446,17 @@ fn port_rates() {
     let (_, f, _) = at(&err_with("rx_queues = 1", "rx_queues = 1\nrate = \"10kbit\""));
     assert_eq!(f, "ports[1].rate");
 }
+
+#[test]
+fn neighbor_settings() {
+    let c = traffic("[neighbors]\nretry_ms = 100\ntries = 20\nqueue = 16\n").unwrap();
+    assert_eq!(c.neighbors.retry_ns, 100_000_000);
+    assert_eq!((c.neighbors.tries, c.neighbors.queue), (20, 16));
+    assert_eq!(traffic("").unwrap().neighbors.queue, 64);
+    assert_eq!(traffic("[neighbors]\nqueue = 0\n").unwrap().neighbors.queue, 0);
+    let (_, f, m) = at(&traffic("[neighbors]\nqueue = 100000\n").unwrap_err());
+    assert_eq!(f, "neighbors.queue");
+    assert!(m.contains("0 to 2048 packets"), "{m}");
+    let (_, f, _) = at(&traffic("[neighbors]\nqueue_len = 8\n").unwrap_err());
+    assert_eq!(f, "neighbors.queue_len");
+}

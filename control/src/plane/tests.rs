@@ -263,6 +263,28 @@ fn resolves_next_hops_then_probes_and_measures() {
 }
 
 #[test]
+fn next_hops_are_waited_for_only_while_resolving() {
+    let cfg = config("");
+    let mut p = plane(&cfg);
+    let st = p.statuses(&cfg, &[true, true]);
+    assert!(st[0].resolving && st[1].resolving);
+    assert!(!st[2].resolving, "static");
+    // Holding turned off: nothing is waited for.
+    let off = config("[neighbors]\nqueue = 0\n");
+    assert!(!p.statuses(&off, &[true, true])[0].resolving);
+    // A silent gateway fails after its tries (5 x 200 ms) and is not waited for again,
+    // not even while it is asked again.
+    run(&mut p, 0, 4000 * MS, 1, |_| false);
+    let st = p.statuses(&cfg, &[true, true]);
+    assert_eq!(st[0].mac, None);
+    assert!(!st[0].resolving && !st[1].resolving);
+    // Answered: resolved, not resolving.
+    run(&mut p, 4000 * MS, 7000 * MS, 1, |_| true);
+    let st = p.statuses(&cfg, &[true, true]);
+    assert!(st[0].mac.is_some() && !st[0].resolving);
+}
+
+#[test]
 fn stamp_takes_the_reflector_hold_time_out_whatever_its_clock() {
     let cfg = config("");
     let text_cfg = {

@@ -332,6 +332,49 @@ fn flows_keep_their_path_while_it_stays_up() {
     assert!(fresh_on_gcp > 50, "{fresh_on_gcp}");
 }
 
+/// While no path of a group has a next hop MAC but one is being resolved, its packets
+/// are routed and marked, then held for the control thread; once resolved they leave
+/// directly, on the same path. A failed next hop holds nothing.
+#[test]
+fn packets_wait_for_a_next_hop_being_resolved() {
+    let cfg = config();
+    let mut r = Rig::new();
+    let unresolved = |resolving: bool| {
+        let mut st: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
+        st[0].mac = None;
+        st[0].resolving = resolving;
+        st[1].health = Health::Down;
+        st
+    };
+    let mut t = tables(&cfg, 2, Some(unresolved(true)));
+    t.follow(&r.t);
+    r.t = t;
+    let (v, f) = r.one(udp4("198.18.1.9", 80));
+    assert_eq!(v, Verdict::Hold { path: 0 });
+    // Routed and marked: TTL down, checksum right, class DSCP, our source MAC.
+    assert_eq!(f[22], 63);
+    assert_eq!(f[15] >> 2, 10, "af11");
+    assert_eq!(ones_complement_sum(&f[14..34]), 0xffff);
+    assert_eq!(&f[6..12], &MAC_B);
+    let flow = r.p.pkts[0].flow;
+    assert_eq!(r.p.flows.get(flow).path, 0);
+    // Resolved: the next packet of the flow leaves directly with the MAC.
+    let mut resolved: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
+    resolved[1].health = Health::Down;
+    let mut t = tables(&cfg, 3, Some(resolved));
+    t.follow(&r.t);
+    r.t = t;
+    let (v, f) = r.one(udp4("198.18.1.9", 80));
+    assert_eq!(out_port(v), 1);
+    assert_eq!(&f[..6], &[2, 0, 0, 0, 0x0b, 1]);
+    assert_eq!(r.p.flows.get(r.p.pkts[0].flow).path, 0);
+    // Failed (not resolving): nothing usable, nothing held.
+    let mut t = tables(&cfg, 4, Some(unresolved(false)));
+    t.follow(&r.t);
+    r.t = t;
+    assert_eq!(r.one(udp4("198.18.1.9", 80)).0, Verdict::Drop(DropReason::NoPath));
+}
+
 #[test]
 fn dscp_rewrite_matches_full_recomputation() {
     // Random headers: the incremental checksum equals a full recomputation.
@@ -555,7 +598,7 @@ fn mangled_frames_never_crash_and_are_all_accounted() {
                         assert_eq!(ones_complement_sum(&f.0[14..34]), 0xffff, "round {round}");
                     }
                 }
-                Verdict::Control => control += 1,
+                Verdict::Control | Verdict::Hold { .. } => control += 1,
                 Verdict::Drop(_) => {}
             }
         }
