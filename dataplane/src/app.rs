@@ -12,6 +12,7 @@ use crate::flow::{FlowTable, Timeouts};
 use crate::pipeline::{DropReason, Stage, BURST};
 use crate::slowpath::SlowPath;
 use crate::stats::{WorkerCounters, WorkerSnapshot};
+use crate::tables::Tables;
 use crate::worker::{self, Shared, WorkerPlan};
 use control::Config;
 use log::{error, info, warn};
@@ -353,7 +354,7 @@ fn run_with_eal(
             })
         })
         .collect();
-    for (w, ((tx, rx), (exceptions, records))) in worker_tx.into_iter().zip(rx_assign).zip(rings).enumerate() {
+    for (w, ((tx, rx), rings)) in worker_tx.into_iter().zip(rx_assign).zip(rings).enumerate() {
         let lcore = cfg.eal.workers[w];
         let polled: Vec<String> = rx
             .iter()
@@ -365,8 +366,7 @@ fn run_with_eal(
             index: w,
             rx,
             tx,
-            exceptions,
-            records,
+            rings,
             flow_capacity,
             timeouts: Timeouts::from_config(&cfg.flows),
             shaping: shaping.clone(),
@@ -742,10 +742,19 @@ fn command(
                             .ok_or("--top takes 1 to 1000")?,
                         _ => return Err("show flows [--top N]".into()),
                     };
-                    let mut recs: Vec<&crate::flow::FlowRecord> = slow.recent.iter().collect();
-                    recs.sort_by_key(|r| std::cmp::Reverse(r.flow.bytes));
-                    let list: Vec<_> = recs.iter().take(top).map(|r| flow_json(slow, r)).collect();
-                    json!({"ended_flows_kept": slow.recent.len(), "flows": list})
+                    let t = slow.published.load();
+                    let mut live: Vec<&crate::flow::Flow> = slow.live_top.iter().flat_map(|w| w.as_slice()).collect();
+                    live.sort_by_key(|f| std::cmp::Reverse(f.bytes));
+                    let live: Vec<_> = live.iter().take(top).map(|f| flow_json(slow, &t, f, "live")).collect();
+                    let mut ended: Vec<&crate::flow::FlowRecord> = slow.recent.iter().collect();
+                    ended.sort_by_key(|r| std::cmp::Reverse(r.flow.bytes));
+                    let ended: Vec<_> = ended
+                        .iter()
+                        .take(top)
+                        .map(|r| flow_json(slow, &t, &r.flow, r.reason.name()))
+                        .collect();
+                    json!({"live_flows": slow.live_top.iter().map(|w| w.live).sum::<usize>(), "live": live,
+                           "ended_flows_kept": slow.recent.len(), "ended": ended})
                 }
                 _ => unreachable!("every SHOW entry is handled"),
             })
@@ -801,15 +810,15 @@ fn path_name(slow: &SlowPath, p: u16) -> String {
         .map_or_else(|| "none".to_string(), |x| x.name.clone())
 }
 
-fn flow_json(slow: &SlowPath, r: &crate::flow::FlowRecord) -> serde_json::Value {
-    let f = &r.flow;
+/// A flow, live or ended (`end` says which and why), with its path in `t`'s numbering.
+fn flow_json(slow: &SlowPath, t: &Tables, f: &crate::flow::Flow, end: &str) -> serde_json::Value {
     let k = &f.key;
     let (src, dst) = k.addrs();
     serde_json::json!({
         "src": src.to_string(), "dst": dst.to_string(), "src_port": k.src_port, "dst_port": k.dst_port,
         "proto": k.proto, "in_port": slow.cfg.ports.get(k.in_port as usize).map(|p| p.name.clone()),
         "class": slow.cfg.classes.get(f.class as usize).map(|c| c.name.clone()),
-        "path": path_name(slow, f.path), "packets": f.packets, "bytes": f.bytes, "end": r.reason.name(),
+        "path": path_name(slow, t.carry_path(f.generation, f.path)), "packets": f.packets, "bytes": f.bytes, "end": end,
     })
 }
 

@@ -193,6 +193,52 @@ pub struct FlowCounters {
     pub evicted: u64,
 }
 
+/// Live flows each worker reports for `show flows`: its largest by bytes.
+pub const TOP_FLOWS: usize = 20;
+
+/// The largest live flows (by bytes) one complete walk of a table saw, and how many
+/// flows were live when it ended.
+#[derive(Debug, Clone, Copy)]
+pub struct TopFlows {
+    pub flows: [Flow; TOP_FLOWS],
+    pub len: usize,
+    pub live: usize,
+    /// Where the smallest of a full list is, so most flows cost one comparison.
+    min: usize,
+}
+
+impl Default for TopFlows {
+    fn default() -> TopFlows {
+        TopFlows {
+            flows: [Flow::default(); TOP_FLOWS],
+            len: 0,
+            live: 0,
+            min: 0,
+        }
+    }
+}
+
+impl TopFlows {
+    pub fn as_slice(&self) -> &[Flow] {
+        &self.flows[..self.len]
+    }
+
+    #[inline(always)]
+    fn offer(&mut self, f: &Flow) {
+        if self.len < TOP_FLOWS {
+            self.flows[self.len] = *f;
+            self.len += 1;
+        } else if f.bytes > self.flows[self.min].bytes {
+            self.flows[self.min] = *f;
+        } else {
+            return;
+        }
+        if self.len == TOP_FLOWS {
+            self.min = (0..TOP_FLOWS).min_by_key(|&i| self.flows[i].bytes).unwrap_or(0);
+        }
+    }
+}
+
 pub struct FlowTable {
     buckets: Box<[Bucket]>,
     mask: usize,
@@ -201,6 +247,12 @@ pub struct FlowTable {
     capacity: usize,
     live: usize,
     cursor: usize,
+    /// The largest flows of the walk in progress (`tops[walking]`) and of the last
+    /// complete one (the other).
+    tops: [TopFlows; 2],
+    walking: usize,
+    /// Complete walks so far.
+    pub walks: u64,
     pub timeouts: Timeouts,
     pub counters: FlowCounters,
 }
@@ -234,6 +286,9 @@ impl FlowTable {
             capacity,
             live: 0,
             cursor: 0,
+            tops: [TopFlows::default(); 2],
+            walking: 0,
+            walks: 0,
             timeouts,
             counters: FlowCounters::default(),
         }
@@ -476,8 +531,14 @@ impl FlowTable {
         ended(FlowRecord { flow: f, reason });
     }
 
+    /// The largest live flows of the last complete walk (`walks` counts them).
+    pub fn last_walk(&self) -> &TopFlows {
+        &self.tops[self.walking ^ 1]
+    }
+
     /// Looks at up to `budget` entries from where the last call stopped and expires the
-    /// idle ones. Returns how many expired.
+    /// idle ones; the others are candidates for the walk's largest flows. Returns how
+    /// many expired.
     pub fn age(&mut self, now_ms: u32, budget: usize, ended: &mut impl FnMut(FlowRecord)) -> usize {
         let n = self.entries.len();
         if n == 0 {
@@ -486,7 +547,16 @@ impl FlowTable {
         let mut expired = 0;
         for _ in 0..budget.min(n) {
             // No division: the cursor wraps by comparison.
-            let i = if self.cursor >= n { 0 } else { self.cursor };
+            let i = if self.cursor >= n {
+                // A walk ended: its list becomes the last one, and a new one starts.
+                self.tops[self.walking].live = self.live;
+                self.walking ^= 1;
+                self.tops[self.walking].len = 0;
+                self.walks += 1;
+                0
+            } else {
+                self.cursor
+            };
             self.cursor = i + 1;
             let f = &self.entries[i];
             if f.flags & flag::LIVE == 0 {
@@ -503,6 +573,8 @@ impl FlowTable {
                 self.remove(i as u32, reason, ended);
                 self.counters.expired += 1;
                 expired += 1;
+            } else {
+                self.tops[self.walking].offer(f);
             }
         }
         expired
@@ -626,6 +698,48 @@ mod tests {
         // Freed entries are reused.
         mk(&mut t, 9, 6, 0);
         assert_eq!(t.entries.len(), 4);
+    }
+
+    #[test]
+    fn each_walk_reports_its_largest_flows() {
+        let mut t = FlowTable::new(1000, T);
+        // 100 flows of 1..=100 kB (in a scrambled order), then one that ends.
+        for i in 0..100u32 {
+            let k = key(i);
+            let f = t.lookup_or_insert(&k, k.hash(), 0, &mut |_| ());
+            t.get_mut(f.index).bytes = ((i * 37) % 100 + 1) as u64 * 1000;
+        }
+        let k = key(500);
+        let f = t.lookup_or_insert(&k, k.hash(), 0, &mut |_| ());
+        let e = t.get_mut(f.index);
+        e.bytes = 1 << 40;
+        e.flags |= flag::CLOSING;
+        assert_eq!(t.walks, 0);
+        // One walk in small steps; nothing is reported until it is complete.
+        for _ in 0..14 {
+            t.age(150, 7, &mut |_| ());
+        }
+        assert_eq!((t.walks, t.last_walk().len), (0, 0));
+        t.age(150, 7, &mut |_| ());
+        assert_eq!(t.walks, 1);
+        let top = t.last_walk();
+        assert_eq!((top.len, top.live), (TOP_FLOWS, 100));
+        let mut b: Vec<u64> = top.as_slice().iter().map(|f| f.bytes / 1000).collect();
+        b.sort_unstable();
+        assert_eq!(
+            b,
+            (81..=100).collect::<Vec<u64>>(),
+            "the 20 largest; the ended flow is not live"
+        );
+        // A flow grows past the others: the next walk has it.
+        let k = key(0);
+        let i = t.lookup_or_insert(&k, k.hash(), 160, &mut |_| ()).index;
+        t.get_mut(i).bytes = 1 << 30;
+        for _ in 0..200 {
+            t.age(160, 1, &mut |_| ());
+        }
+        assert!(t.walks >= 2);
+        assert!(t.last_walk().as_slice().iter().any(|f| f.bytes == 1 << 30));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! one.
 
 use crate::dpdk::{rdtsc, Burst, Mbuf, Mempool, TxQueue};
-use crate::flow::{EndReason, FlowRecord};
+use crate::flow::{EndReason, FlowRecord, TopFlows};
 use crate::pipeline::Shares;
 use crate::stats::WorkerCounters;
 use crate::tables::{Published, Tables};
@@ -31,6 +31,13 @@ pub struct Exception {
     pub tsc: u64,
     pub port: u8,
     pub hold: Option<(u16, u32)>,
+}
+
+/// The rings a worker fills for the control thread.
+pub struct WorkerRings {
+    pub exceptions: rtrb::Producer<Exception>,
+    pub records: rtrb::Producer<FlowRecord>,
+    pub top: rtrb::Producer<TopFlows>,
 }
 
 /// Ended flows kept for `show flows` and the telemetry sinks.
@@ -62,6 +69,9 @@ pub struct SlowPath {
     /// Routed packets waiting for their next hop's MAC.
     pub holds: HoldQueues<Mbuf>,
     records: Vec<rtrb::Consumer<FlowRecord>>,
+    top: Vec<rtrb::Consumer<TopFlows>>,
+    /// Each worker's largest live flows, from its last complete walk of its table.
+    pub live_top: Vec<TopFlows>,
     retired: Vec<Arc<Tables>>,
     link_up: Vec<bool>,
     /// The statuses the published tables were built from.
@@ -112,14 +122,13 @@ fn latency_moved(then: &[PathStatus], now: &[PathStatus]) -> bool {
 impl SlowPath {
     /// Compiles the first snapshot. Rings are made per worker: the producers go to the
     /// workers. `control_tx[i]` is port i's queue for the control thread, if it has one.
-    #[allow(clippy::type_complexity)]
     pub fn new(
         cfg: Config,
         port_macs: Vec<[u8; 6]>,
         workers: usize,
         control_tx: Vec<Option<TxQueue>>,
         tsc_hz: u64,
-    ) -> Result<(SlowPath, Vec<(rtrb::Producer<Exception>, rtrb::Producer<FlowRecord>)>), String> {
+    ) -> Result<(SlowPath, Vec<WorkerRings>), String> {
         let link_up = vec![true; cfg.ports.len()];
         let can_send: Vec<bool> = control_tx.iter().map(|q| q.is_some()).collect();
         let unix_now = std::time::SystemTime::now()
@@ -132,12 +141,19 @@ impl SlowPath {
         let mut producers = Vec::new();
         let mut exceptions = Vec::new();
         let mut records = Vec::new();
+        let mut top = Vec::new();
         for _ in 0..workers {
             let (ep, ec) = rtrb::RingBuffer::new(EXCEPTION_RING);
             let (rp, rc) = rtrb::RingBuffer::new(RECORD_RING);
-            producers.push((ep, rp));
+            let (tp, tc) = rtrb::RingBuffer::new(2);
+            producers.push(WorkerRings {
+                exceptions: ep,
+                records: rp,
+                top: tp,
+            });
             exceptions.push(ec);
             records.push(rc);
+            top.push(tc);
         }
         Ok((
             SlowPath {
@@ -153,6 +169,8 @@ impl SlowPath {
                 exceptions,
                 holds,
                 records,
+                top,
+                live_top: vec![TopFlows::default(); workers],
                 retired: Vec::new(),
                 link_up,
                 built_from,
@@ -212,6 +230,11 @@ impl SlowPath {
                     self.recent.pop_front();
                 }
                 self.recent.push_back(r);
+            }
+        }
+        for (c, t) in self.top.iter_mut().zip(self.live_top.iter_mut()) {
+            while let Ok(v) = c.pop() {
+                *t = v;
             }
         }
         // Snapshots that only this thread still holds can go now.

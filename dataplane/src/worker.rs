@@ -20,6 +20,8 @@ use std::sync::Arc;
 /// Flow-table entries looked at for expiry per loop iteration: a whole table of 5 million
 /// flows is walked in about a second even when every poll brings a full burst.
 const AGE_BUDGET: usize = 16;
+/// How often, at most, a worker reports its largest live flows.
+const TOP_EVERY_MS: u64 = 200;
 
 /// What one worker owns.
 pub struct WorkerPlan {
@@ -31,10 +33,8 @@ pub struct WorkerPlan {
     pub rx: Vec<(usize, RxQueue)>,
     /// This worker's TX queue on every port, by port index.
     pub tx: Vec<TxQueue>,
-    /// Exception packets for the control thread.
-    pub exceptions: rtrb::Producer<crate::slowpath::Exception>,
-    /// Ended flows for the control thread.
-    pub records: rtrb::Producer<FlowRecord>,
+    /// Exception packets, ended flows and largest live flows, for the control thread.
+    pub rings: crate::slowpath::WorkerRings,
     /// Flow-table capacity of this worker.
     pub flow_capacity: usize,
     pub timeouts: Timeouts,
@@ -180,7 +180,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
     };
     let mut generation = tables.generation;
     set(&c.generation, generation as u64);
-    let records = &mut plan.records;
+    let records = &mut plan.rings.records;
     let counters = &*c;
     let mut ended = |r: FlowRecord| {
         if records.push(r).is_err() {
@@ -188,6 +188,8 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         }
     };
     let mut polls = 0u64;
+    let (mut walks_reported, mut top_reported_tsc) = (0u64, 0u64);
+    let top_every = plan.tsc_hz / 1000 * TOP_EVERY_MS;
     while !shared.stop.load(Ordering::Relaxed) {
         // A new snapshot is picked up between bursts, never inside one.
         if shared.tables.generation() != generation {
@@ -244,7 +246,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                                 port: in_port as u8,
                                 hold,
                             };
-                            if plan.exceptions.push(e).is_err() {
+                            if plan.rings.exceptions.push(e).is_err() {
                                 c.drop_packet(DropReason::ControlRingFull);
                             } else {
                                 bump(&c.to_control, 1);
@@ -276,6 +278,13 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         eg.drain_queues(now, &c);
         eg.flush_all(&mut plan.tx, &c);
         pipe.flows.age(pipe.now_ms(now), AGE_BUDGET, &mut ended);
+        // The largest live flows of each walk, at most every TOP_EVERY (a copy of 1.6 kB).
+        if pipe.flows.walks != walks_reported && now.wrapping_sub(top_reported_tsc) >= top_every {
+            walks_reported = pipe.flows.walks;
+            top_reported_tsc = now;
+            // Full: the control thread has not taken the last one yet; the next will do.
+            let _ = plan.rings.top.push(*pipe.flows.last_walk());
+        }
         polls += 1;
         if polls.is_multiple_of(1024) {
             publish_flow_counters(&pipe, &c);
@@ -298,7 +307,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
     pipe.flows.flush(&mut |r: FlowRecord| {
         let mut r = r;
         loop {
-            match plan.records.push(r) {
+            match plan.rings.records.push(r) {
                 Ok(()) => return,
                 Err(rtrb::PushError::Full(back)) if std::time::Instant::now() < deadline => {
                     r = back;

@@ -169,7 +169,11 @@ fn every_command_bad_clients_and_refused_changes() {
     assert_ne!(ctl(&sock, &["show", "p"]).code, 0, "ports, paths, probes");
     assert!(ok(&sock, &["show", "routes", "198.51.100.9"]).contains("clouds"));
     assert!(ok(&sock, &["show", "routes", "203.0.113.1"]).contains("no route"));
-    assert!(ok(&sock, &["show", "flows", "--top", "5"]).contains("ended flows"));
+    let flows = ok(&sock, &["show", "flows", "--top", "5"]);
+    assert!(
+        flows.contains("0 live flows") && flows.contains("ended flows"),
+        "{flows}"
+    );
     assert!(ok(&sock, &["clear", "counters"]).contains("cleared"));
     assert!(ok(&sock, &["completions", "bash"]).contains("sluicectl"));
     // Interactive: commands from stdin.

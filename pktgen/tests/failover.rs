@@ -364,6 +364,25 @@ fn draining_a_path_moves_its_flows_without_loss() {
         assert!(sluicectl(ctl, &["path", "drain", "aws"]).contains("ok: path drain aws"));
         let p: Value = serde_json::from_str(&sluicectl(ctl, &["--json", "show", "paths"])).unwrap();
         assert_eq!(p["paths"][1]["state"], "drained", "{p}");
+        // The live flows: 64 each way (and the probe answers' own), the largest listed in
+        // order with their paths.
+        let t0 = Instant::now();
+        let f = loop {
+            let f: Value = serde_json::from_str(&sluicectl(ctl, &["--json", "show", "flows"])).unwrap();
+            if u(&f["live_flows"]) >= 128 || t0.elapsed() > Duration::from_secs(2) {
+                break f;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!((128..=132).contains(&u(&f["live_flows"])), "{f}");
+        let live = f["live"].as_array().unwrap();
+        assert_eq!(live.len(), 20, "{f}");
+        assert!(live.windows(2).all(|w| u(&w[0]["bytes"]) >= u(&w[1]["bytes"])), "{f}");
+        for l in live {
+            assert!(["aws", "gcp", "site"].contains(&l["path"].as_str().unwrap()), "{l}");
+            assert!(u(&l["packets"]) > 0 && l["end"] == "live", "{l}");
+        }
+        assert!(sluicectl(ctl, &["show", "flows", "--top", "3"]).contains(" live flows; largest"));
     });
     let s = &r.gen["streams"][0];
     assert_eq!(u(&s["lost"]), 0, "{s}");

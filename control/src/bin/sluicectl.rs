@@ -100,7 +100,7 @@ enum Show {
     Routes {
         addr: Option<String>,
     },
-    /// Ended flows kept by the control thread, largest first.
+    /// The largest live flows (up to 20 per worker) and ended flows kept, largest first.
     Flows {
         #[arg(long)]
         top: Option<usize>,
@@ -505,22 +505,25 @@ fn human(w: &[String], r: &Value) -> String {
             table(&rows, &cols)
         }
         ("show", Some("flows")) => {
-            let mut out = format!("{} ended flows kept; largest:\n", r["ended_flows_kept"]);
-            out.push_str(&table(
-                &arr(&r["flows"]),
-                &[
-                    ("src", "src"),
-                    ("dst", "dst"),
-                    ("sport", "src_port"),
-                    ("dport", "dst_port"),
-                    ("proto", "proto"),
-                    ("class", "class"),
-                    ("path", "path"),
-                    ("packets", "packets"),
-                    ("bytes", "bytes"),
-                    ("end", "end"),
-                ],
-            ));
+            let cols = [
+                ("src", "src"),
+                ("dst", "dst"),
+                ("sport", "src_port"),
+                ("dport", "dst_port"),
+                ("proto", "proto"),
+                ("class", "class"),
+                ("path", "path"),
+                ("packets", "packets"),
+                ("bytes", "bytes"),
+                ("end", "end"),
+            ];
+            let mut out = format!(
+                "{} live flows; largest (as of each worker's last walk of its table):\n",
+                r["live_flows"]
+            );
+            out.push_str(&table(&arr(&r["live"]), &cols[..9]));
+            out.push_str(&format!("{} ended flows kept; largest:\n", r["ended_flows_kept"]));
+            out.push_str(&table(&arr(&r["ended"]), &cols));
             out
         }
         ("show", Some("probes")) => {
