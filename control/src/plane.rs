@@ -26,6 +26,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// ICMP echo identifiers of probes: this in the high byte, the path index in the low.
 const ICMP_ID_BASE: u16 = 0x5c00;
+/// A STAMP probe's sequence number carries its path in the top byte (the reflector echoes
+/// it), so paths probing the same target from the same port each get their own answers.
+const STAMP_ROUND_BITS: u32 = 24;
+const STAMP_ROUND_MASK: u32 = (1 << STAMP_ROUND_BITS) - 1;
+const _: () = assert!(
+    routing::path::MAX_PATHS <= 256,
+    "path indices fit ICMP ids and STAMP tags"
+);
 /// The payload of an ICMP probe starts with this.
 const ICMP_MAGIC: &[u8; 8] = b"SLUICEpr";
 /// Timeout bounds when the timeout follows the RTT.
@@ -438,7 +446,8 @@ impl Plane {
         if mode.stamp() {
             let t1 = ntp_from_unix_ns(self.unix_at_zero_ns + now_ns);
             let sp = self.settings.stamp_port;
-            frames.push(packet::stamp_request(dst_mac, our_mac, src, target, sp, sp, seq, t1));
+            let tagged = (i as u32) << STAMP_ROUND_BITS | (seq & STAMP_ROUND_MASK);
+            frames.push(packet::stamp_request(dst_mac, our_mac, src, target, sp, sp, tagged, t1));
             p.stamp_sent += 1;
         }
         for f in frames {
@@ -533,20 +542,22 @@ impl Plane {
             Pkt::StampReply {
                 src, seq, t1, t2, t3, ..
             } => {
-                let Some(i) = self
+                let i = (seq >> STAMP_ROUND_BITS) as usize;
+                let ours = self
                     .paths
-                    .iter()
-                    .position(|p| p.port == port && p.target == src && p.mode.stamp())
-                else {
+                    .get(i)
+                    .is_some_and(|p| p.port == port && p.target == src && p.mode.stamp());
+                if !ours {
                     unhandled(&mut self.counters, "stamp reply to no probe");
                     return;
-                };
+                }
                 // RTT = (T4 - T1) - (T3 - T2): the reflector's own hold time is taken out,
                 // and only differences of one clock are used.
                 let t4 = self.unix_at_zero_ns + rx_ns;
                 let hold = unix_ns_from_ntp(t3).saturating_sub(unix_ns_from_ntp(t2));
                 let rtt = t4.saturating_sub(unix_ns_from_ntp(t1)).saturating_sub(hold);
-                if self.answered(i, |s| s == seq, |_| rtt, rx_ns) {
+                let round = seq & STAMP_ROUND_MASK;
+                if self.answered(i, |s| s & STAMP_ROUND_MASK == round, |_| rtt, rx_ns) {
                     self.paths[i].stamp_answered += 1;
                 }
             }

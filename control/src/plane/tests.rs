@@ -359,3 +359,28 @@ fn reload_keeps_health_by_name() {
     assert_eq!(p.settings.interval_ns, 50 * MS);
     assert_eq!(p.neigh.entries().len(), 2, "the static next hop is not tracked");
 }
+
+#[test]
+fn paths_sharing_a_target_each_get_their_own_answers() {
+    let cfg = config("[[paths]]\nname = \"aws-stamp\"\ncloud = \"aws\"\nport = \"wan\"\nnext_hop = \"203.0.113.10\"\nprobe = \"stamp\"\n");
+    let mut p = plane(&cfg);
+    run(&mut p, 0, 2000 * MS, 2, |_| true);
+    let (a, b) = (&p.paths[0], &p.paths[3]);
+    assert_eq!(b.target, a.target);
+    for pr in [a, b] {
+        assert!(pr.stamp_sent >= 15, "{}", pr.stamp_sent);
+        assert!(
+            pr.stamp_answered + 1 >= pr.stamp_sent,
+            "{} of {}",
+            pr.stamp_answered,
+            pr.stamp_sent
+        );
+        assert_eq!(pr.health.state, Health::Up);
+        assert_eq!(pr.health.missed, 0);
+    }
+    assert!(
+        !p.counters.unhandled.contains_key("stamp reply to no probe"),
+        "{:?}",
+        p.counters.unhandled
+    );
+}
