@@ -354,6 +354,35 @@ fn latency_beyond_the_sla_degrades_a_path() {
     assert_eq!(r.path("gcp")["new_flow_share_pct"], 100.0);
 }
 
+/// A gateway losing half of what it should answer is degraded by the loss SLA (probe
+/// rounds send an echo and a STAMP packet, so a quarter of the rounds go unanswered;
+/// `down_after` is raised so that is not taken for an outage): gcp takes the flows.
+#[test]
+fn loss_beyond_the_sla_degrades_a_path() {
+    let _g = serial();
+    let r = failover_run(
+        "lossy",
+        "loss = \"50%\"",
+        "[probes]\ndown_after = 10\ndegrade = { loss_pct = 5 }\n",
+        4,
+        |_| {},
+    );
+    let aws = r.path("aws");
+    assert_eq!(aws["state"], "degraded", "{aws}");
+    let loss = aws["loss_pct"].as_f64().unwrap();
+    assert!((5.0..60.0).contains(&loss), "{aws}");
+    let ev = r.events("aws");
+    assert_eq!(
+        (ev[0].1.as_str(), ev[0].2.as_str()),
+        ("degraded", "loss breaks the SLA"),
+        "{ev:?}"
+    );
+    assert_eq!(r.path("gcp")["state"], "up");
+    assert!(u(&r.gateway("aws")["lost"]) > 0);
+    let live = &r.sluiced["paths"]["live_flows_at_shutdown"];
+    assert_eq!(live["gcp"], 64, "{live}");
+}
+
 /// `sluicectl path drain` moves the flows off a healthy path without losing a packet,
 /// and the path takes no new flows until it is restored.
 #[test]
