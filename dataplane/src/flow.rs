@@ -203,8 +203,9 @@ pub struct TopFlows {
     pub flows: [Flow; TOP_FLOWS],
     pub len: usize,
     pub live: usize,
-    /// Where the smallest of a full list is, so most flows cost one comparison.
-    min: usize,
+    /// A min-heap by bytes of indices into `flows`: a flow smaller than the root costs one
+    /// comparison, a larger one replaces it in a few.
+    heap: [u8; TOP_FLOWS],
 }
 
 impl Default for TopFlows {
@@ -213,28 +214,52 @@ impl Default for TopFlows {
             flows: [Flow::default(); TOP_FLOWS],
             len: 0,
             live: 0,
-            min: 0,
+            heap: [0; TOP_FLOWS],
         }
     }
 }
 
 impl TopFlows {
+    /// The flows, in no particular order.
     pub fn as_slice(&self) -> &[Flow] {
         &self.flows[..self.len]
     }
 
     #[inline(always)]
+    fn bytes_at(&self, k: usize) -> u64 {
+        self.flows[self.heap[k] as usize].bytes
+    }
+
+    #[inline(always)]
     fn offer(&mut self, f: &Flow) {
         if self.len < TOP_FLOWS {
-            self.flows[self.len] = *f;
+            let mut c = self.len;
+            self.flows[c] = *f;
+            self.heap[c] = c as u8;
             self.len += 1;
-        } else if f.bytes > self.flows[self.min].bytes {
-            self.flows[self.min] = *f;
-        } else {
-            return;
-        }
-        if self.len == TOP_FLOWS {
-            self.min = (0..TOP_FLOWS).min_by_key(|&i| self.flows[i].bytes).unwrap_or(0);
+            while c > 0 && self.bytes_at(c) < self.bytes_at((c - 1) / 2) {
+                self.heap.swap(c, (c - 1) / 2);
+                c = (c - 1) / 2;
+            }
+        } else if f.bytes > self.bytes_at(0) {
+            self.flows[self.heap[0] as usize] = *f;
+            let mut c = 0;
+            loop {
+                let l = 2 * c + 1;
+                if l >= TOP_FLOWS {
+                    break;
+                }
+                let m = if l + 1 < TOP_FLOWS && self.bytes_at(l + 1) < self.bytes_at(l) {
+                    l + 1
+                } else {
+                    l
+                };
+                if self.bytes_at(m) >= self.bytes_at(c) {
+                    break;
+                }
+                self.heap.swap(c, m);
+                c = m;
+            }
         }
     }
 }
@@ -248,10 +273,14 @@ pub struct FlowTable {
     live: usize,
     cursor: usize,
     /// The largest flows of the walk in progress (`tops[walking]`) and of the last
-    /// complete one (the other).
+    /// complete one that looked for them (the other).
     tops: [TopFlows; 2],
     walking: usize,
-    /// Complete walks so far.
+    /// Whether the walk in progress looks for the largest flows.
+    tracking: bool,
+    /// Whether the next walk should (the owner says when it wants a new list).
+    pub track_next: bool,
+    /// Complete walks that looked for the largest flows, so far.
     pub walks: u64,
     pub timeouts: Timeouts,
     pub counters: FlowCounters,
@@ -288,6 +317,8 @@ impl FlowTable {
             cursor: 0,
             tops: [TopFlows::default(); 2],
             walking: 0,
+            tracking: false,
+            track_next: false,
             walks: 0,
             timeouts,
             counters: FlowCounters::default(),
@@ -531,7 +562,8 @@ impl FlowTable {
         ended(FlowRecord { flow: f, reason });
     }
 
-    /// The largest live flows of the last complete walk (`walks` counts them).
+    /// The largest live flows of the last complete walk that looked for them (`walks`
+    /// counts those).
     pub fn last_walk(&self) -> &TopFlows {
         &self.tops[self.walking ^ 1]
     }
@@ -548,11 +580,14 @@ impl FlowTable {
         for _ in 0..budget.min(n) {
             // No division: the cursor wraps by comparison.
             let i = if self.cursor >= n {
-                // A walk ended: its list becomes the last one, and a new one starts.
-                self.tops[self.walking].live = self.live;
-                self.walking ^= 1;
+                // A walk ended: its list (if it made one) becomes the last one.
+                if self.tracking {
+                    self.tops[self.walking].live = self.live;
+                    self.walking ^= 1;
+                    self.walks += 1;
+                }
+                self.tracking = self.track_next;
                 self.tops[self.walking].len = 0;
-                self.walks += 1;
                 0
             } else {
                 self.cursor
@@ -573,7 +608,7 @@ impl FlowTable {
                 self.remove(i as u32, reason, ended);
                 self.counters.expired += 1;
                 expired += 1;
-            } else {
+            } else if self.tracking {
                 self.tops[self.walking].offer(f);
             }
         }
@@ -701,6 +736,31 @@ mod tests {
     }
 
     #[test]
+    fn top_flows_keeps_the_largest_whatever_the_order() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..50 {
+            let mut top = TopFlows::default();
+            let mut all = vec![];
+            for _ in 0..(round * 7) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let f = Flow {
+                    bytes: x % 1000,
+                    ..Flow::default()
+                };
+                all.push(f.bytes);
+                top.offer(&f);
+            }
+            all.sort_unstable_by(|a, b| b.cmp(a));
+            all.truncate(TOP_FLOWS);
+            let mut kept: Vec<u64> = top.as_slice().iter().map(|f| f.bytes).collect();
+            kept.sort_unstable_by(|a, b| b.cmp(a));
+            assert_eq!(kept, all, "round {round}");
+        }
+    }
+
+    #[test]
     fn each_walk_reports_its_largest_flows() {
         let mut t = FlowTable::new(1000, T);
         // 100 flows of 1..=100 kB (in a scrambled order), then one that ends.
@@ -715,6 +775,13 @@ mod tests {
         e.bytes = 1 << 40;
         e.flags |= flag::CLOSING;
         assert_eq!(t.walks, 0);
+        // A walk that was not asked to look for them makes no list.
+        t.age(150, 200, &mut |_| ());
+        assert_eq!(t.walks, 0);
+        t.track_next = true;
+        // The walk in progress did not look; the next one, starting here, does.
+        t.age(150, 1, &mut |_| ());
+        assert_eq!((t.walks, t.cursor), (0, 1));
         // One walk in small steps; nothing is reported until it is complete.
         for _ in 0..14 {
             t.age(150, 7, &mut |_| ());

@@ -278,8 +278,10 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         eg.drain_queues(now, &c);
         eg.flush_all(&mut plan.tx, &c);
         pipe.flows.age(pipe.now_ms(now), AGE_BUDGET, &mut ended);
-        // The largest live flows of each walk, at most every TOP_EVERY (a copy of 1.6 kB).
-        if pipe.flows.walks != walks_reported && now.wrapping_sub(top_reported_tsc) >= top_every {
+        // The largest live flows: a walk looks for them when TOP_EVERY_MS has passed since
+        // the last list, which goes to the control thread when complete (a copy of 1.6 kB).
+        pipe.flows.track_next = now.wrapping_sub(top_reported_tsc) >= top_every;
+        if pipe.flows.walks != walks_reported {
             walks_reported = pipe.flows.walks;
             top_reported_tsc = now;
             // Full: the control thread has not taken the last one yet; the next will do.
