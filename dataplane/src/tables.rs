@@ -112,9 +112,13 @@ impl Tables {
                     .iter()
                     .map(|g| {
                         // Nothing usable at all: the same wait for next hops as the group's.
-                        select_for(g, &cfg.paths, status, cfg.site, sla).map(|m| match m.is_empty() {
-                            true => compile(g, select_or_hold(g, &cfg.paths, status, cfg.site), sla),
-                            false => compile(g, m, sla),
+                        select_for(g, &cfg.paths, status, cfg.site, sla).map(|m| {
+                            let m = if m.is_empty() {
+                                select_or_hold(g, &cfg.paths, status, cfg.site)
+                            } else {
+                                m
+                            };
+                            compile(g, m, sla)
                         })
                     })
                     .collect()
