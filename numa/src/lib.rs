@@ -6,6 +6,9 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod topology;
+pub use topology::{Cpu, Nic, Node, Topology};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CpuListError {
     #[error("'{0}' is not a CPU list (expected e.g. \"0-3,8,10-11\")")]
@@ -70,32 +73,9 @@ impl System {
         parse_cpu_list(&s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
-    /// Hugepage pools by page size, smallest first.
+    /// Hugepage pools by page size, smallest first (machine-wide).
     pub fn hugepages(&self) -> Vec<HugepagePool> {
-        let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(self.path("/sys/kernel/mm/hugepages")) else {
-            return out;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let Some(kib) = name.strip_prefix("hugepages-").and_then(|s| s.strip_suffix("kB")) else {
-                continue;
-            };
-            let Ok(page_kib) = kib.parse() else { continue };
-            let read = |f: &str| {
-                fs::read_to_string(e.path().join(f))
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(0)
-            };
-            out.push(HugepagePool {
-                page_kib,
-                total: read("nr_hugepages"),
-                free: read("free_hugepages"),
-            });
-        }
-        out.sort_by_key(|p| p.page_kib);
-        out
+        topology::pools_in(&self.path("/sys/kernel/mm/hugepages"))
     }
 
     /// Mount points of hugetlbfs file systems.
@@ -161,6 +141,58 @@ impl FakeTree {
             None => "proc /proc proc rw 0 0\n".to_string(),
         };
         self.write("proc/mounts", &mounts)
+    }
+
+    /// NUMA node `id` with the CPUs of `cpulist`.
+    pub fn node(self, id: u32, cpulist: &str) -> Self {
+        self.write(
+            &format!("sys/devices/system/node/node{id}/cpulist"),
+            &format!("{cpulist}\n"),
+        )
+    }
+
+    /// A hugepage pool of node `node`.
+    pub fn node_hugepages(self, node: u32, page_kib: u64, total: u64, free: u64) -> Self {
+        let dir = format!("sys/devices/system/node/node{node}/hugepages/hugepages-{page_kib}kB");
+        self.write(&format!("{dir}/nr_hugepages"), &format!("{total}\n"))
+            .write(&format!("{dir}/free_hugepages"), &format!("{free}\n"))
+    }
+
+    /// CPU `id`'s package, core id and SMT siblings (a CPU list).
+    pub fn cpu(self, id: u32, package: u32, core: u32, siblings: &str) -> Self {
+        let dir = format!("sys/devices/system/cpu/cpu{id}/topology");
+        self.write(&format!("{dir}/physical_package_id"), &format!("{package}\n"))
+            .write(&format!("{dir}/core_id"), &format!("{core}\n"))
+            .write(&format!("{dir}/thread_siblings_list"), &format!("{siblings}\n"))
+    }
+
+    /// `/sys/devices/system/cpu/isolated`.
+    pub fn isolated(self, list: &str) -> Self {
+        self.write("sys/devices/system/cpu/isolated", &format!("{list}\n"))
+    }
+
+    /// `/sys/devices/system/cpu/nohz_full`.
+    pub fn nohz_full(self, list: &str) -> Self {
+        self.write("sys/devices/system/cpu/nohz_full", &format!("{list}\n"))
+    }
+
+    /// A PCI network controller at `pci` on `node` (-1: unknown), bound to `driver`.
+    pub fn pci_nic(self, pci: &str, node: i32, driver: Option<&str>) -> Self {
+        let t = self
+            .pci_other(pci, "0x020000")
+            .write(&format!("sys/bus/pci/devices/{pci}/numa_node"), &format!("{node}\n"));
+        if let Some(d) = driver {
+            let target = t.root.join(format!("sys/bus/pci/drivers/{d}"));
+            fs::create_dir_all(&target).expect("create fake driver");
+            std::os::unix::fs::symlink(&target, t.root.join(format!("sys/bus/pci/devices/{pci}/driver")))
+                .expect("link fake driver");
+        }
+        t
+    }
+
+    /// A PCI device of another class (`0x060000`: a bridge).
+    pub fn pci_other(self, pci: &str, class: &str) -> Self {
+        self.write(&format!("sys/bus/pci/devices/{pci}/class"), &format!("{class}\n"))
     }
 
     pub fn root(&self) -> &Path {
