@@ -117,6 +117,8 @@ pub fn run(opts: Options) -> i32 {
     };
     info!(target: "control", "control socket {} (sluicectl --socket {})", server.path().display(), server.path().display());
 
+    // The machine as it is before EAL takes its hugepages, for the lcore plan.
+    let topo = numa::System::default().topology();
     let eal = match Eal::init(&plan.args) {
         Ok(e) => e,
         Err(e) => {
@@ -147,7 +149,7 @@ pub fn run(opts: Options) -> i32 {
         info!(target: "eal", "packet capture (dpdk-dumpcap) needs hugepages; not available with --no-huge");
     }
     let mut server = server;
-    let status = run_with_eal(&eal, &cfg, &opts, plan.mbufs, &signalled, &reload, &mut server);
+    let status = run_with_eal(&eal, &cfg, &opts, (plan.mbufs, &topo), &signalled, &reload, &mut server);
     if let Err(e) = eal.cleanup() {
         warn!(target: "eal", "{e}");
     }
@@ -159,7 +161,7 @@ fn run_with_eal(
     eal: &Eal,
     cfg: &Config,
     opts: &Options,
-    mbufs: u32,
+    (mbufs, topo): (u32, &numa::Topology),
     signalled: &AtomicBool,
     reload: &AtomicBool,
     server: &mut CtlServer,
@@ -222,10 +224,10 @@ fn run_with_eal(
     let mut ports: Vec<RunPort> = Vec::new();
     let mut control_tx: Vec<Option<TxQueue>> = Vec::new();
     let mut worker_tx: Vec<Vec<TxQueue>> = (0..workers).map(|_| Vec::new()).collect();
-    let mut rx_assign: Vec<Vec<(usize, crate::dpdk::RxQueue)>> = (0..workers).map(|_| Vec::new()).collect();
-    let mut next_worker = 0usize;
+    let mut port_rxqs: Vec<Vec<crate::dpdk::RxQueue>> = Vec::new();
+    let mut port_nodes: Vec<Option<u32>> = Vec::new();
     let mut status = EXIT_OK;
-    for (i, ((port, info), pc)) in found.into_iter().zip(&cfg.ports).enumerate() {
+    for ((port, info), pc) in found.into_iter().zip(&cfg.ports) {
         match setup_port(pc, port, &info, workers, &pools[pool_of_socket[&port.socket().max(0)]]) {
             Ok((setup, rxqs, mut txqs)) => {
                 let ctl = if txqs.len() > workers { txqs.pop() } else { None };
@@ -233,10 +235,8 @@ fn run_with_eal(
                 for (w, q) in txqs.into_iter().enumerate() {
                     worker_tx[w].push(q);
                 }
-                for q in rxqs {
-                    rx_assign[next_worker % workers].push((i, q));
-                    next_worker += 1;
-                }
+                port_nodes.push(u32::try_from(port.socket()).ok());
+                port_rxqs.push(rxqs);
                 let mac = match pc.mac {
                     Some(m) => {
                         if let Err(e) = port.set_mac(m.0) {
@@ -269,6 +269,9 @@ fn run_with_eal(
     if status != EXIT_OK {
         return finish(ports, pools, &baseline, status, None);
     }
+
+    // ---- the lcore plan: which worker polls which queue, and what is wrong with it
+    let rx_assign = assign_queues(cfg, topo, mbufs, &port_nodes, port_rxqs);
 
     // ---- the tables, and the control thread's side of the rings
     let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
@@ -1157,6 +1160,55 @@ fn report_json(r: &Report) -> serde_json::Value {
         "reloads": {"ok": r.slow.reloads_ok, "refused": r.slow.reloads_refused},
         "generation": r.slow.generation(),
     })
+}
+
+/// Gives each worker the RX queues the lcore plan says (the port's own NUMA node first),
+/// logs the plan and its warnings. Should the plan be refused, queues go round robin.
+fn assign_queues(
+    cfg: &Config,
+    topo: &numa::Topology,
+    mbufs: u32,
+    nodes: &[Option<u32>],
+    port_rxqs: Vec<Vec<crate::dpdk::RxQueue>>,
+) -> Vec<Vec<(usize, crate::dpdk::RxQueue)>> {
+    let workers = cfg.eal.workers.len();
+    let counts: Vec<(Option<u32>, u16)> = nodes
+        .iter()
+        .zip(&port_rxqs)
+        .map(|(&n, q)| (n, q.len() as u16))
+        .collect();
+    let mut queues: Vec<Vec<Option<crate::dpdk::RxQueue>>> = port_rxqs
+        .into_iter()
+        .map(|q| q.into_iter().map(Some).collect())
+        .collect();
+    let mut out: Vec<Vec<(usize, crate::dpdk::RxQueue)>> = (0..workers).map(|_| Vec::new()).collect();
+    match crate::placement::plan(cfg, topo, mbufs, &counts) {
+        Ok(plan) => {
+            for line in crate::placement::to_text(cfg, &plan) {
+                match line.strip_prefix("warning: ") {
+                    Some(w) => warn!(target: "plan", "{w}"),
+                    None => info!(target: "plan", "{line}"),
+                }
+            }
+            for (w, place) in plan.workers.iter().enumerate() {
+                for &(p, q) in &place.rx {
+                    if let Some(rxq) = queues[p].get_mut(q as usize).and_then(Option::take) {
+                        out[w].push((p, rxq));
+                    }
+                }
+            }
+        }
+        Err(e) => error!(target: "plan", "{e}; RX queues go to the workers in turn"),
+    }
+    // Whatever the plan did not place (nothing, when it was made) goes round robin.
+    let mut next = 0;
+    for (p, qs) in queues.into_iter().enumerate() {
+        for rxq in qs.into_iter().flatten() {
+            out[next % workers].push((p, rxq));
+            next += 1;
+        }
+    }
+    out
 }
 
 /// Closes ports, checks pools for leaks, prints and writes the report; returns the status.

@@ -10,9 +10,9 @@ use numa::System;
 /// drivers that hold packets of their own (net_pcap's infinite_rx keeps its file in mbufs).
 pub const MBUF_SLACK: u32 = 8192;
 /// EAL, ethdev, rings and drivers beyond the mbufs, in MiB.
-const FIXED_OVERHEAD_MB: u64 = 192;
+pub const FIXED_OVERHEAD_MB: u64 = 192;
 /// One mbuf in memory: data room, the rte_mbuf header and the mempool object header.
-const MBUF_FOOTPRINT: u64 = MBUF_DATA_ROOM as u64 + 128 + 64;
+pub const MBUF_FOOTPRINT: u64 = MBUF_DATA_ROOM as u64 + 128 + 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EalPlan {

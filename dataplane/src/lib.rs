@@ -14,6 +14,7 @@ pub mod flow;
 pub mod parse;
 pub mod pcap;
 pub mod pipeline;
+pub mod placement;
 pub mod slowpath;
 pub mod stats;
 pub mod tables;

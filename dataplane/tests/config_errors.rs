@@ -139,3 +139,48 @@ fn multicloud_example_is_valid() {
         "{stdout}"
     );
 }
+
+/// `--print-plan` on this machine: the example's plan places every RX queue once, on a
+/// worker of the configuration, sizes the pool and reads this machine's hugepages; the
+/// human view says the same. Nothing starts (no EAL).
+#[test]
+fn print_plan_for_the_example() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/multicloud.toml");
+    let run = |json: bool| {
+        let mut args = vec!["--print-plan", "-c", example];
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new(common::SLUICED)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("EAL"), "{stderr}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let p: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+    let workers = p["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!((&workers[0]["cpu"], &p["control"]["cpu"]), (&1.into(), &0.into()));
+    let mut polled: Vec<String> = workers
+        .iter()
+        .flat_map(|w| w["rx"].as_array().unwrap().iter())
+        .map(|r| format!("{}/{}", r["port"].as_str().unwrap(), r["queue"]))
+        .collect();
+    polled.sort();
+    assert_eq!(polled, ["dc/0", "site/0", "wan/0"]);
+    let pool = &p["pools"][0];
+    assert!(pool["mbufs"].as_u64().unwrap() >= 8191, "{pool}");
+    assert!(pool["hugepages_needed_mib"].as_u64().unwrap() > 192, "{pool}");
+    for w in p["warnings"].as_array().unwrap() {
+        assert!(!w["fix"].as_str().unwrap().is_empty(), "{w}");
+    }
+    let text = run(false);
+    assert!(
+        text.starts_with("lcore plan: 1 worker; control thread on core 0")
+            && text.contains("worker on core 1 (node 0) polls site/0, wan/0, dc/0"),
+        "{text}"
+    );
+}

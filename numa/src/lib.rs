@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod plan;
 mod topology;
+pub use plan::{plan, Plan, PlanInput, PoolNeed, PortNeed, Warning, WorkerPlace};
 pub use topology::{Cpu, Nic, Node, Topology};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

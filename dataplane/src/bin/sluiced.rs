@@ -29,6 +29,13 @@ struct Cli {
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
+    /// Print the lcore plan (workers, queues, NUMA nodes, hugepages per node, placement
+    /// warnings with their fixes) and exit, without starting anything.
+    #[arg(long)]
+    print_plan: bool,
+    /// With --print-plan: as JSON.
+    #[arg(long, requires = "print_plan")]
+    json: bool,
 }
 
 fn main() {
@@ -61,6 +68,9 @@ fn main() {
             }
         }
     }
+    if cli.print_plan {
+        std::process::exit(print_plan(&cli.config, cli.json));
+    }
     if cli.stats_interval < 0.0 || !cli.stats_interval.is_finite() {
         eprintln!("sluiced: --stats-interval must be a number of seconds, 0 or more");
         std::process::exit(app::EXIT_CONFIG);
@@ -85,4 +95,36 @@ fn main() {
         link_wait: Duration::from_secs_f64(cli.link_wait),
     });
     std::process::exit(status);
+}
+
+/// `--print-plan`: the plan from the configuration and this machine's sysfs.
+fn print_plan(config: &std::path::Path, json: bool) -> i32 {
+    let cfg = match control::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluiced: {e}");
+            return app::EXIT_CONFIG;
+        }
+    };
+    let sys = numa::System::default();
+    let mbufs = cfg
+        .eal
+        .mbufs
+        .unwrap_or_else(|| dataplane::eal_args::mbufs_needed(&cfg, dataplane::pipeline::BURST as u32));
+    match dataplane::placement::plan_from_sysfs(&cfg, &sys.topology(), mbufs) {
+        Ok(p) if json => {
+            println!("{}", dataplane::placement::to_json(&cfg, &p));
+            app::EXIT_OK
+        }
+        Ok(p) => {
+            for line in dataplane::placement::to_text(&cfg, &p) {
+                println!("{line}");
+            }
+            app::EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("sluiced: {}: {e}", config.display());
+            app::EXIT_CONFIG
+        }
+    }
 }
