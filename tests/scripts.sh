@@ -52,6 +52,34 @@ if [ "$(id -u)" -ne 0 ]; then
     grep -q "cannot reserve" <<<"$out"; check "unwritable reported: $out" $?
 fi
 
+# Per-node counts: each node's own file, the machine-wide one left alone for that size.
+node_root() {  # node_root DIR: two nodes with 2M and 1G pools, all at 0 but node1 2M at 300
+    fake_root "$1" 0
+    for n in 0 1; do
+        for kb in 2048 1048576; do
+            mkdir -p "$1/sys/devices/system/node/node$n/hugepages/hugepages-${kb}kB"
+            echo 0 > "$1/sys/devices/system/node/node$n/hugepages/hugepages-${kb}kB/nr_hugepages"
+        done
+    done
+    echo 300 > "$1/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages"
+}
+node_root "$tmp/n1"
+printf 'page_size = 2M\npages = 512\nnode0.2M = 256  # local\nnode1.2M = 128\nnode1.1G = 2\n' > "$tmp/n.conf"
+out=$("$here/scripts/hugepages.sh" --conf "$tmp/n.conf" --root "$tmp/n1" 2>&1)
+nr() { cat "$tmp/n1/sys/devices/system/node/node$1/hugepages/hugepages-$2kB/nr_hugepages"; }
+[ "$(nr 0 2048)" = 256 ] && [ "$(nr 1 1048576)" = 2 ]; check "per-node counts written: $out" $?
+[ "$(nr 1 2048)" = 300 ]; check "a node's larger reservation kept" $?
+[ "$(nr 0 1048576)" = 0 ]; check "a node without a line untouched" $?
+[ "$(cat "$tmp/n1/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")" = 0 ]; check "node lines replace pages" $?
+grep -q "reserved 2 x 1G pages on node 1 (was 0)" <<<"$out"; check "says what it did per node: $out" $?
+# A node the machine does not have: reported (fatal with --strict); a bad line: refused.
+printf 'node7.2M = 8\n' > "$tmp/n7.conf"
+out=$("$here/scripts/hugepages.sh" --conf "$tmp/n7.conf" --root "$tmp/n1" --strict 2>&1)
+[ $? -eq 1 ] && grep -q "no 2M pages on node 7" <<<"$out"; check "missing node reported: $out" $?
+printf 'node0.3M = 8\n' > "$tmp/nb.conf"
+out=$("$here/scripts/hugepages.sh" --conf "$tmp/nb.conf" --root "$tmp/n1" 2>&1)
+[ $? -eq 2 ] && grep -q "expected nodeN.2M = COUNT" <<<"$out"; check "bad node line refused: $out" $?
+
 # bind-nics: usage errors and unknown devices are refused before anything is touched.
 "$here/scripts/bind-nics.sh" >/dev/null 2>&1
 [ $? -eq 2 ]; check "bind-nics without a command" $?

@@ -155,9 +155,9 @@ pub fn plan(topo: &Topology, input: &PlanInput) -> Result<Plan, String> {
             what: format!("node {} needs {} MiB of hugepages, {} MiB are free there", p.node, p.need_mib, p.free_mib),
             why: "a pool that does not fit on its node is placed on another or not at all (sluiced then runs without hugepages, far slower)".into(),
             fix: format!(
-                "reserve {pages} more 2 MiB pages on node {}: set its count in hugepages.conf and run scripts/hugepages.sh \
-                 (or: echo N > /sys/devices/system/node/node{}/hugepages/hugepages-2048kB/nr_hugepages)",
-                p.node, p.node
+                "reserve {pages} more 2 MiB pages on node {0}: raise node{0}.2M in hugepages.conf and run scripts/hugepages.sh \
+                 (or: echo N > /sys/devices/system/node/node{0}/hugepages/hugepages-2048kB/nr_hugepages)",
+                p.node
             ),
         });
     }
