@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tests of the shell scripts: hugepages.sh against fake sysfs trees, bind-nics.sh refusals.
+# Tests of the shell scripts: hugepages.sh and irq-affinity.sh against fake trees, bind-nics.sh
+# refusals.
 # Prints "N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,6 +80,48 @@ out=$("$here/scripts/hugepages.sh" --conf "$tmp/n7.conf" --root "$tmp/n1" --stri
 printf 'node0.3M = 8\n' > "$tmp/nb.conf"
 out=$("$here/scripts/hugepages.sh" --conf "$tmp/nb.conf" --root "$tmp/n1" 2>&1)
 [ $? -eq 2 ] && grep -q "expected nodeN.2M = COUNT" <<<"$out"; check "bad node line refused: $out" $?
+
+# irq-affinity: IRQs, the default affinity and RPS/XPS masks lose the worker cores.
+irq_root() {  # irq_root DIR: 4 CPUs; IRQs 10 (0-3, eth0-rx), 11 (0), 12 (2); masks
+    local r=$1
+    mkdir -p "$r/sys/devices/system/cpu" "$r/proc/irq/10/eth0-rx" "$r/proc/irq/11" "$r/proc/irq/12"
+    echo 0-3 > "$r/sys/devices/system/cpu/online"
+    echo 0-3 > "$r/proc/irq/10/smp_affinity_list"
+    echo 0 > "$r/proc/irq/11/smp_affinity_list"
+    echo 2 > "$r/proc/irq/12/smp_affinity_list"
+    echo f > "$r/proc/irq/default_smp_affinity"
+    mkdir -p "$r/sys/class/net/eth0/queues/rx-0" "$r/sys/class/net/eth0/queues/tx-0" "$r/sys/class/net/eth1/queues/rx-0"
+    echo e > "$r/sys/class/net/eth0/queues/rx-0/rps_cpus"
+    echo 0 > "$r/sys/class/net/eth0/queues/tx-0/xps_cpus"
+    echo 00000000,0000000c > "$r/sys/class/net/eth1/queues/rx-0/rps_cpus"
+}
+irq_root "$tmp/i1"
+out=$("$here/scripts/irq-affinity.sh" --cores 2-3 --root "$tmp/i1" 2>&1)
+expected="worker cores: 2,3; interrupts and packet steering go to: 0,1
+irq 10 (eth0-rx): 0-3 -> 0,1 (dry run)
+irq 12: 2 -> 0,1 (dry run)
+default irq affinity: f -> 3 (dry run)
+eth0 rx-0/rps_cpus: e -> 2 (dry run)
+eth1 rx-0/rps_cpus: 00000000,0000000c -> 00000000,00000003 (dry run)
+5 changes shown; run with --apply (as root) to make them"
+[ "$out" = "$expected" ]; check "irq-affinity dry run shows before and after: $out" $?
+[ "$(cat "$tmp/i1/proc/irq/10/smp_affinity_list")" = 0-3 ]; check "a dry run changes nothing" $?
+out=$("$here/scripts/irq-affinity.sh" --cores 2-3 --root "$tmp/i1" --apply 2>&1)
+[ "$(cat "$tmp/i1/proc/irq/10/smp_affinity_list")" = 0,1 ] && [ "$(cat "$tmp/i1/proc/irq/11/smp_affinity_list")" = 0 ] \
+    && [ "$(cat "$tmp/i1/proc/irq/default_smp_affinity")" = 3 ] \
+    && [ "$(cat "$tmp/i1/sys/class/net/eth1/queues/rx-0/rps_cpus")" = 00000000,00000003 ] \
+    && [ "$(cat "$tmp/i1/sys/class/net/eth0/queues/tx-0/xps_cpus")" = 0 ]; check "irq-affinity --apply: $out" $?
+out=$("$here/scripts/irq-affinity.sh" --cores 2-3 --root "$tmp/i1" 2>&1)
+grep -q "no change needed" <<<"$out"; check "irq-affinity is idempotent: $out" $?
+printf '[eal]\nworkers = [1, 3]\n' > "$tmp/w.toml"
+out=$("$here/scripts/irq-affinity.sh" --config "$tmp/w.toml" --root "$tmp/i1" 2>&1)
+grep -q "^worker cores: 1,3; interrupts and packet steering go to: 0,2$" <<<"$out"; check "irq-affinity reads eal.workers: $out" $?
+"$here/scripts/irq-affinity.sh" --cores 0-3 --root "$tmp/i1" >/dev/null 2>&1
+[ $? -eq 2 ]; check "irq-affinity refuses taking every core" $?
+"$here/scripts/irq-affinity.sh" --cores 7 --root "$tmp/i1" >/dev/null 2>&1
+[ $? -eq 2 ]; check "irq-affinity refuses an offline core" $?
+"$here/scripts/irq-affinity.sh" --root "$tmp/i1" >/dev/null 2>&1
+[ $? -eq 2 ]; check "irq-affinity needs cores" $?
 
 # bind-nics: usage errors and unknown devices are refused before anything is touched.
 "$here/scripts/bind-nics.sh" >/dev/null 2>&1
