@@ -113,6 +113,9 @@ rate = "50kpps"
 dst_mac = "02:00:00:00:00:01"
 TOML
 
+echo "== sluiced doctor: is this machine ready? =="
+"$bin/sluiced" doctor --config "$work/demo.toml" || echo "demo: the doctor found problems (above); trying anyway"
+echo
 echo "== Sluice demo: $secs s; sluice-pktgen sends 1 Mpps (IMIX, 4096 flows, 5 % unroutable) into lan =="
 echo "   and analyses what comes out of wan. config: $work/demo.toml, streams: $work/streams.toml"
 "$bin/sluiced" --config "$work/demo.toml" --duration "$secs" --stats-interval 1 --log-level warn &

@@ -98,3 +98,64 @@ pub fn to_text(cfg: &Config, p: &Plan) -> Vec<String> {
     }
     out
 }
+
+/// DPDK's runtime directory for `prefix`: under /var/run as root, else the user's runtime
+/// directory (as EAL decides).
+pub fn dpdk_run_dir(prefix: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let base = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !root => std::path::PathBuf::from(d),
+        _ if !root => std::path::PathBuf::from("/tmp"),
+        _ => std::path::PathBuf::from("/var/run"),
+    };
+    base.join("dpdk").join(prefix)
+}
+
+/// `sluiced doctor`: the machine's findings, and with a configuration what it needs
+/// (drivers, NICs, hugepages per node, placement, directories).
+pub fn doctor(cfg: Option<&Config>, sys: &numa::System) -> Vec<numa::doctor::Finding> {
+    let topo = sys.topology();
+    let mut input = numa::doctor::DoctorInput {
+        dpdk_version: crate::dpdk::Eal::version(),
+        run_dir: dpdk_run_dir("sluice"),
+        socket: control::config::default_socket("sluice"),
+        ..Default::default()
+    };
+    let (mut plan, mut refused) = (None, None);
+    if let Some(cfg) = cfg {
+        for p in &cfg.ports {
+            let name = crate::eal_args::device_name(&p.device);
+            if p.is_pci() {
+                input.pci_ports.push((p.name.clone(), name));
+            } else {
+                // net_memif0 -> net_memif
+                let driver = name.trim_end_matches(|c: char| c.is_ascii_digit()).to_string();
+                if !input.pmds.contains(&driver) {
+                    input.pmds.push(driver);
+                }
+            }
+        }
+        input.hugepages_required = cfg.eal.hugepages == control::config::HugepageMode::On;
+        input.run_dir = dpdk_run_dir(&cfg.eal.file_prefix);
+        input.socket = cfg.socket();
+        let mbufs = cfg
+            .eal
+            .mbufs
+            .unwrap_or_else(|| crate::eal_args::mbufs_needed(cfg, crate::pipeline::BURST as u32));
+        match plan_from_sysfs(cfg, &topo, mbufs) {
+            Ok(p) => plan = Some(p),
+            Err(e) => refused = Some(e),
+        }
+    }
+    let mut out = numa::doctor::doctor(sys, &topo, plan.as_ref(), &input);
+    if let Some(e) = refused {
+        out.push(numa::doctor::Finding {
+            level: numa::doctor::Level::Fail,
+            check: "placement",
+            what: e,
+            fix: "set eal.workers and eal.control_core to online CPUs (/sys/devices/system/cpu/online)".into(),
+        });
+    }
+    out
+}

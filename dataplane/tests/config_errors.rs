@@ -184,3 +184,62 @@ fn print_plan_for_the_example() {
         "{text}"
     );
 }
+
+/// `sluiced doctor` on this machine, without starting EAL: the example's PCI NICs are not
+/// here, so each is a FAIL with its fix and the exit status is 1; a virtual-device
+/// configuration finds its driver library and fails nothing.
+#[test]
+fn doctor_on_this_machine() {
+    let doctor = |args: &[&str]| {
+        let out = std::process::Command::new(common::SLUICED)
+            .arg("doctor")
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!stderr.contains("EAL"), "{stderr}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        (out.status.code(), v)
+    };
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/multicloud.toml");
+    let (code, v) = doctor(&["-c", example]);
+    assert_eq!(code, Some(1), "{v}");
+    let nics: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "nic")
+        .collect();
+    assert_eq!(nics.len(), 3, "{v}");
+    for f in nics {
+        assert_eq!(f["level"], "FAIL", "{f}");
+        assert!(f["fix"].as_str().unwrap().contains("scripts/bind-nics.sh"), "{f}");
+    }
+    let dir = TestDir::new("doctor");
+    let cfg = dir.write(
+        "memif.toml",
+        &GOOD.replace(
+            "net_null0",
+            &format!("net_memif0,role=server,socket={}/m.sock", dir.path.display()),
+        ),
+    );
+    let (code, v) = doctor(&["-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{v}");
+    let pmd = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "pmd")
+        .unwrap();
+    assert_eq!(pmd["level"], "OK", "{pmd}");
+    assert!(pmd["what"].as_str().unwrap().contains("librte_net_memif.so"), "{pmd}");
+    // A bad configuration is a usage error, not a finding.
+    let bad = dir.write("bad.toml", "[eal]\nworkers = []\n");
+    let out = std::process::Command::new(common::SLUICED)
+        .args(["doctor", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("eal.workers"));
+}

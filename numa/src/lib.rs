@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub mod doctor;
 mod plan;
 mod topology;
 pub use plan::{plan, Plan, PlanInput, PoolNeed, PortNeed, Warning, WorkerPlace};
@@ -195,6 +196,24 @@ impl FakeTree {
     /// A PCI device of another class (`0x060000`: a bridge).
     pub fn pci_other(self, pci: &str, class: &str) -> Self {
         self.write(&format!("sys/bus/pci/devices/{pci}/class"), &format!("{class}\n"))
+    }
+
+    /// A DPDK poll-mode driver library (`net_memif`) in Debian's driver directory.
+    pub fn pmd(self, name: &str) -> Self {
+        self.write(&format!("usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_{name}.so"), "")
+    }
+
+    /// `n` IOMMU groups.
+    pub fn iommu_groups(self, n: u32) -> Self {
+        for g in 0..n {
+            fs::create_dir_all(self.root.join(format!("sys/kernel/iommu_groups/{g}"))).expect("fake group");
+        }
+        self
+    }
+
+    /// vfio's unsafe no-IOMMU mode on.
+    pub fn noiommu(self) -> Self {
+        self.write("sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "Y\n")
     }
 
     pub fn root(&self) -> &Path {

@@ -8,9 +8,11 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(name = "sluiced", version, about = "Sluice: kernel-bypass packet processing on DPDK")]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The TOML configuration file.
     #[arg(long, short)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// off, error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_parser = control::logging::parse_level)]
     log_level: log::LevelFilter,
@@ -38,20 +40,44 @@ struct Cli {
     json: bool,
 }
 
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Check the machine (and, with a configuration, what it needs) before starting: DPDK
+    /// and its drivers, hugepages per node, IOMMU and vfio-pci, each PCI NIC's binding and
+    /// node, core placement, and the directories sluiced writes. Each finding is OK, WARN
+    /// or FAIL with the command that fixes it; the exit status is 1 on any FAIL.
+    Doctor {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// One JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     control::logging::init(cli.log_level);
+    if let Some(Command::Doctor { config, json }) = &cli.command {
+        std::process::exit(doctor(config.as_deref(), *json));
+    }
+    let Some(config) = cli.config.clone() else {
+        eprintln!("sluiced: --config FILE is required (or: sluiced doctor)");
+        std::process::exit(app::EXIT_CONFIG);
+    };
+    let config_path = config;
     if cli.check_config {
-        match control::Config::load(&cli.config) {
+        match control::Config::load(&config_path) {
             Ok(c) => {
                 // Compile what can still be refused at start-up (classifier, LPM).
                 if let Err(e) = dataplane::tables::check(&c) {
-                    eprintln!("sluiced: {}: {e}", cli.config.display());
+                    eprintln!("sluiced: {}: {e}", config_path.display());
                     std::process::exit(app::EXIT_CONFIG);
                 }
                 println!(
                     "{}: OK ({} ports, {} routes, {} workers, {} classes, {} rules, {} paths in {} groups)",
-                    cli.config.display(),
+                    config_path.display(),
                     c.ports.len(),
                     c.routes.len(),
                     c.eal.workers.len(),
@@ -69,7 +95,7 @@ fn main() {
         }
     }
     if cli.print_plan {
-        std::process::exit(print_plan(&cli.config, cli.json));
+        std::process::exit(print_plan(&config_path, cli.json));
     }
     if cli.stats_interval < 0.0 || !cli.stats_interval.is_finite() {
         eprintln!("sluiced: --stats-interval must be a number of seconds, 0 or more");
@@ -88,7 +114,7 @@ fn main() {
         std::process::exit(app::EXIT_CONFIG);
     }
     let status = app::run(Options {
-        config: cli.config,
+        config: config_path,
         stats_interval: cli.stats_interval,
         duration,
         stats_file: cli.stats_file,
@@ -126,5 +152,47 @@ fn print_plan(config: &std::path::Path, json: bool) -> i32 {
             eprintln!("sluiced: {}: {e}", config.display());
             app::EXIT_CONFIG
         }
+    }
+}
+
+/// `sluiced doctor`: prints the findings; 1 on any FAIL, 2 when the configuration is bad.
+fn doctor(config: Option<&std::path::Path>, json: bool) -> i32 {
+    use numa::doctor::Level;
+    let cfg = match config.map(control::Config::load) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            eprintln!("sluiced: {e}");
+            return app::EXIT_CONFIG;
+        }
+    };
+    let findings = dataplane::placement::doctor(cfg.as_ref(), &numa::System::default());
+    let failed = findings.iter().filter(|f| f.level == Level::Fail).count();
+    let warned = findings.iter().filter(|f| f.level == Level::Warn).count();
+    if json {
+        let list: Vec<_> = findings
+            .iter()
+            .map(|f| serde_json::json!({"level": f.level.name(), "check": f.check, "what": f.what, "fix": f.fix}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"findings": list, "fail": failed, "warn": warned})
+        );
+    } else {
+        for f in &findings {
+            println!("{:<4}  {:<9}  {}", f.level.name(), f.check, f.what);
+            if !f.fix.is_empty() {
+                println!("{:<4}  {:<9}  fix: {}", "", "", f.fix);
+            }
+        }
+        println!(
+            "doctor: {failed} FAIL, {warned} WARN, {} OK",
+            findings.len() - failed - warned
+        );
+    }
+    if failed > 0 {
+        1
+    } else {
+        0
     }
 }
