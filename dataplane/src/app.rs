@@ -401,6 +401,12 @@ fn run_with_eal(
             tsc_hz,
             started,
         };
+        // Nothing but workers on worker cores: EAL's own threads (interrupts, multi-process,
+        // telemetry) join the control thread on its core.
+        match numa::pin_side_threads(cfg.eal.control_core, &cfg.eal.workers) {
+            Ok(n) => info!(target: "plan", "{n} side threads pinned to the control core {}", cfg.eal.control_core),
+            Err(e) => warn!(target: "plan", "side threads could not be pinned to the control core: {e}"),
+        }
         control_loop(&live, signalled, reload, &mut slow, &pools[ctl_pool], server);
     }
 

@@ -161,6 +161,27 @@ fn every_command_bad_clients_and_refused_changes() {
         assert!(!human.trim().is_empty(), "show {what} printed nothing");
         let _ = json(&sock, &["show", what]);
     }
+    // The daemon answers, so it is fully up. Every thread of it runs on the control core (0) or is the worker (on 1).
+    let mut tasks = 0;
+    for t in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap().flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let Some(cpus) = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")) else {
+            continue;
+        };
+        assert!(
+            ["0", "1"].contains(&cpus.trim()),
+            "thread {name} may run on {}",
+            cpus.trim()
+        );
+        tasks += 1;
+    }
+    assert!(tasks >= 3, "the main thread, the worker and EAL's own");
     assert_eq!(json(&sock, &["show", "ports"]).as_array().unwrap().len(), 2);
     assert!(ok(&sock, &["show", "version"]).contains("DPDK"));
     // Unique prefixes abbreviate, on both levels; an ambiguous one is refused.

@@ -7,8 +7,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub mod doctor;
+mod pin;
 mod plan;
 mod topology;
+pub use pin::{allowed_cpus, pin_side_threads};
 pub use plan::{plan, Plan, PlanInput, PoolNeed, PortNeed, Warning, WorkerPlace};
 pub use topology::{Cpu, Nic, Node, Topology};
 
