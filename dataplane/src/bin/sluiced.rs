@@ -62,11 +62,10 @@ fn main() {
     if let Some(Command::Doctor { config, json }) = &cli.command {
         std::process::exit(doctor(config.as_deref(), *json));
     }
-    let Some(config) = cli.config.clone() else {
+    let Some(config_path) = cli.config.clone() else {
         eprintln!("sluiced: --config FILE is required (or: sluiced doctor)");
         std::process::exit(app::EXIT_CONFIG);
     };
-    let config_path = config;
     if cli.check_config {
         match control::Config::load(&config_path) {
             Ok(c) => {
