@@ -9,7 +9,7 @@ use crate::dpdk::{
 };
 use crate::eal_args::{self, device_name};
 use crate::flow::{FlowTable, Timeouts};
-use crate::pipeline::{DropReason, Stage, BURST};
+use crate::pipeline::{DropReason, Stage};
 use crate::slowpath::SlowPath;
 use crate::stats::{WorkerCounters, WorkerSnapshot};
 use crate::tables::Tables;
@@ -73,7 +73,10 @@ pub fn run(opts: Options) -> i32 {
         }
     };
     let sys = numa::System::default();
-    let plan = match eal_args::plan(&cfg, &sys, BURST as u32, log::max_level()) {
+    // The machine as it is before EAL takes its hugepages, for the lcore plan.
+    let topo = sys.topology();
+    let mbufs = crate::placement::mbufs_total(&cfg, &topo);
+    let plan = match eal_args::plan(&cfg, &sys, mbufs, log::max_level()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("sluiced: {e}");
@@ -117,8 +120,6 @@ pub fn run(opts: Options) -> i32 {
     };
     info!(target: "control", "control socket {} (sluicectl --socket {})", server.path().display(), server.path().display());
 
-    // The machine as it is before EAL takes its hugepages, for the lcore plan.
-    let topo = numa::System::default().topology();
     let eal = match Eal::init(&plan.args) {
         Ok(e) => e,
         Err(e) => {
@@ -149,7 +150,7 @@ pub fn run(opts: Options) -> i32 {
         info!(target: "eal", "packet capture (dpdk-dumpcap) needs hugepages; not available with --no-huge");
     }
     let mut server = server;
-    let status = run_with_eal(&eal, &cfg, &opts, (plan.mbufs, &topo), &signalled, &reload, &mut server);
+    let status = run_with_eal(&eal, &cfg, &opts, &topo, &signalled, &reload, &mut server);
     if let Err(e) = eal.cleanup() {
         warn!(target: "eal", "{e}");
     }
@@ -161,7 +162,7 @@ fn run_with_eal(
     eal: &Eal,
     cfg: &Config,
     opts: &Options,
-    (mbufs, topo): (u32, &numa::Topology),
+    topo: &numa::Topology,
     signalled: &AtomicBool,
     reload: &AtomicBool,
     server: &mut CtlServer,
@@ -187,7 +188,40 @@ fn run_with_eal(
         }
     }
 
-    // ---- one mbuf pool per NUMA socket that has ports (virtual devices count as socket 0)
+    // ---- the lcore plan: which worker polls which queue, each node's pool, what is wrong
+    let shapes: Vec<crate::placement::PortShape> = found
+        .iter()
+        .zip(&cfg.ports)
+        .map(|((port, info), pc)| {
+            let rx = pc.rx_queues.unwrap_or(workers as u16).min(info.max_rx_queues.max(1));
+            // A TX queue per worker and the control's, when the driver has that many.
+            let tx = if info.max_tx_queues > workers as u16 {
+                workers as u16 + 1
+            } else {
+                workers as u16
+            };
+            (u32::try_from(port.socket()).ok(), rx, tx)
+        })
+        .collect();
+    let plan = match crate::placement::plan(cfg, topo, &shapes) {
+        Ok(plan) => {
+            for line in crate::placement::to_text(cfg, &plan) {
+                match line.strip_prefix("warning: ") {
+                    Some(w) => warn!(target: "plan", "{w}"),
+                    None => info!(target: "plan", "{line}"),
+                }
+            }
+            Some(plan)
+        }
+        Err(e) => {
+            error!(target: "plan", "{e}; RX queues go to the workers in turn");
+            None
+        }
+    };
+
+    // ---- one mbuf pool per NUMA node that has ports (virtual devices count as node 0),
+    // each sized for what can hold its mbufs (numa::pool_mbufs)
+    let pool_input = crate::placement::input(cfg, &shapes);
     let mut pools: Vec<Mempool> = Vec::new();
     let mut pool_of_socket: BTreeMap<i32, usize> = BTreeMap::new();
     for (port, _) in &found {
@@ -195,6 +229,7 @@ fn run_with_eal(
         if pool_of_socket.contains_key(&socket) {
             continue;
         }
+        let mbufs = numa::pool_mbufs(&pool_input, socket as u32);
         match Mempool::create(&format!("sluice_mbufs_s{socket}"), mbufs, cfg.eal.mbuf_cache, socket) {
             Ok(pool) => {
                 info!(target: "mempool", "{}: {} mbufs of {MBUF_DATA_ROOM} bytes on socket {socket}", pool.name(), pool.capacity());
@@ -225,7 +260,6 @@ fn run_with_eal(
     let mut control_tx: Vec<Option<TxQueue>> = Vec::new();
     let mut worker_tx: Vec<Vec<TxQueue>> = (0..workers).map(|_| Vec::new()).collect();
     let mut port_rxqs: Vec<Vec<crate::dpdk::RxQueue>> = Vec::new();
-    let mut port_nodes: Vec<Option<u32>> = Vec::new();
     let mut status = EXIT_OK;
     for ((port, info), pc) in found.into_iter().zip(&cfg.ports) {
         match setup_port(pc, port, &info, workers, &pools[pool_of_socket[&port.socket().max(0)]]) {
@@ -235,7 +269,6 @@ fn run_with_eal(
                 for (w, q) in txqs.into_iter().enumerate() {
                     worker_tx[w].push(q);
                 }
-                port_nodes.push(u32::try_from(port.socket()).ok());
                 port_rxqs.push(rxqs);
                 let mac = match pc.mac {
                     Some(m) => {
@@ -270,8 +303,7 @@ fn run_with_eal(
         return finish(ports, pools, &baseline, status, None);
     }
 
-    // ---- the lcore plan: which worker polls which queue, and what is wrong with it
-    let rx_assign = assign_queues(cfg, topo, mbufs, &port_nodes, port_rxqs);
+    let rx_assign = assign_queues(workers, plan.as_ref(), port_rxqs);
 
     // ---- the tables, and the control thread's side of the rings
     let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
@@ -1168,43 +1200,24 @@ fn report_json(r: &Report) -> serde_json::Value {
     })
 }
 
-/// Gives each worker the RX queues the lcore plan says (the port's own NUMA node first),
-/// logs the plan and its warnings. Should the plan be refused, queues go round robin.
+/// Gives each worker the RX queues the lcore plan says (the port's own NUMA node first);
+/// without a plan, or what it did not place, round robin.
 fn assign_queues(
-    cfg: &Config,
-    topo: &numa::Topology,
-    mbufs: u32,
-    nodes: &[Option<u32>],
+    workers: usize,
+    plan: Option<&numa::Plan>,
     port_rxqs: Vec<Vec<crate::dpdk::RxQueue>>,
 ) -> Vec<Vec<(usize, crate::dpdk::RxQueue)>> {
-    let workers = cfg.eal.workers.len();
-    let counts: Vec<(Option<u32>, u16)> = nodes
-        .iter()
-        .zip(&port_rxqs)
-        .map(|(&n, q)| (n, q.len() as u16))
-        .collect();
     let mut queues: Vec<Vec<Option<crate::dpdk::RxQueue>>> = port_rxqs
         .into_iter()
         .map(|q| q.into_iter().map(Some).collect())
         .collect();
     let mut out: Vec<Vec<(usize, crate::dpdk::RxQueue)>> = (0..workers).map(|_| Vec::new()).collect();
-    match crate::placement::plan(cfg, topo, mbufs, &counts) {
-        Ok(plan) => {
-            for line in crate::placement::to_text(cfg, &plan) {
-                match line.strip_prefix("warning: ") {
-                    Some(w) => warn!(target: "plan", "{w}"),
-                    None => info!(target: "plan", "{line}"),
-                }
-            }
-            for (w, place) in plan.workers.iter().enumerate() {
-                for &(p, q) in &place.rx {
-                    if let Some(rxq) = queues[p].get_mut(q as usize).and_then(Option::take) {
-                        out[w].push((p, rxq));
-                    }
-                }
+    for (w, place) in plan.iter().flat_map(|p| p.workers.iter().enumerate()) {
+        for &(p, q) in &place.rx {
+            if let Some(rxq) = queues[p].get_mut(q as usize).and_then(Option::take) {
+                out[w].push((p, rxq));
             }
         }
-        Err(e) => error!(target: "plan", "{e}; RX queues go to the workers in turn"),
     }
     // Whatever the plan did not place (nothing, when it was made) goes round robin.
     let mut next = 0;

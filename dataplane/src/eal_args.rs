@@ -18,32 +18,12 @@ pub const MBUF_FOOTPRINT: u64 = MBUF_DATA_ROOM as u64 + 128 + 64;
 pub struct EalPlan {
     pub args: Vec<String>,
     pub no_huge: bool,
-    /// Mbufs per pool.
+    /// Mbufs in all pools together.
     pub mbufs: u32,
     /// Memory EAL needs (MiB), as estimated.
     pub memory_mb: u64,
     /// A warning to log (the `--no-huge` fallback).
     pub warning: Option<String>,
-}
-
-/// Mbufs the pool needs: every RX and TX descriptor of every port, each worker's cache and
-/// in-flight bursts, and slack. Queue counts are the most the configuration can ask for.
-pub fn mbufs_needed(cfg: &Config, burst: u32) -> u32 {
-    let workers = cfg.eal.workers.len() as u32;
-    let mut n: u64 = 0;
-    for p in &cfg.ports {
-        let rxq = p.rx_queues.map(u32::from).unwrap_or(workers) as u64;
-        let txq = workers as u64 + 1;
-        n += rxq * p.rx_descriptors as u64 + txq * p.tx_descriptors as u64;
-    }
-    let ports = cfg.ports.len() as u64;
-    n += (workers as u64 + 1) * (cfg.eal.mbuf_cache as u64 * 3 / 2 + burst as u64 * (ports + 1));
-    n += MBUF_SLACK as u64;
-    // Packets waiting for next hops being resolved.
-    n += control::hold::TOTAL as u64;
-    // Mempools are most efficient at 2^k - 1 elements.
-    let n = (n + 1).next_power_of_two() - 1;
-    n.min(u32::MAX as u64) as u32
 }
 
 /// DPDK's log level for ours: EAL's informational chatter only when debugging.
@@ -56,8 +36,9 @@ fn dpdk_log_level(level: log::LevelFilter) -> u32 {
     }
 }
 
-pub fn plan(cfg: &Config, sys: &System, burst: u32, level: log::LevelFilter) -> Result<EalPlan, String> {
-    let mbufs = cfg.eal.mbufs.unwrap_or_else(|| mbufs_needed(cfg, burst));
+/// EAL's arguments for `cfg` on `sys`, whose pools hold `mbufs` in all
+/// ([`crate::placement::mbufs_total`]).
+pub fn plan(cfg: &Config, sys: &System, mbufs: u32, level: log::LevelFilter) -> Result<EalPlan, String> {
     let estimate = FIXED_OVERHEAD_MB + (mbufs as u64 * MBUF_FOOTPRINT).div_ceil(1 << 20);
     let memory_mb = cfg.eal.memory_mb.map(u64::from).unwrap_or(estimate.max(512));
     let free = sys.free_hugepage_mib();
@@ -155,7 +136,7 @@ mod tests {
     #[test]
     fn hugepages_when_enough() {
         let sys = fake("enough", 1024, true);
-        let p = plan(&cfg(&sys, ""), &sys, 32, log::LevelFilter::Info).unwrap();
+        let p = plan(&cfg(&sys, ""), &sys, 32767, log::LevelFilter::Info).unwrap();
         assert!(!p.no_huge);
         assert!(p.warning.is_none());
         assert_eq!(
@@ -181,7 +162,7 @@ mod tests {
     #[test]
     fn falls_back_without_hugepages() {
         let sys = fake("none", 1024, false);
-        let p = plan(&cfg(&sys, ""), &sys, 32, log::LevelFilter::Info).unwrap();
+        let p = plan(&cfg(&sys, ""), &sys, 32767, log::LevelFilter::Info).unwrap();
         assert!(p.no_huge);
         assert!(p.warning.as_ref().unwrap().contains("--no-huge"));
         assert!(p
@@ -189,8 +170,12 @@ mod tests {
             .windows(2)
             .any(|w| w[0] == "-m" && w[1] == p.memory_mb.to_string()));
         let sys = fake("few", 10, true);
-        assert!(plan(&cfg(&sys, ""), &sys, 32, log::LevelFilter::Info).unwrap().no_huge);
-        let err = plan(&cfg(&sys, "hugepages = \"on\""), &sys, 32, log::LevelFilter::Info).unwrap_err();
+        assert!(
+            plan(&cfg(&sys, ""), &sys, 32767, log::LevelFilter::Info)
+                .unwrap()
+                .no_huge
+        );
+        let err = plan(&cfg(&sys, "hugepages = \"on\""), &sys, 32767, log::LevelFilter::Info).unwrap_err();
         assert!(err.contains("20 MiB") && err.contains("hugepages.sh"), "{err}");
         let p = plan(
             &cfg(&sys, "hugepages = \"off\"\nmemory_mb = 700"),
@@ -201,18 +186,6 @@ mod tests {
         .unwrap();
         assert!(p.no_huge && p.warning.is_none());
         assert!(p.args.windows(2).any(|w| w == ["-m", "700"]));
-    }
-
-    #[test]
-    fn pool_size() {
-        let sys = fake("pool", 0, false);
-        let c = cfg(&sys, "");
-        let n = mbufs_needed(&c, 32);
-        // 2 ports x (2 RX x 1024 + 3 TX x 1024) + caches + slack, rounded to 2^k - 1.
-        assert!(n >= 2 * 5 * 1024 + MBUF_SLACK);
-        assert_eq!((n as u64 + 1).count_ones(), 1);
-        let c = cfg(&sys, "mbufs = 5000");
-        assert_eq!(plan(&c, &sys, 32, log::LevelFilter::Info).unwrap().mbufs, 5000);
     }
 
     #[test]

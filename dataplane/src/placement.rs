@@ -3,38 +3,51 @@
 //! actually found; its queue assignment is what the workers poll. Printed for people and
 //! as JSON.
 
-use crate::eal_args::{FIXED_OVERHEAD_MB, MBUF_FOOTPRINT};
+use crate::eal_args::{FIXED_OVERHEAD_MB, MBUF_FOOTPRINT, MBUF_SLACK};
 use control::Config;
 use numa::{Plan, PlanInput, PortNeed, Topology};
 
-/// The plan for `cfg` with each port's NUMA node and RX queue count.
-pub fn plan(cfg: &Config, topo: &Topology, mbufs: u32, ports: &[(Option<u32>, u16)]) -> Result<Plan, String> {
-    let input = PlanInput {
+/// A port as the plan takes it: its NUMA node (`None` for virtual devices), RX and TX
+/// queue counts.
+pub type PortShape = (Option<u32>, u16, u16);
+
+/// What `numa::plan` needs from `cfg`, with each port's shape.
+pub fn input(cfg: &Config, ports: &[PortShape]) -> PlanInput {
+    PlanInput {
         ports: cfg
             .ports
             .iter()
             .zip(ports)
-            .map(|(p, &(node, rx_queues))| PortNeed {
+            .map(|(p, &(node, rx_queues, tx_queues))| PortNeed {
                 name: p.name.clone(),
                 node,
                 rx_queues,
+                tx_queues,
+                rx_descriptors: p.rx_descriptors,
+                tx_descriptors: p.tx_descriptors,
             })
             .collect(),
         workers: cfg.eal.workers.clone(),
         control: cfg.eal.control_core,
-        mbufs,
+        mbufs: cfg.eal.mbufs,
+        mbuf_cache: cfg.eal.mbuf_cache,
+        burst: crate::pipeline::BURST as u32,
+        spare_mbufs: MBUF_SLACK + control::hold::TOTAL as u32,
         mbuf_bytes: MBUF_FOOTPRINT,
         overhead_mib: FIXED_OVERHEAD_MB,
-    };
-    numa::plan(topo, &input)
+    }
+}
+
+/// The plan for `cfg` with each port's shape.
+pub fn plan(cfg: &Config, topo: &Topology, ports: &[PortShape]) -> Result<Plan, String> {
+    numa::plan(topo, &input(cfg, ports))
 }
 
 /// Before EAL: ports' nodes from sysfs (PCI NICs; virtual devices have none), RX queues
-/// as configured (one per worker unless set).
-pub fn plan_from_sysfs(cfg: &Config, topo: &Topology, mbufs: u32) -> Result<Plan, String> {
+/// as configured (one per worker unless set), a TX queue per worker and the control's.
+pub fn shapes_from_sysfs(cfg: &Config, topo: &Topology) -> Vec<PortShape> {
     let workers = cfg.eal.workers.len() as u16;
-    let ports: Vec<(Option<u32>, u16)> = cfg
-        .ports
+    cfg.ports
         .iter()
         .map(|p| {
             let node = if p.is_pci() {
@@ -42,10 +55,25 @@ pub fn plan_from_sysfs(cfg: &Config, topo: &Topology, mbufs: u32) -> Result<Plan
             } else {
                 None
             };
-            (node, p.rx_queues.unwrap_or(workers))
+            (node, p.rx_queues.unwrap_or(workers), workers + 1)
         })
-        .collect();
-    plan(cfg, topo, mbufs, &ports)
+        .collect()
+}
+
+pub fn plan_from_sysfs(cfg: &Config, topo: &Topology) -> Result<Plan, String> {
+    plan(cfg, topo, &shapes_from_sysfs(cfg, topo))
+}
+
+/// Mbufs in all the pools together (one per node with ports), before EAL: what EAL's
+/// memory must hold.
+pub fn mbufs_total(cfg: &Config, topo: &Topology) -> u32 {
+    let input = input(cfg, &shapes_from_sysfs(cfg, topo));
+    let nodes: std::collections::BTreeSet<u32> = input.ports.iter().map(|p| p.node.unwrap_or(0)).collect();
+    nodes
+        .into_iter()
+        .map(|n| numa::pool_mbufs(&input, n) as u64)
+        .sum::<u64>()
+        .min(u32::MAX as u64) as u32
 }
 
 pub fn to_json(cfg: &Config, p: &Plan) -> serde_json::Value {
@@ -139,11 +167,7 @@ pub fn doctor(cfg: Option<&Config>, sys: &numa::System) -> Vec<numa::doctor::Fin
         input.hugepages_required = cfg.eal.hugepages == control::config::HugepageMode::On;
         input.run_dir = dpdk_run_dir(&cfg.eal.file_prefix);
         input.socket = cfg.socket();
-        let mbufs = cfg
-            .eal
-            .mbufs
-            .unwrap_or_else(|| crate::eal_args::mbufs_needed(cfg, crate::pipeline::BURST as u32));
-        match plan_from_sysfs(cfg, &topo, mbufs) {
+        match plan_from_sysfs(cfg, &topo) {
             Ok(p) => plan = Some(p),
             Err(e) => refused = Some(e),
         }
@@ -158,4 +182,57 @@ pub fn doctor(cfg: Option<&Config>, sys: &numa::System) -> Vec<numa::doctor::Fin
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(name: &str) -> numa::FakeTree {
+        numa::FakeTree::new(&format!("placement-{name}"))
+            .online_cpus("0-7")
+            .node(0, "0-3")
+            .node(1, "4-7")
+            .node_hugepages(0, 2048, 1024, 1024)
+            .node_hugepages(1, 2048, 1024, 1024)
+            .pci_nic("0000:03:00.0", 1, Some("vfio-pci"))
+    }
+
+    fn cfg(sys: &numa::System, eal: &str) -> Config {
+        let text = format!(
+            "[eal]\nworkers = [1, 5]\nfile_prefix = \"p1\"\n{eal}\n\
+             [[ports]]\nname = \"lan\"\ndevice = \"net_memif0,role=server\"\n\
+             [[ports]]\nname = \"wan\"\ndevice = \"03:00.0\"\nrx_descriptors = 8192\n"
+        );
+        Config::parse(&text, "t.toml", sys).unwrap()
+    }
+
+    #[test]
+    fn pools_are_sized_per_node_from_the_configuration() {
+        let tree = machine("pools");
+        let sys = tree.system();
+        let topo = sys.topology();
+        let c = cfg(&sys, "");
+        let shapes = shapes_from_sysfs(&c, &topo);
+        // The virtual device has no node; the NIC is on node 1. Two workers: 2 RX, 3 TX queues.
+        assert_eq!(shapes, [(None, 2, 3), (Some(1), 2, 3)]);
+        let i = input(&c, &shapes);
+        let (n0, n1) = (numa::pool_mbufs(&i, 0), numa::pool_mbufs(&i, 1));
+        // Node 1 holds wan's deeper RX rings, node 0 only lan's.
+        let tx = 2 * 3 * c.ports[0].tx_descriptors as u32;
+        let floor = tx + MBUF_SLACK + control::hold::TOTAL as u32;
+        assert!(n0 >= floor + 2 * c.ports[0].rx_descriptors as u32, "{n0}");
+        assert!(n1 >= floor + 2 * 8192, "{n1}");
+        assert!(n1 > n0, "{n0} {n1}");
+        assert_eq!(mbufs_total(&c, &topo), n0 + n1);
+        let p = plan_from_sysfs(&c, &topo).unwrap();
+        assert_eq!(
+            p.pools.iter().map(|x| (x.node, x.mbufs)).collect::<Vec<_>>(),
+            [(0, n0), (1, n1)]
+        );
+        // eal.mbufs sets each pool.
+        let c = cfg(&sys, "mbufs = 5000");
+        assert_eq!(mbufs_total(&c, &topo), 10000);
+        std::fs::remove_dir_all(tree.root()).unwrap();
+    }
 }

@@ -11,7 +11,7 @@ mod pin;
 mod plan;
 mod topology;
 pub use pin::{allowed_cpus, pin_side_threads};
-pub use plan::{plan, Plan, PlanInput, PoolNeed, PortNeed, Warning, WorkerPlace};
+pub use plan::{plan, pool_mbufs, Plan, PlanInput, PoolNeed, PortNeed, Warning, WorkerPlace};
 pub use topology::{Cpu, Nic, Node, Topology};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -15,6 +15,9 @@ pub struct PortNeed {
     /// (DPDK then allocates for them on node 0).
     pub node: Option<u32>,
     pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +25,16 @@ pub struct PlanInput {
     pub ports: Vec<PortNeed>,
     pub workers: Vec<u32>,
     pub control: u32,
-    /// Mbufs in each node's pool, and the bytes one takes in memory.
-    pub mbufs: u32,
+    /// Mbufs in every node's pool when the configuration fixes it (`eal.mbufs`);
+    /// otherwise each pool is sized by [`pool_mbufs`].
+    pub mbufs: Option<u32>,
+    /// Each lcore's mempool cache, and the burst size of RX and TX.
+    pub mbuf_cache: u32,
+    pub burst: u32,
+    /// Mbufs every pool keeps beyond rings, caches and bursts: drivers that hold packets of
+    /// their own, and packets held for next hops being resolved.
+    pub spare_mbufs: u32,
+    /// The bytes one mbuf takes in memory.
     pub mbuf_bytes: u64,
     /// Memory beyond the pools that EAL, drivers and rings take on the control's node.
     pub overhead_mib: u64,
@@ -75,6 +86,42 @@ fn cores(cpus: &[u32]) -> String {
         [one] => format!("worker core {one}"),
         _ => format!("worker cores {}", list(cpus.iter().copied())),
     }
+}
+
+/// Mbufs the pool of `node` needs (virtual devices and NICs without a node count as node 0):
+///
+/// ```text
+///   sum over ports on the node of  rx_queues x rx_descriptors   (RX rings refill from their own node's pool)
+/// + sum over all ports of          tx_queues x tx_descriptors   (a forwarded mbuf waits in any port's TX ring)
+/// + (workers + 1) x (cache x 3/2 + burst x (ports + 1))         (each lcore's cache, flushed at 1.5 x its size,
+///                                                                and the bursts it holds: one per port polled, one for TX)
+/// + spare                                                       (drivers' own packets, packets held for next hops)
+/// ```
+///
+/// rounded up to 2^k - 1, the size mempools use best. A node with no port needs none.
+pub fn pool_mbufs(input: &PlanInput, node: u32) -> u32 {
+    if !input.ports.iter().any(|p| p.node.unwrap_or(0) == node) {
+        return 0;
+    }
+    if let Some(n) = input.mbufs {
+        return n;
+    }
+    let lcores = input.workers.len() as u64 + 1;
+    let ports = input.ports.len() as u64;
+    let rx: u64 = input
+        .ports
+        .iter()
+        .filter(|p| p.node.unwrap_or(0) == node)
+        .map(|p| p.rx_queues as u64 * p.rx_descriptors as u64)
+        .sum();
+    let tx: u64 = input
+        .ports
+        .iter()
+        .map(|p| p.tx_queues as u64 * p.tx_descriptors as u64)
+        .sum();
+    let lcore = lcores * (input.mbuf_cache as u64 * 3 / 2 + input.burst as u64 * (ports + 1));
+    let n = rx + tx + lcore + input.spare_mbufs as u64;
+    ((n + 1).next_power_of_two() - 1).min(u32::MAX as u64) as u32
 }
 
 /// Plans `input` on `topo`. Refused only when a configured core is not online.
@@ -129,20 +176,19 @@ pub fn plan(topo: &Topology, input: &PlanInput) -> Result<Plan, String> {
 
     // ---- hugepages per node: a pool on each node with ports, EAL's own on the control's
     let mut need: BTreeMap<u32, u64> = BTreeMap::new();
-    let pool_mib = (input.mbufs as u64 * input.mbuf_bytes).div_ceil(1 << 20);
     for port in &input.ports {
-        need.insert(port.node.unwrap_or(0), pool_mib);
+        let node = port.node.unwrap_or(0);
+        need.insert(
+            node,
+            (pool_mbufs(input, node) as u64 * input.mbuf_bytes).div_ceil(1 << 20),
+        );
     }
     *need.entry(control_node).or_default() += input.overhead_mib;
     let pools: Vec<PoolNeed> = need
         .iter()
         .map(|(&node, &need_mib)| PoolNeed {
             node,
-            mbufs: if input.ports.iter().any(|p| p.node.unwrap_or(0) == node) {
-                input.mbufs
-            } else {
-                0
-            },
+            mbufs: pool_mbufs(input, node),
             need_mib,
             free_mib: topo
                 .node(node)
@@ -220,6 +266,9 @@ mod tests {
             name: name.into(),
             node,
             rx_queues,
+            tx_queues: 3,
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
         }
     }
 
@@ -228,7 +277,10 @@ mod tests {
             ports,
             workers: workers.to_vec(),
             control,
-            mbufs: 32767,
+            mbufs: Some(32767),
+            mbuf_cache: 256,
+            burst: 32,
+            spare_mbufs: 10240,
             mbuf_bytes: 2304,
             overhead_mib: 192,
         }
@@ -360,6 +412,46 @@ mod tests {
         assert!(w
             .fix
             .contains("/sys/devices/system/node/node3/hugepages/hugepages-2048kB/nr_hugepages"));
+        std::fs::remove_dir_all(tree.root()).unwrap();
+    }
+
+    #[test]
+    fn each_node_pool_holds_its_own_rx_rings_and_every_tx_ring() {
+        let tree = machine("plan-pools", 2, 4, "1-3,5-7");
+        let topo = tree.system().topology();
+        let mut ports = vec![
+            port("lan", Some(0), 2),
+            port("wan", Some(1), 2),
+            port("dmz", Some(1), 2),
+        ];
+        ports[1].rx_descriptors = 4096;
+        let mut i = input(ports, &[1, 2, 5, 6], 0);
+        i.mbufs = None;
+        // 5 lcores x (256 x 3/2 + 32 x 4) = 2560; TX rings 3 ports x 3 x 1024 = 9216; spare 10240.
+        let common = 2560 + 9216 + 10240;
+        // Node 0: lan's RX rings, 2 x 1024 -> 24064, rounded up to 32767.
+        assert_eq!(common + 2048, 24064);
+        assert_eq!(pool_mbufs(&i, 0), 32767);
+        // Node 1: wan's 2 x 4096 and dmz's 2 x 1024 -> 32256, rounded up to 32767 too...
+        assert_eq!(pool_mbufs(&i, 1), 32767);
+        // ...and with deeper rings past it, to 65535 on node 1 only.
+        i.ports[2].rx_descriptors = 2048;
+        assert_eq!(pool_mbufs(&i, 0), 32767);
+        assert_eq!(pool_mbufs(&i, 1), 65535);
+        // No port, no pool.
+        assert_eq!(pool_mbufs(&i, 3), 0);
+        let p = plan(&topo, &i).unwrap();
+        assert_eq!(
+            p.pools
+                .iter()
+                .map(|p| (p.node, p.mbufs, p.need_mib))
+                .collect::<Vec<_>>(),
+            // 32767 x 2304 B = 72 MiB + EAL's 192 on the control's node; 65535 x 2304 B = 144 MiB.
+            [(0, 32767, 72 + 192), (1, 65535, 144)]
+        );
+        // eal.mbufs fixes every pool's size.
+        i.mbufs = Some(5000);
+        assert_eq!((pool_mbufs(&i, 0), pool_mbufs(&i, 1)), (5000, 5000));
         std::fs::remove_dir_all(tree.root()).unwrap();
     }
 }

@@ -132,11 +132,7 @@ fn print_plan(config: &std::path::Path, json: bool) -> i32 {
         }
     };
     let sys = numa::System::default();
-    let mbufs = cfg
-        .eal
-        .mbufs
-        .unwrap_or_else(|| dataplane::eal_args::mbufs_needed(&cfg, dataplane::pipeline::BURST as u32));
-    match dataplane::placement::plan_from_sysfs(&cfg, &sys.topology(), mbufs) {
+    match dataplane::placement::plan_from_sysfs(&cfg, &sys.topology()) {
         Ok(p) if json => {
             println!("{}", dataplane::placement::to_json(&cfg, &p));
             app::EXIT_OK
