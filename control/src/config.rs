@@ -16,10 +16,12 @@ use std::str::FromStr;
 use toml::Spanned;
 
 mod probes;
+mod telemetry;
 mod traffic;
 pub use probes::{Probes, Recovery};
 pub use qos::{Class, Rule};
 pub use routing::{Path, PathGroup};
+pub use telemetry::{Telemetry, DEFAULT_PROMETHEUS, MAX_TOP_FLOWS};
 pub use traffic::{Flows, MAX_FLOWS};
 
 /// Largest MTU a port may be given (jumbo frames).
@@ -224,6 +226,8 @@ struct RawConfig {
     neighbors: probes::RawNeighbors,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    telemetry: telemetry::RawTelemetry,
 }
 
 #[derive(Deserialize, Default)]
@@ -332,6 +336,7 @@ pub struct Config {
     pub neighbors: crate::neigh::NeighSettings,
     /// The control socket (`sluicectl`); `None`: `default_socket(file_prefix)`.
     pub control_socket: Option<std::path::PathBuf>,
+    pub telemetry: Telemetry,
 }
 
 /// Where the control socket of the instance with EAL file prefix `prefix` is, unless the
@@ -808,6 +813,7 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
     let site = traffic::site(src, raw.site)?;
     let probes = probes::probes(src, raw.probes)?;
     let neighbors = probes::neighbors(src, raw.neighbors)?;
+    let telemetry = telemetry::telemetry(src, raw.telemetry)?;
     let control_socket = match &raw.control.socket {
         Some(s) if s.get_ref().is_empty() || s.get_ref().len() > 100 => {
             return Err(src.at(
@@ -932,6 +938,7 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
         probes,
         neighbors,
         control_socket,
+        telemetry,
     })
 }
 

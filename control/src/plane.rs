@@ -116,7 +116,15 @@ pub struct PathProbe {
     /// Rounds not sent because the next hop was not resolved or the port cannot send.
     pub skipped: u64,
     pub last_change: Option<(u64, Change)>,
+    /// Times the path stopped being `Up` (to degraded or down): its flows moved away.
+    pub failovers: u64,
+    /// Round-trip times (ns) of answered rounds not yet taken by telemetry
+    /// ([`Plane::take_rtt_samples`]); at most `RTT_SAMPLES_KEPT`, later ones are not kept.
+    rtt_samples: Vec<u64>,
 }
+
+/// RTT samples a path keeps for telemetry between two takes.
+pub const RTT_SAMPLES_KEPT: usize = 4096;
 
 /// A path state change, kept for show commands.
 #[derive(Debug, Clone)]
@@ -218,6 +226,8 @@ impl Plane {
                     late: 0,
                     skipped: 0,
                     last_change: None,
+                    failovers: 0,
+                    rtt_samples: Vec::new(),
                 },
             };
             probe.mode = p.probe;
@@ -356,6 +366,9 @@ impl Plane {
             warn!(target: "paths", "{msg}");
         }
         p.last_change = Some((now_ns, c.clone()));
+        if c.from == Health::Up {
+            p.failovers += 1;
+        }
         if self.events.len() == EVENTS_KEPT {
             self.events.pop_front();
         }
@@ -365,6 +378,14 @@ impl Plane {
             change: c,
         });
         self.changed = true;
+    }
+
+    /// The round-trip times (ns) path `i` measured since the last take, oldest first.
+    pub fn take_rtt_samples(&mut self, i: usize) -> Vec<u64> {
+        self.paths
+            .get_mut(i)
+            .map(|p| std::mem::take(&mut p.rtt_samples))
+            .unwrap_or_default()
     }
 
     /// Time moves on: neighbour requests, probe rounds due, rounds timed out.
@@ -468,7 +489,11 @@ impl Plane {
         r.answered = true;
         let r = *r;
         let s = self.settings.health;
-        let change = p.health.answered(&s, rtt_ns(r.sent_ns), now_ns);
+        let rtt = rtt_ns(r.sent_ns);
+        if p.rtt_samples.len() < RTT_SAMPLES_KEPT {
+            p.rtt_samples.push(rtt);
+        }
+        let change = p.health.answered(&s, rtt, now_ns);
         self.note(i, change, now_ns);
         true
     }

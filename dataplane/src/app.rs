@@ -119,6 +119,14 @@ pub fn run(opts: Options) -> i32 {
         }
     };
     info!(target: "control", "control socket {} (sluicectl --socket {})", server.path().display(), server.path().display());
+    // The metrics endpoint too: its address is refused before DPDK starts.
+    let mut metrics = match crate::metrics::Metrics::start(&cfg.telemetry) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("sluiced: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
 
     let eal = match Eal::init(&plan.args) {
         Ok(e) => e,
@@ -150,7 +158,15 @@ pub fn run(opts: Options) -> i32 {
         info!(target: "eal", "packet capture (dpdk-dumpcap) needs hugepages; not available with --no-huge");
     }
     let mut server = server;
-    let status = run_with_eal(&eal, &cfg, &opts, &topo, &signalled, &reload, &mut server);
+    let status = run_with_eal(
+        &eal,
+        &cfg,
+        &opts,
+        &topo,
+        (&signalled, &reload),
+        &mut server,
+        &mut metrics,
+    );
     if let Err(e) = eal.cleanup() {
         warn!(target: "eal", "{e}");
     }
@@ -163,9 +179,9 @@ fn run_with_eal(
     cfg: &Config,
     opts: &Options,
     topo: &numa::Topology,
-    signalled: &AtomicBool,
-    reload: &AtomicBool,
+    (signalled, reload): (&AtomicBool, &AtomicBool),
     server: &mut CtlServer,
+    metrics: &mut crate::metrics::Metrics,
 ) -> i32 {
     let workers = cfg.eal.workers.len();
     // ---- find ports and decide their queues
@@ -193,13 +209,7 @@ fn run_with_eal(
         .iter()
         .zip(&cfg.ports)
         .map(|((port, info), pc)| {
-            let rx = pc.rx_queues.unwrap_or(workers as u16).min(info.max_rx_queues.max(1));
-            // A TX queue per worker and the control's, when the driver has that many.
-            let tx = if info.max_tx_queues > workers as u16 {
-                workers as u16 + 1
-            } else {
-                workers as u16
-            };
+            let (rx, tx) = queue_counts(pc, info, workers);
             (u32::try_from(port.socket()).ok(), rx, tx)
         })
         .collect();
@@ -432,6 +442,8 @@ fn run_with_eal(
             opts,
             tsc_hz,
             started,
+            pools: &pools,
+            flow_capacity: (flow_capacity * workers) as u64,
         };
         // Nothing but workers on worker cores: EAL's own threads (interrupts, multi-process,
         // telemetry) join the control thread on its core.
@@ -439,7 +451,13 @@ fn run_with_eal(
             Ok(n) => info!(target: "plan", "{n} side threads pinned to the control core {}", cfg.eal.control_core),
             Err(e) => warn!(target: "plan", "side threads could not be pinned to the control core: {e}"),
         }
-        control_loop(&live, signalled, reload, &mut slow, &pools[ctl_pool], server);
+        control_loop(
+            &live,
+            (signalled, reload),
+            &mut slow,
+            &pools[ctl_pool],
+            (server, metrics),
+        );
     }
 
     // ---- stop
@@ -488,6 +506,30 @@ fn run_with_eal(
 
 type PortQueues = (PortSetup, Vec<crate::dpdk::RxQueue>, Vec<TxQueue>);
 
+/// RX queues a port gets: what the configuration asks (`asked`, within what the driver
+/// offers), except where the driver needs otherwise.
+fn rx_queue_count(driver: &str, asked: u16, tx_queues: u16, max_rx: u16) -> u16 {
+    match driver {
+        // memif connects only when each side's TX rings match the other's RX rings, and
+        // both ends run this same logic: as many RX queues as TX queues (the extra ones
+        // are polled like any other).
+        "net_memif" => tx_queues,
+        // net_af_packet fans the interface's frames out over all its queue pairs'
+        // sockets: every one of them must be polled, whatever the worker count.
+        "net_af_packet" => max_rx.max(1),
+        _ => asked,
+    }
+}
+
+/// (RX, TX) queues of a port, as `setup_port` will set it up.
+fn queue_counts(pc: &control::config::Port, info: &DevInfo, workers: usize) -> (u16, u16) {
+    let w = workers as u16;
+    let asked = pc.rx_queues.unwrap_or(w).min(info.max_rx_queues.max(1));
+    // A TX queue per worker and the control's, when the driver has that many.
+    let tx = if info.max_tx_queues > w { w + 1 } else { w };
+    (rx_queue_count(&info.driver, asked, tx, info.max_rx_queues), tx)
+}
+
 fn setup_port(
     pc: &control::config::Port,
     port: Port,
@@ -512,16 +554,7 @@ fn setup_port(
             info.driver, info.max_tx_queues
         ));
     };
-    // memif connects only when each side's TX rings match the other's RX rings, and both
-    // ends run this same logic: give it as many RX queues as TX queues (the extra ones are
-    // polled like any other).
-    // net_af_packet fans the interface's frames out over all its queue pairs' sockets:
-    // every one of them must be polled, whatever the worker count.
-    let rx_queues = match info.driver.as_str() {
-        "net_memif" => tx_queues,
-        "net_af_packet" => info.max_rx_queues.max(1),
-        _ => rx_queues,
-    };
+    let rx_queues = rx_queue_count(&info.driver, rx_queues, tx_queues, info.max_rx_queues);
     if pc.mtu > info.max_mtu {
         return Err(format!(
             "MTU {} is above what driver {} allows ({})",
@@ -592,11 +625,10 @@ fn port_totals(counters: &[Arc<WorkerCounters>], ports: usize) -> Vec<[u64; 4]> 
 
 fn control_loop(
     live: &LiveCtx,
-    signalled: &AtomicBool,
-    reload: &AtomicBool,
+    (signalled, reload): (&AtomicBool, &AtomicBool),
     slow: &mut SlowPath,
     ctl_pool: &Mempool,
-    server: &mut CtlServer,
+    (server, metrics): (&mut CtlServer, &mut crate::metrics::Metrics),
 ) {
     let LiveCtx {
         ports,
@@ -637,6 +669,9 @@ fn control_loop(
             info!(target: "reload", "SIGHUP: reloading {}", opts.config.display());
             let _ = slow.reload(&opts.config);
         }
+        if metrics.due(Instant::now()) {
+            metrics.publish(&telemetry_view(live), slow);
+        }
         if let (Some(i), Some(at)) = (interval, next_print) {
             if Instant::now() >= at {
                 let now = (Instant::now(), port_totals(counters, ports.len()));
@@ -649,13 +684,50 @@ fn control_loop(
     }
 }
 
-/// What control-socket commands read besides the slow path.
+/// What control-socket commands and telemetry read besides the slow path.
 struct LiveCtx<'a> {
     ports: &'a [RunPort],
     counters: &'a [Arc<WorkerCounters>],
     opts: &'a Options,
     tsc_hz: u64,
     started: Instant,
+    pools: &'a [Mempool],
+    /// Flows all the tables hold.
+    flow_capacity: u64,
+}
+
+/// What one telemetry period reads: the ports' driver counters, the workers' blocks, the
+/// pools.
+fn telemetry_view<'a>(c: &LiveCtx<'a>) -> crate::metrics::View<'a> {
+    crate::metrics::View {
+        ports: c
+            .ports
+            .iter()
+            .map(|p| {
+                let link = p.port.link();
+                crate::metrics::PortView {
+                    name: &p.name,
+                    device: &p.device,
+                    driver: &p.info.driver,
+                    mac: fmt_mac(&p.mac),
+                    node: u32::try_from(p.port.socket()).ok(),
+                    rx_queues: p.rx_queues,
+                    tx_queues: p.tx_queues,
+                    stats: p.port.stats(),
+                    xstats: p.port.xstats(),
+                    link_up: link.up,
+                    speed_mbps: link.speed_mbps,
+                }
+            })
+            .collect(),
+        workers: c.counters.iter().map(|w| w.snapshot(c.ports.len())).collect(),
+        pools: c
+            .pools
+            .iter()
+            .map(|p| (p.name().to_string(), p.in_use(), p.capacity()))
+            .collect(),
+        flow_capacity: c.flow_capacity,
+    }
 }
 
 /// The final report's figures, now.

@@ -203,6 +203,8 @@ pub struct TopFlows {
     pub flows: [Flow; TOP_FLOWS],
     pub len: usize,
     pub live: usize,
+    /// Bytes of all the live flows the walk saw, for the share the largest ones cover.
+    pub live_bytes: u64,
     /// A min-heap by bytes of indices into `flows`: a flow smaller than the root costs one
     /// comparison, a larger one replaces it in a few.
     heap: [u8; TOP_FLOWS],
@@ -214,6 +216,7 @@ impl Default for TopFlows {
             flows: [Flow::default(); TOP_FLOWS],
             len: 0,
             live: 0,
+            live_bytes: 0,
             heap: [0; TOP_FLOWS],
         }
     }
@@ -588,6 +591,7 @@ impl FlowTable {
                 }
                 self.tracking = self.track_next;
                 self.tops[self.walking].len = 0;
+                self.tops[self.walking].live_bytes = 0;
                 0
             } else {
                 self.cursor
@@ -609,7 +613,9 @@ impl FlowTable {
                 self.counters.expired += 1;
                 expired += 1;
             } else if self.tracking {
-                self.tops[self.walking].offer(f);
+                let top = &mut self.tops[self.walking];
+                top.live_bytes += f.bytes;
+                top.offer(f);
             }
         }
         expired
@@ -791,6 +797,8 @@ mod tests {
         assert_eq!(t.walks, 1);
         let top = t.last_walk();
         assert_eq!((top.len, top.live), (TOP_FLOWS, 100));
+        // Every live flow's bytes: 1 + 2 + ... + 100 kB; not the ended one.
+        assert_eq!(top.live_bytes, 5050 * 1000);
         let mut b: Vec<u64> = top.as_slice().iter().map(|f| f.bytes / 1000).collect();
         b.sort_unstable();
         assert_eq!(

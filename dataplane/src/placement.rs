@@ -55,7 +55,13 @@ pub fn shapes_from_sysfs(cfg: &Config, topo: &Topology) -> Vec<PortShape> {
             } else {
                 None
             };
-            (node, p.rx_queues.unwrap_or(workers), workers + 1)
+            // memif gets as many RX queues as TX queues (sluiced's setup_port).
+            let rx = if crate::eal_args::device_name(&p.device).starts_with("net_memif") {
+                workers + 1
+            } else {
+                p.rx_queues.unwrap_or(workers)
+            };
+            (node, rx, workers + 1)
         })
         .collect()
 }

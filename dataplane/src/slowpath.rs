@@ -454,6 +454,7 @@ impl SlowPath {
             (self.cfg.ports != new.ports, "[[ports]]"),
             (self.cfg.flows != new.flows, "[flows]"),
             (self.cfg.control_socket != new.control_socket, "control.socket"),
+            (self.cfg.telemetry != new.telemetry, "[telemetry]"),
         ];
         if let Some((_, what)) = fixed.iter().find(|(changed, _)| *changed) {
             return Err(format!("{what} changed, which needs a restart"));
@@ -513,24 +514,45 @@ impl SlowPath {
     }
 
     /// Each path: state, figures, probes, next hop — for reports and `show paths`.
-    pub fn paths_json(&self) -> serde_json::Value {
-        use serde_json::json;
-        let status = self.plane.statuses(&self.cfg, &self.link_up);
+    /// What the control thread knows of each path now.
+    pub fn path_statuses(&self) -> Vec<routing::PathStatus> {
+        self.plane.statuses(&self.cfg, &self.link_up)
+    }
+
+    /// Each path's share of its group's new flows, in percent (the largest, if in several
+    /// groups).
+    pub fn new_flow_shares(&self) -> Vec<f64> {
         let t = self.published.load();
-        // Each path's share of its group's new flows (the largest, if in several groups).
-        let share: Vec<f64> = {
-            let mut v = vec![0.0f64; self.cfg.paths.len()];
-            for g in &t.groups {
-                let sh = g.table.shares(self.cfg.paths.len());
-                let total: usize = sh.iter().sum();
-                for (i, s) in sh.iter().enumerate() {
-                    if total > 0 {
-                        v[i] = v[i].max(*s as f64 * 100.0 / total as f64);
-                    }
+        let mut v = vec![0.0f64; self.cfg.paths.len()];
+        for g in &t.groups {
+            let sh = g.table.shares(self.cfg.paths.len());
+            let total: usize = sh.iter().sum();
+            for (i, s) in sh.iter().enumerate() {
+                if total > 0 {
+                    v[i] = v[i].max(*s as f64 * 100.0 / total as f64);
                 }
             }
-            v
-        };
+        }
+        v
+    }
+
+    /// A path's state as shown: drained, link-down, unresolved, or its health.
+    pub fn path_state(&self, i: usize, st: &routing::PathStatus) -> &'static str {
+        if self.cfg.paths[i].admin == routing::AdminState::Drained {
+            "drained"
+        } else if !st.link_up {
+            "link-down"
+        } else if st.mac.is_none() {
+            "unresolved"
+        } else {
+            self.plane.paths[i].health.state.name()
+        }
+    }
+
+    pub fn paths_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let status = self.path_statuses();
+        let share = self.new_flow_shares();
         let paths: Vec<_> = self
             .cfg
             .paths
@@ -540,15 +562,7 @@ impl SlowPath {
             .enumerate()
             .map(|(i, ((p, pr), st))| {
                 let f = pr.health.figures();
-                let state = if p.admin == routing::AdminState::Drained {
-                    "drained"
-                } else if !st.link_up {
-                    "link-down"
-                } else if st.mac.is_none() {
-                    "unresolved"
-                } else {
-                    pr.health.state.name()
-                };
+                let state = self.path_state(i, st);
                 json!({
                     "name": p.name, "cloud": p.cloud.name(), "region": p.region,
                     "port": self.cfg.ports[p.port].name, "next_hop": p.next_hop.to_string(),

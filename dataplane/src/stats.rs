@@ -149,6 +149,7 @@ impl WorkerCounters {
             queue_enqueued: load(&self.queue_enqueued[..ports * Priority::COUNT]),
             queue_dropped: load(&self.queue_dropped[..ports * Priority::COUNT]),
             queue_ce_marked: load(&self.queue_ce_marked[..ports * Priority::COUNT]),
+            queue_depth: load(&self.queue_depth[..ports * Priority::COUNT]),
             generation: self.generation.load(Relaxed),
         }
     }
@@ -178,6 +179,7 @@ pub struct WorkerSnapshot {
     pub queue_enqueued: Vec<u64>,
     pub queue_dropped: Vec<u64>,
     pub queue_ce_marked: Vec<u64>,
+    pub queue_depth: Vec<u64>,
     pub generation: u64,
 }
 

@@ -102,6 +102,8 @@ paths = ["aws", "gcp"]
 [[routes]]
 prefix = "198.51.100.0/24"
 group = "clouds"
+[telemetry]
+prometheus = "127.0.0.1:0"
 "#,
         prefix = dir.prefix("d"),
         sock = sock.display(),
@@ -163,6 +165,7 @@ fn every_command_bad_clients_and_refused_changes() {
     }
     // The daemon answers, so it is fully up. Every thread of it runs on the control core (0) or is the worker (on 1).
     let mut tasks = 0;
+    let mut prom_on = None;
     for t in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap().flatten() {
         let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
         let name = status
@@ -179,9 +182,20 @@ fn every_command_bad_clients_and_refused_changes() {
             "thread {name} may run on {}",
             cpus.trim()
         );
+        if name == "sluice-prom" {
+            prom_on = Some(cpus.trim().to_string());
+        }
         tasks += 1;
     }
-    assert!(tasks >= 3, "the main thread, the worker and EAL's own");
+    assert!(
+        tasks >= 4,
+        "the main thread, the worker, EAL's own and the metrics endpoint"
+    );
+    assert_eq!(
+        prom_on.as_deref(),
+        Some("0"),
+        "the metrics endpoint's thread is on the control core"
+    );
     assert_eq!(json(&sock, &["show", "ports"]).as_array().unwrap().len(), 2);
     assert!(ok(&sock, &["show", "version"]).contains("DPDK"));
     // Unique prefixes abbreviate, on both levels; an ambiguous one is refused.

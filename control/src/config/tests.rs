@@ -460,3 +460,31 @@ fn neighbor_settings() {
     let (_, f, _) = at(&traffic("[neighbors]\nqueue_len = 8\n").unwrap_err());
     assert_eq!(f, "neighbors.queue_len");
 }
+
+#[test]
+fn telemetry_settings() {
+    let t = parse(GOOD).unwrap().telemetry;
+    assert_eq!(t.interval_ms, 1000);
+    assert_eq!(t.prometheus, Some("127.0.0.1:9417".parse().unwrap()));
+    assert!(!t.prometheus_configured);
+    assert_eq!(t.top_flows, 0);
+    let with = |s: &str| parse(&format!("{GOOD}\n[telemetry]\n{s}\n"));
+    let t = with("interval_ms = 250\nprometheus = \"[::1]:9999\"\ntop_flows = 20")
+        .unwrap()
+        .telemetry;
+    assert_eq!((t.interval_ms, t.top_flows), (250, 20));
+    assert_eq!(t.prometheus, Some("[::1]:9999".parse().unwrap()));
+    assert!(t.prometheus_configured);
+    let t = with("prometheus = \"off\"").unwrap().telemetry;
+    assert_eq!((t.prometheus, t.prometheus_configured), (None, true));
+    let (_, f, m) = at(&with("prometheus = \"localhost\"").unwrap_err());
+    assert_eq!(f, "telemetry.prometheus");
+    assert!(m.contains("not an address and port"), "{m}");
+    let (_, f, m) = at(&with("top_flows = 21").unwrap_err());
+    assert_eq!(f, "telemetry.top_flows");
+    assert!(m.contains("at most 20"), "{m}");
+    let (_, f, _) = at(&with("interval_ms = 50").unwrap_err());
+    assert_eq!(f, "telemetry.interval_ms");
+    let (_, f, _) = at(&with("otlp = 1").unwrap_err());
+    assert_eq!(f, "telemetry.otlp");
+}

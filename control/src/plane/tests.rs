@@ -258,8 +258,16 @@ fn resolves_next_hops_then_probes_and_measures() {
         // The first answer of a round is the one measured: here the echo, sent first.
         let f = pr.health.figures();
         assert_eq!((f.rtt_min_us, f.rtt_max_us), (2000.0, 2000.0), "{f:?}");
+        assert_eq!(pr.failovers, 0);
     }
     assert_eq!(p.paths[2].icmp_sent, 0, "probe = none");
+    // Telemetry takes each answered round's RTT once.
+    let answered = p.paths[0].health.answered as usize;
+    let rtts = p.take_rtt_samples(0);
+    assert_eq!(rtts.len(), answered);
+    assert!(rtts.iter().all(|&r| r == 2 * MS), "{rtts:?}");
+    assert!(p.take_rtt_samples(0).is_empty());
+    assert!(p.take_rtt_samples(99).is_empty());
 }
 
 #[test]
@@ -320,6 +328,7 @@ fn silent_gateway_is_down_within_200_ms_and_returns_after_hold_down() {
     let took = down.at_ns - silent_at;
     assert!(took <= 200 * MS, "declared down {} ms after silence", took / MS);
     assert!(p.statuses(&cfg, &[true, true])[0].health == Health::Down);
+    assert_eq!(p.paths[0].failovers, 1);
     // Back at 4 s: up only after the hold-down (3 s from the last miss) has run.
     let back_at = 4000 * MS;
     run(&mut p, back_at, 9000 * MS, 1, |_| true);
@@ -333,6 +342,8 @@ fn silent_gateway_is_down_within_200_ms_and_returns_after_hold_down() {
         "{}",
         up.at_ns / MS
     );
+    // Coming back is not a failover.
+    assert_eq!(p.paths[0].failovers, 1);
 }
 
 #[test]

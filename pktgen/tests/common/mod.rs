@@ -118,7 +118,7 @@ impl Proc {
         Proc::start_program(dir, role, &sluiced(), args)
     }
 
-    fn start_program(dir: &TestDir, role: &str, program: &std::path::Path, args: &[&str]) -> Proc {
+    pub fn start_program(dir: &TestDir, role: &str, program: &std::path::Path, args: &[&str]) -> Proc {
         let stdout = dir.file(&format!("{role}.stdout"));
         let stderr = dir.file(&format!("{role}.stderr"));
         let child = Command::new(program)
