@@ -34,6 +34,7 @@ bench: setup build
 	QUICK=$(QUICK) python3 benches/bench.py
 	QUICK=$(QUICK) python3 benches/pktgen.py
 	QUICK=$(QUICK) python3 benches/failover.py
+	QUICK=$(QUICK) python3 benches/telemetry.py
 
 fmt:
 	$(CARGO) fmt --all

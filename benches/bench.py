@@ -7,7 +7,8 @@ configured ("full": 100 classifier rules, classes with trTCM meters and DSCP mar
 active-active path group of two paths) and, on the 64-byte IPv4 input, with one stage's
 work configured away in turn ("no-classify": no rules; "no-shape": no meters; "no-mark":
 no DSCP) and with routes only ("forward"). Parsing, the flow table, routing and the
-per-stage accounting always run. Runs are interleaved (A B C, B C A,
+per-stage accounting always run, and so does the default telemetry (the Prometheus
+endpoint on loopback, merged once a second; benches/telemetry.py measures its cost). Runs are interleaved (A B C, B C A,
 ...) because absolute figures on a shared machine drift from run to run, in whole phases
 where every process on the core runs slower. The ratio reported is the median of the
 per-round ratios (each Sluice run against the peer run next to it in time); the medians of
@@ -225,7 +226,7 @@ next_hop_mac = "02:00:00:00:00:02"
     return "\n".join(out)
 
 
-def sluice_cmd(pcap, prefix, mem_args, variant="full"):
+def sluice_cmd(pcap, prefix, mem_args, variant="full", extra=""):
     cfg = os.path.join(WORK, prefix + ".toml")
     # net_pcap's infinite_rx keeps the whole file in mbufs, on top of rings and caches.
     mbufs = (1 << (pcap_packets(pcap) + 16384).bit_length()) - 1
@@ -244,6 +245,7 @@ name = "p0"
 device = "net_pcap0,rx_pcap={pcap},infinite_rx=1"
 
 {pipeline_config(variant)}
+{extra}
 """)
     return [os.path.join(BIN, "sluiced"), "--config", cfg, "--log-level", "warn", "--link-wait", "0"]
 

@@ -246,8 +246,21 @@ pub struct View<'a> {
 }
 
 /// The most series the endpoint shows for a configuration of `ports` ports with `queues`
-/// queues each at most, `workers`, `classes`, `paths` and `groups`, `pools` mempools and
-/// `top` top flows (the expiring ones counted three times).
+/// queues each at most, `workers`, `classes`, `paths`, `groups`, `pools` mempools and
+/// `top` top flows, whatever the traffic:
+///
+/// ```text
+/// 34 + 4 T + P (27 + 5 Q) + W (19 + 4 P) + 6 C + 40 N + G + 2 pools
+/// ```
+///
+/// Fixed: build info, 18 drop reasons, 8 control-plane and reload series, 6 flow-table
+/// series, the top flows' coverage. Per port: info, 8 driver counters, link up and speed,
+/// 5 queue xstats per queue, 4 priorities x 4 egress-queue series. Per worker: info, rx/tx
+/// packets/bytes per port, polls, busy polls, busy ratio, 5 stages x 3. Per class: 3
+/// colours x packets and bytes. Per path: 5 gauges, 4 counters, and the RTT (13 buckets)
+/// and jitter (12 buckets) histograms with +Inf, sum and count. The top flows are set at
+/// most once a second and a flow's series expires 3 s after it leaves the list, so at
+/// most 4 lists' worth are shown at once.
 #[allow(clippy::too_many_arguments)]
 pub fn series_bound(
     ports: usize,
@@ -259,13 +272,26 @@ pub fn series_bound(
     pools: usize,
     top: usize,
 ) -> usize {
-    let hist = |buckets: usize| buckets + 1 + 2; // buckets, +Inf, _sum, _count
-    let per_port = 8 + 4 + QUEUE_XSTATS.len() * queues + Priority::COUNT * 4;
-    let per_worker = 4 * ports + 2 + 1 + 1 + Stage::COUNT * 2;
-    let per_path = 3 + 1 + 6 + hist(RTT_BUCKETS.len()) + hist(JITTER_BUCKETS.len());
-    let fixed = 1 + DropReason::COUNT + Stage::COUNT + 12 + 2 + 6 + 1;
-    fixed + ports * per_port + workers * per_worker + classes * 6 + paths * per_path + groups + pools * 2 + top * 3
+    let hist = |buckets: usize| buckets + 3; // the buckets, +Inf, _sum, _count
+    let fixed = 1 + DropReason::COUNT + 8 + 6 + 1;
+    let per_port = 1 + 8 + 2 + QUEUE_XSTATS.len() * queues + Priority::COUNT * 4;
+    let per_worker = 1 + 4 * ports + 3 + Stage::COUNT * 3;
+    let per_path = 5 + 4 + hist(RTT_BUCKETS.len()) + hist(JITTER_BUCKETS.len());
+    fixed
+        + TOP_LISTS_SHOWN * top
+        + ports * per_port
+        + workers * per_worker
+        + classes * 6
+        + paths * per_path
+        + groups
+        + pools * 2
 }
+
+/// Top-flow lists whose series can be shown at once: one a second, each kept 3 s.
+const TOP_LISTS_SHOWN: usize = 4;
+/// How often the top flows are set, and how long series not set again are kept.
+const TOP_EVERY: Duration = Duration::from_secs(1);
+const SERIES_IDLE: Duration = Duration::from_secs(3);
 
 /// Cycles per packet of one stage between two snapshots.
 fn per_packet(cycles: u64, packets: u64) -> f64 {
@@ -294,6 +320,8 @@ pub struct Metrics {
     every: Duration,
     next: Instant,
     top: usize,
+    /// When the top flows were last set.
+    top_at: Option<Instant>,
     prev: Vec<WorkerSnapshot>,
     /// The last RTT (ns) of each path by name, for jitter.
     last_rtt: HashMap<String, u64>,
@@ -309,9 +337,9 @@ impl Metrics {
                 ("sluice_path_rtt_seconds", &RTT_BUCKETS[..]),
                 ("sluice_path_jitter_seconds", &JITTER_BUCKETS[..]),
             ],
-            // Series not set for three periods (top flows that left, paths a reload
-            // removed) disappear.
-            (every * 3).max(Duration::from_secs(3)),
+            // Series not set for a while (top flows that left, paths a reload removed)
+            // disappear; never sooner than three periods.
+            (every * 3).max(SERIES_IDLE),
         )?;
         for &(n, h) in COUNTERS {
             exp.describe_counter(n, h);
@@ -347,14 +375,16 @@ impl Metrics {
             every,
             next: Instant::now(),
             top: t.top_flows as usize,
+            top_at: None,
             prev: Vec::new(),
             last_rtt: HashMap::new(),
         })
     }
 
-    /// Whether a period has ended.
+    /// Whether a period has ended and someone can read what it sets (with no endpoint,
+    /// telemetry costs nothing).
     pub fn due(&mut self, now: Instant) -> bool {
-        if now < self.next {
+        if self.endpoint.is_none() || now < self.next {
             return false;
         }
         self.next = now + self.every;
@@ -543,7 +573,7 @@ impl Metrics {
         }
     }
 
-    fn flows(&self, v: &View, slow: &SlowPath) {
+    fn flows(&mut self, v: &View, slow: &SlowPath) {
         let e = &self.exp;
         let total = |f: fn(&WorkerSnapshot) -> u64| v.workers.iter().map(f).sum::<u64>();
         e.gauge("sluice_flows_active", &[], total(|w| w.flows_active) as f64);
@@ -552,9 +582,11 @@ impl Metrics {
         e.counter("sluice_flows_evicted", &[], total(|w| w.flows_evicted));
         e.counter("sluice_flow_records_lost", &[], total(|w| w.records_lost));
         e.gauge("sluice_flow_table_capacity_flows", &[], v.flow_capacity as f64);
-        if self.top == 0 {
+        if self.top == 0 || self.top_at.is_some_and(|t| t.elapsed() < TOP_EVERY) {
             return;
         }
+        self.top_at = Some(Instant::now());
+        let e = &self.exp;
         let (flows, coverage) = top_flows(&slow.live_top, self.top);
         let t = slow.published.load();
         for (rank, f) in flows.iter().enumerate() {
@@ -680,5 +712,74 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert!(names.iter().all(|n| n.starts_with("sluice_") && !n.ends_with("_total")));
+    }
+
+    #[test]
+    fn top_flows_merge_workers_and_say_what_they_cover() {
+        let mut a = TopFlows::default();
+        let mut b = TopFlows::default();
+        for (t, bytes) in [(&mut a, [500u64, 100, 300]), (&mut b, [400, 200, 50])] {
+            for (i, &n) in bytes.iter().enumerate() {
+                t.flows[i].bytes = n;
+            }
+            t.len = 3;
+            t.live_bytes = 2000;
+        }
+        let (flows, coverage) = top_flows(&[a, b], 4);
+        assert_eq!(flows.iter().map(|f| f.bytes).collect::<Vec<_>>(), [500, 400, 300, 200]);
+        assert!((coverage - 1400.0 / 4000.0).abs() < 1e-9, "{coverage}");
+        let (none, coverage) = top_flows(&[TopFlows::default()], 20);
+        assert!(none.is_empty() && coverage == 0.0);
+    }
+
+    #[test]
+    fn the_bound_counts_each_family() {
+        // One port of one queue, one worker, nothing else: fixed 34, the port 27 + 5, the
+        // worker 19 + 4.
+        assert_eq!(series_bound(1, 1, 1, 0, 0, 0, 0, 0), 34 + 32 + 23);
+        // Each path adds 40, each top flow 4 (lists that linger).
+        assert_eq!(
+            series_bound(1, 1, 1, 0, 1, 0, 0, 0) - series_bound(1, 1, 1, 0, 0, 0, 0, 0),
+            40
+        );
+        assert_eq!(
+            series_bound(0, 0, 0, 0, 0, 0, 0, 20) - series_bound(0, 0, 0, 0, 0, 0, 0, 0),
+            80
+        );
+    }
+
+    /// The shipped dashboard and alert rules use only metrics that exist.
+    #[test]
+    fn dashboard_and_alerts_name_real_metrics() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../telemetry");
+        let mut known: Vec<String> = Vec::new();
+        for (n, _) in COUNTERS {
+            known.push(format!("{n}_total"));
+        }
+        for (n, _) in GAUGES {
+            known.push(n.to_string());
+        }
+        for (n, _) in HISTOGRAMS {
+            for s in ["_bucket", "_sum", "_count"] {
+                known.push(format!("{n}{s}"));
+            }
+        }
+        for f in ["grafana/sluice-dashboard.json", "prometheus/sluice-alerts.yml"] {
+            let text = std::fs::read_to_string(root.join(f)).unwrap();
+            let mut used = 0;
+            for (i, _) in text.match_indices("sluice_") {
+                let name: String = text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                // Rule and dashboard names (SluicePathDown, sluice-overview) are not metrics.
+                if text[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '-') {
+                    continue;
+                }
+                assert!(known.contains(&name), "{f}: {name} is not a metric sluiced exports");
+                used += 1;
+            }
+            assert!(used >= 7, "{f}: {used}");
+        }
     }
 }

@@ -220,14 +220,15 @@ mod tests {
         let topo = sys.topology();
         let c = cfg(&sys, "");
         let shapes = shapes_from_sysfs(&c, &topo);
-        // The virtual device has no node; the NIC is on node 1. Two workers: 2 RX, 3 TX queues.
-        assert_eq!(shapes, [(None, 2, 3), (Some(1), 2, 3)]);
+        // The virtual device has no node; the NIC is on node 1. Two workers: 2 RX, 3 TX
+        // queues; memif gets as many RX queues as TX queues.
+        assert_eq!(shapes, [(None, 3, 3), (Some(1), 2, 3)]);
         let i = input(&c, &shapes);
         let (n0, n1) = (numa::pool_mbufs(&i, 0), numa::pool_mbufs(&i, 1));
         // Node 1 holds wan's deeper RX rings, node 0 only lan's.
         let tx = 2 * 3 * c.ports[0].tx_descriptors as u32;
         let floor = tx + MBUF_SLACK + control::hold::TOTAL as u32;
-        assert!(n0 >= floor + 2 * c.ports[0].rx_descriptors as u32, "{n0}");
+        assert!(n0 >= floor + 3 * c.ports[0].rx_descriptors as u32, "{n0}");
         assert!(n1 >= floor + 2 * 8192, "{n1}");
         assert!(n1 > n0, "{n0} {n1}");
         assert_eq!(mbufs_total(&c, &topo), n0 + n1);

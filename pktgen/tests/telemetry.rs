@@ -147,11 +147,18 @@ top_flows = 20
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // A real Prometheus scraping it every second.
+    // A real Prometheus scraping it every second, with the shipped alert rules.
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../telemetry/prometheus/sluice-alerts.yml");
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules", rules.to_str().unwrap()])
+        .output()
+        .expect("promtool (Debian package prometheus)");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
     let prom_cfg = dir.write(
         "prometheus.yml",
         &format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: sluice\n    static_configs:\n      - targets: ['{metrics}']\n"
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: sluice\n    static_configs:\n      - targets: ['{metrics}']\n",
+            rules.display()
         ),
     );
     let server = Proc::start_program(
@@ -265,6 +272,36 @@ top_flows = 20
     assert_eq!(query(prom, "sluice_flows_active"), Some(FLOWS as f64));
     assert_eq!(query(prom, "sluice_path_state{path=\"aws\",cloud=\"aws\"}"), Some(1.0));
     assert_eq!(query(prom, "up{job=\"sluice\"}"), Some(1.0));
+    // Every query of the shipped Grafana dashboard is one Prometheus accepts.
+    let dash = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../telemetry/grafana/sluice-dashboard.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(dash).unwrap()).unwrap();
+    let mut exprs = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let e = t["expr"].as_str().unwrap();
+            let e = e.replace("$__rate_interval", "5s").replace("$instance", ".*");
+            let (status, body) = get(prom, &format!("/api/v1/query?query={}", percent_encode(&e))).unwrap();
+            assert!(status == 200 && body.contains("\"success\""), "{e}: {body}");
+            exprs += 1;
+        }
+    }
+    assert!(exprs >= 20, "{exprs} dashboard queries");
+    // Every alert rule evaluates against the real series, and none fires on a healthy run.
+    let t0 = Instant::now();
+    let rules = loop {
+        let (_, body) = get(prom, "/api/v1/rules").expect("rules");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let rules: Vec<Value> = v["data"]["groups"][0]["rules"].as_array().cloned().unwrap_or_default();
+        if (rules.len() == 7 && rules.iter().all(|r| r["health"] == "ok")) || t0.elapsed() > Duration::from_secs(20) {
+            break rules;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(rules.len(), 7, "{rules:?}");
+    for r in &rules {
+        assert_eq!(r["health"], "ok", "{r}");
+        assert_ne!(r["state"], "firing", "{r}");
+    }
 
     assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
     let done = sluiced.wait(LIMIT);
