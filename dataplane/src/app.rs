@@ -506,28 +506,23 @@ fn run_with_eal(
 
 type PortQueues = (PortSetup, Vec<crate::dpdk::RxQueue>, Vec<TxQueue>);
 
-/// RX queues a port gets: what the configuration asks (`asked`, within what the driver
-/// offers), except where the driver needs otherwise.
-fn rx_queue_count(driver: &str, asked: u16, tx_queues: u16, max_rx: u16) -> u16 {
-    match driver {
+/// (RX, TX) queues of a port, as `setup_port` sets it up: a TX queue per worker and the
+/// control's when the driver has that many; the RX queues asked for, within what the
+/// driver offers, except where the driver needs otherwise.
+fn queue_counts(pc: &control::config::Port, info: &DevInfo, workers: usize) -> (u16, u16) {
+    let w = workers as u16;
+    let tx = if info.max_tx_queues > w { w + 1 } else { w };
+    let rx = match info.driver.as_str() {
         // memif connects only when each side's TX rings match the other's RX rings, and
         // both ends run this same logic: as many RX queues as TX queues (the extra ones
         // are polled like any other).
-        "net_memif" => tx_queues,
+        "net_memif" => tx,
         // net_af_packet fans the interface's frames out over all its queue pairs'
         // sockets: every one of them must be polled, whatever the worker count.
-        "net_af_packet" => max_rx.max(1),
-        _ => asked,
-    }
-}
-
-/// (RX, TX) queues of a port, as `setup_port` will set it up.
-fn queue_counts(pc: &control::config::Port, info: &DevInfo, workers: usize) -> (u16, u16) {
-    let w = workers as u16;
-    let asked = pc.rx_queues.unwrap_or(w).min(info.max_rx_queues.max(1));
-    // A TX queue per worker and the control's, when the driver has that many.
-    let tx = if info.max_tx_queues > w { w + 1 } else { w };
-    (rx_queue_count(&info.driver, asked, tx, info.max_rx_queues), tx)
+        "net_af_packet" => info.max_rx_queues.max(1),
+        _ => pc.rx_queues.unwrap_or(w).min(info.max_rx_queues.max(1)),
+    };
+    (rx, tx)
 }
 
 fn setup_port(
@@ -537,24 +532,21 @@ fn setup_port(
     workers: usize,
     pool: &Mempool,
 ) -> Result<PortQueues, String> {
+    let (rx_queues, tx_queues) = queue_counts(pc, info, workers);
     let want_rx = pc.rx_queues.unwrap_or(workers as u16);
-    let rx_queues = want_rx.min(info.max_rx_queues.max(1));
-    if rx_queues < want_rx {
+    if want_rx > info.max_rx_queues.max(1) {
         info!(target: "port", "{}: driver {} offers {} RX queue(s); using {rx_queues}", pc.name, info.driver, info.max_rx_queues);
     }
     let w = workers as u16;
-    let tx_queues = if info.max_tx_queues > w {
-        w + 1
-    } else if info.max_tx_queues == w {
-        warn!(target: "port", "{}: driver {} offers {} TX queue(s), one per worker and none for the control thread: nothing is answered or probed on this port (give the device more queues, e.g. qpairs= for net_af_packet)", pc.name, info.driver, info.max_tx_queues);
-        w
-    } else {
+    if info.max_tx_queues < w {
         return Err(format!(
             "driver {} offers {} TX queue(s) but each of the {w} workers needs its own; use fewer workers or give the device more queues (net_pcap: repeat tx_pcap=, net_memif/net_af_packet: more queue pairs)",
             info.driver, info.max_tx_queues
         ));
-    };
-    let rx_queues = rx_queue_count(&info.driver, rx_queues, tx_queues, info.max_rx_queues);
+    }
+    if tx_queues == w {
+        warn!(target: "port", "{}: driver {} offers {} TX queue(s), one per worker and none for the control thread: nothing is answered or probed on this port (give the device more queues, e.g. qpairs= for net_af_packet)", pc.name, info.driver, info.max_tx_queues);
+    }
     if pc.mtu > info.max_mtu {
         return Err(format!(
             "MTU {} is above what driver {} allows ({})",

@@ -325,6 +325,7 @@ pub struct Metrics {
     prev: Vec<WorkerSnapshot>,
     /// The last RTT (ns) of each path by name, for jitter.
     last_rtt: HashMap<String, u64>,
+    dpdk_version: String,
 }
 
 impl Metrics {
@@ -378,6 +379,7 @@ impl Metrics {
             top_at: None,
             prev: Vec::new(),
             last_rtt: HashMap::new(),
+            dpdk_version: crate::dpdk::Eal::version(),
         })
     }
 
@@ -401,10 +403,7 @@ impl Metrics {
         let e = &self.exp;
         e.gauge(
             "sluice_build_info",
-            &[
-                ("version", env!("CARGO_PKG_VERSION")),
-                ("dpdk", &crate::dpdk::Eal::version()),
-            ],
+            &[("version", env!("CARGO_PKG_VERSION")), ("dpdk", &self.dpdk_version)],
             1.0,
         );
         self.ports(v);
@@ -614,21 +613,19 @@ impl Metrics {
     fn paths(&mut self, slow: &mut SlowPath) {
         let status = slow.path_statuses();
         let share = slow.new_flow_shares();
-        let mut eligible_in_group = vec![0usize; slow.cfg.groups.len()];
+        let eligible: Vec<bool> = status
+            .iter()
+            .zip(&slow.cfg.paths)
+            .map(|(st, p)| routing::path::eligible(p, st))
+            .collect();
         for (i, st) in status.iter().enumerate() {
             let rtts = slow.plane.take_rtt_samples(i);
             let p = &slow.cfg.paths[i];
             let pr = &slow.plane.paths[i];
             let l: &[(&str, &str)] = &[("path", &p.name), ("cloud", p.cloud.name()), ("region", &p.region)];
             let e = &self.exp;
-            let eligible = routing::path::eligible(p, st);
-            for (g, group) in slow.cfg.groups.iter().enumerate() {
-                if eligible && group.paths.contains(&(i as u16)) {
-                    eligible_in_group[g] += 1;
-                }
-            }
             e.gauge("sluice_path_state", l, state_code(slow.path_state(i, st)));
-            e.gauge("sluice_path_eligible", l, if eligible { 1.0 } else { 0.0 });
+            e.gauge("sluice_path_eligible", l, if eligible[i] { 1.0 } else { 0.0 });
             let f = pr.health.figures();
             e.gauge("sluice_path_loss_ratio", l, f.loss_ppm as f64 / 1e6);
             e.gauge("sluice_path_rtt_ewma_seconds", l, f.rtt_ewma_us / 1e6);
@@ -649,12 +646,10 @@ impl Metrics {
                 self.last_rtt.insert(p.name.clone(), r);
             }
         }
-        for (g, group) in slow.cfg.groups.iter().enumerate() {
-            self.exp.gauge(
-                "sluice_group_eligible_paths",
-                &[("group", &group.name)],
-                eligible_in_group[g] as f64,
-            );
+        for group in &slow.cfg.groups {
+            let n = group.paths.iter().filter(|&&p| eligible[p as usize]).count();
+            self.exp
+                .gauge("sluice_group_eligible_paths", &[("group", &group.name)], n as f64);
         }
     }
 }

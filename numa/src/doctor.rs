@@ -320,7 +320,7 @@ pub fn doctor(sys: &System, topo: &Topology, plan: Option<&Plan>, input: &Doctor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{FakeTree, PlanInput, PortNeed};
+    use crate::FakeTree;
 
     /// One node, CPUs 0-3 (each its own core), workers 2-3 isolated; 1024 free 2 MiB
     /// pages; a NIC at 0000:03:00.0 bound as `driver`.
@@ -351,25 +351,8 @@ mod tests {
     }
 
     fn plan_for(topo: &Topology, workers: &[u32]) -> Plan {
-        let input = PlanInput {
-            ports: vec![PortNeed {
-                name: "wan".into(),
-                node: Some(0),
-                rx_queues: 2,
-                tx_queues: 3,
-                rx_descriptors: 1024,
-                tx_descriptors: 1024,
-            }],
-            workers: workers.to_vec(),
-            control: 0,
-            mbufs: Some(32767),
-            mbuf_cache: 256,
-            burst: 32,
-            spare_mbufs: 10240,
-            mbuf_bytes: 2304,
-            overhead_mib: 192,
-        };
-        crate::plan(topo, &input).unwrap()
+        use crate::plan::tests::{input, port};
+        crate::plan(topo, &input(vec![port("wan", Some(0), 2)], workers, 0)).unwrap()
     }
 
     fn levels(f: &[Finding]) -> Vec<(&'static str, Level)> {

@@ -257,11 +257,11 @@ pub fn plan(topo: &Topology, input: &PlanInput) -> Result<Plan, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::FakeTree;
 
-    fn port(name: &str, node: Option<u32>, rx_queues: u16) -> PortNeed {
+    pub(crate) fn port(name: &str, node: Option<u32>, rx_queues: u16) -> PortNeed {
         PortNeed {
             name: name.into(),
             node,
@@ -272,7 +272,7 @@ mod tests {
         }
     }
 
-    fn input(ports: Vec<PortNeed>, workers: &[u32], control: u32) -> PlanInput {
+    pub(crate) fn input(ports: Vec<PortNeed>, workers: &[u32], control: u32) -> PlanInput {
         PlanInput {
             ports,
             workers: workers.to_vec(),

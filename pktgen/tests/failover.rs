@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{serial, sh, Proc, TestDir};
+use common::{said, serial, sh, Proc, TestDir};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -255,20 +255,14 @@ group = "back"
     // A memif peer must not unmap rings the other side still polls. The generator, done,
     // stops polling and waits for its peer; so does the reflector when stopped; then
     // sluiced stops its workers and closes its ports, and both close after it.
-    let said = |role: &str, what: &str, limit: Duration| {
-        let log = dir.file(&format!("{role}.stderr"));
-        let t0 = Instant::now();
-        while !std::fs::read_to_string(&log).unwrap_or_default().contains(what) && t0.elapsed() < limit {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
     said(
+        &dir,
         "gen",
         "for memif peers to disconnect",
         LIMIT + Duration::from_secs(seconds),
     );
     assert!(sh(&format!("kill -TERM {}", refl.pid())));
-    said("reflect", "for memif peers to disconnect", Duration::from_secs(2));
+    said(&dir, "reflect", "for memif peers to disconnect", Duration::from_secs(2));
     assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
     let done = sluiced.wait(LIMIT);
     let gen = gen.wait(LIMIT).json();

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{serial, sh, Proc, TestDir};
+use common::{said, serial, sh, Proc, TestDir};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -210,15 +210,10 @@ top_flows = 20
             "--json",
         ],
     );
-    let said = |role: &str, what: &str, limit: Duration| {
-        let log = dir.file(&format!("{role}.stderr"));
-        let t0 = Instant::now();
-        while !std::fs::read_to_string(&log).unwrap_or_default().contains(what) {
-            assert!(t0.elapsed() < limit, "{role} did not say \"{what}\"");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    said("gen", "for memif peers to disconnect", LIMIT);
+    assert!(
+        said(&dir, "gen", "for memif peers to disconnect", LIMIT),
+        "the generator did not finish"
+    );
 
     // The endpoint's own text, with every flow still live.
     let t0 = Instant::now();

@@ -175,6 +175,19 @@ impl Drop for Proc {
     }
 }
 
+/// Waits until `role`'s log says `what`; whether it did within `limit`.
+pub fn said(dir: &TestDir, role: &str, what: &str, limit: Duration) -> bool {
+    let log = dir.file(&format!("{role}.stderr"));
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains(what) {
+        if t0.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 pub fn run(dir: &TestDir, role: &str, args: &[&str], limit: Duration) -> Done {
     Proc::start(dir, role, args).wait(limit)
 }
