@@ -719,6 +719,7 @@ fn telemetry_view<'a>(c: &LiveCtx<'a>) -> crate::metrics::View<'a> {
             .map(|p| (p.name().to_string(), p.in_use(), p.capacity()))
             .collect(),
         flow_capacity: c.flow_capacity,
+        tsc_hz: c.tsc_hz,
     }
 }
 
@@ -799,7 +800,16 @@ fn command(
                 "workers" => counters(slow, baseline)["workers"].clone(),
                 "runtime" => {
                     let r = counters(slow, baseline);
-                    json!({"workers": r["workers"], "stages": r["stages"], "tsc_hz": c.tsc_hz})
+                    let mut workers = r["workers"].clone();
+                    for (w, k) in c.counters.iter().enumerate() {
+                        let base: Vec<u64> = baseline
+                            .as_ref()
+                            .and_then(|b| serde_json::from_value(b["latency_slots"][w].clone()).ok())
+                            .unwrap_or_default();
+                        let seen = crate::latency::minus(&k.latency_slots(), &base);
+                        workers[w]["latency"] = crate::latency::summary_json(&seen, c.tsc_hz);
+                    }
+                    json!({"workers": workers, "stages": r["stages"], "tsc_hz": c.tsc_hz})
                 }
                 "errors" => {
                     let r = counters(slow, baseline);
@@ -866,7 +876,9 @@ fn command(
         }
         "clear" => {
             pick(rest.first().ok_or("clear counters")?, &["counters"], "thing to clear")?;
-            *baseline = Some(live_report(c, slow));
+            let mut b = live_report(c, slow);
+            b["latency_slots"] = json!(c.counters.iter().map(|k| k.latency_slots()).collect::<Vec<_>>());
+            *baseline = Some(b);
             Ok(json!({"cleared": true}))
         }
         "class" | "route" | "path" => {

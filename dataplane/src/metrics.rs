@@ -14,6 +14,7 @@
 
 use crate::dpdk::PortStats;
 use crate::flow::{Flow, TopFlows};
+use crate::latency;
 use crate::pipeline::{DropReason, Stage};
 use crate::slowpath::SlowPath;
 use crate::stats::WorkerSnapshot;
@@ -31,6 +32,11 @@ const RTT_BUCKETS: [f64; 13] = [
 /// Jitter (the change of RTT between consecutive answered rounds) buckets, in seconds.
 const JITTER_BUCKETS: [f64; 12] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+
+/// Processing latency buckets (arrival to the driver), in seconds: 1 µs to 10 ms.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01,
 ];
 
 /// Per-queue xstats that every driver reporting queue counters names the same way.
@@ -219,6 +225,10 @@ const HISTOGRAMS: &[(&str, &str)] = &[
         "sluice_path_jitter_seconds",
         "Change of round-trip time between consecutive answered rounds",
     ),
+    (
+        "sluice_worker_latency_seconds",
+        "Time from a burst's arrival to its packets' hand-over to the driver, per packet",
+    ),
 ];
 
 /// A port as telemetry sees it.
@@ -243,6 +253,7 @@ pub struct View<'a> {
     /// (name, in use, capacity) of each mempool.
     pub pools: Vec<(String, u32, u32)>,
     pub flow_capacity: u64,
+    pub tsc_hz: u64,
 }
 
 /// The most series the endpoint shows for a configuration of `ports` ports with `queues`
@@ -250,13 +261,14 @@ pub struct View<'a> {
 /// `top` top flows, whatever the traffic:
 ///
 /// ```text
-/// 34 + 4 T + P (27 + 5 Q) + W (19 + 4 P) + 6 C + 40 N + G + 2 pools
+/// 34 + 4 T + P (27 + 5 Q) + W (34 + 4 P) + 6 C + 40 N + G + 2 pools
 /// ```
 ///
 /// Fixed: build info, 18 drop reasons, 8 control-plane and reload series, 6 flow-table
 /// series, the top flows' coverage. Per port: info, 8 driver counters, link up and speed,
 /// 5 queue xstats per queue, 4 priorities x 4 egress-queue series. Per worker: info, rx/tx
-/// packets/bytes per port, polls, busy polls, busy ratio, 5 stages x 3. Per class: 3
+/// packets/bytes per port, polls, busy polls, busy ratio, 5 stages x 3, the latency
+/// histogram (12 buckets, +Inf, sum and count). Per class: 3
 /// colours x packets and bytes. Per path: 5 gauges, 4 counters, and the RTT (13 buckets)
 /// and jitter (12 buckets) histograms with +Inf, sum and count. The top flows are set at
 /// most once a second and a flow's series expires 3 s after it leaves the list, so at
@@ -275,7 +287,7 @@ pub fn series_bound(
     let hist = |buckets: usize| buckets + 3; // the buckets, +Inf, _sum, _count
     let fixed = 1 + DropReason::COUNT + 8 + 6 + 1;
     let per_port = 1 + 8 + 2 + QUEUE_XSTATS.len() * queues + Priority::COUNT * 4;
-    let per_worker = 1 + 4 * ports + 3 + Stage::COUNT * 3;
+    let per_worker = 1 + 4 * ports + 3 + Stage::COUNT * 3 + hist(LATENCY_BUCKETS.len());
     let per_path = 5 + 4 + hist(RTT_BUCKETS.len()) + hist(JITTER_BUCKETS.len());
     fixed
         + TOP_LISTS_SHOWN * top
@@ -337,6 +349,7 @@ impl Metrics {
             &[
                 ("sluice_path_rtt_seconds", &RTT_BUCKETS[..]),
                 ("sluice_path_jitter_seconds", &JITTER_BUCKETS[..]),
+                ("sluice_worker_latency_seconds", &LATENCY_BUCKETS[..]),
             ],
             // Series not set for a while (top flows that left, paths a reload removed)
             // disappear; never sooner than three periods.
@@ -509,6 +522,13 @@ impl Metrics {
                 l,
                 if polls == 0 { 0.0 } else { busy as f64 / polls as f64 },
             );
+            let seen = prev.map_or_else(|| s.latency.clone(), |p| latency::minus(&s.latency, &p.latency));
+            for (slot, &n) in seen.iter().enumerate() {
+                if n > 0 {
+                    let secs = latency::middle(slot) / v.tsc_hz.max(1) as f64;
+                    e.observe("sluice_worker_latency_seconds", l, secs, n as usize);
+                }
+            }
             for st in Stage::ALL {
                 let i = st as usize;
                 let l: &[(&str, &str)] = &[("worker", &id), ("stage", st.name())];
@@ -730,8 +750,8 @@ mod tests {
     #[test]
     fn the_bound_counts_each_family() {
         // One port of one queue, one worker, nothing else: fixed 34, the port 27 + 5, the
-        // worker 19 + 4.
-        assert_eq!(series_bound(1, 1, 1, 0, 0, 0, 0, 0), 34 + 32 + 23);
+        // worker 34 + 4.
+        assert_eq!(series_bound(1, 1, 1, 0, 0, 0, 0, 0), 34 + 32 + 38);
         // Each path adds 40, each top flow 4 (lists that linger).
         assert_eq!(
             series_bound(1, 1, 1, 0, 1, 0, 0, 0) - series_bound(1, 1, 1, 0, 0, 0, 0, 0),

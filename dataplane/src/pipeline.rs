@@ -233,6 +233,8 @@ pub struct Pipeline {
     meters_for: (u32, u32),
     pkts: [Pkt; BURST],
     verdicts: [Verdict; BURST],
+    /// When the last burst started through the stages (its arrival, for latency).
+    pub burst_tsc: u64,
 }
 
 impl Pipeline {
@@ -247,6 +249,7 @@ impl Pipeline {
             meters_for: (u32::MAX, u32::MAX),
             pkts: [Pkt::default(); BURST],
             verdicts: [Verdict::Control; BURST],
+            burst_tsc: 0,
         }
     }
 
@@ -299,6 +302,7 @@ impl Pipeline {
     ) {
         let n = frames.len().min(BURST);
         let t0 = rdtsc();
+        self.burst_tsc = t0;
         let now_ms = self.now_ms(t0);
         let Pipeline {
             flows,

@@ -3,6 +3,7 @@
 //! loads. Blocks are cache-line aligned so two workers never share a line.
 
 use crate::dpdk::MAX_PORTS;
+use crate::latency;
 use crate::pipeline::{DropReason, Stage};
 use qos::class::{Priority, MAX_CLASSES};
 use qos::meter::Colour;
@@ -45,6 +46,8 @@ pub struct WorkerCounters {
     pub queue_depth: [AtomicU64; MAX_PORTS * Priority::COUNT],
     /// The snapshot generation this worker runs on.
     pub generation: AtomicU64,
+    /// Processing latency in TSC cycles, packets per slot (`latency`).
+    pub latency: [AtomicU64; latency::SLOTS],
 }
 
 // One block never straddles another's cache lines.
@@ -89,6 +92,7 @@ impl Default for WorkerCounters {
             queue_ce_marked: zeros(),
             queue_depth: zeros(),
             generation: AtomicU64::new(0),
+            latency: zeros(),
         }
     }
 }
@@ -116,6 +120,17 @@ impl WorkerCounters {
         let i = class * 3 + colour as usize;
         bump(&self.class_packets[i], packets);
         bump(&self.class_bytes[i], bytes);
+    }
+
+    /// `packets` packets that took `cycles` from arrival to the driver.
+    #[inline(always)]
+    pub fn latency(&self, cycles: u64, packets: u64) {
+        bump(&self.latency[latency::slot(cycles)], packets);
+    }
+
+    /// Packets per latency slot, now.
+    pub fn latency_slots(&self) -> Vec<u64> {
+        load(&self.latency)
     }
 
     /// Bytes offered to each class (all colours), the demand the rate shares follow.
@@ -151,6 +166,7 @@ impl WorkerCounters {
             queue_ce_marked: load(&self.queue_ce_marked[..ports * Priority::COUNT]),
             queue_depth: load(&self.queue_depth[..ports * Priority::COUNT]),
             generation: self.generation.load(Relaxed),
+            latency: self.latency_slots(),
         }
     }
 }
@@ -181,6 +197,8 @@ pub struct WorkerSnapshot {
     pub queue_ce_marked: Vec<u64>,
     pub queue_depth: Vec<u64>,
     pub generation: u64,
+    /// Packets per latency slot.
+    pub latency: Vec<u64>,
 }
 
 impl WorkerSnapshot {
@@ -204,7 +222,11 @@ mod tests {
         c.drop_packet(DropReason::NoRoute);
         c.stage(Stage::Route, 100, 32);
         c.class_packets_add(2, Colour::Yellow, 1, 64);
+        c.latency(1000, 32);
+        c.latency(1003, 1);
         let s = c.snapshot(2);
+        assert_eq!(s.latency[latency::slot(1000)], 33);
+        assert_eq!(s.latency.iter().sum::<u64>(), 33);
         assert_eq!(s.rx_packets, vec![0, 35]);
         assert_eq!(s.drop_count(DropReason::NoRoute), 2);
         assert_eq!(s.total_drops(), 2);

@@ -190,6 +190,9 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
     let mut polls = 0u64;
     let (mut walks_reported, mut top_reported_tsc) = (0u64, 0u64);
     let top_every = plan.tsc_hz / 1000 * TOP_EVERY_MS;
+    // Latency samples of bursts whose packets wait in the TX buffers: (arrival, packets).
+    let mut waiting = [(0u64, 0u64); 8];
+    let mut waiting_n = 0usize;
     while !shared.stop.load(Ordering::Relaxed) {
         // A new snapshot is picked up between bursts, never inside one.
         if shared.tables.generation() != generation {
@@ -232,6 +235,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                 }
                 flush(&mut plan.tx[p], &mut rx, bytes, p, &c);
             } else {
+                let mut direct = 0u64;
                 for (i, mut m) in rx.drain().enumerate() {
                     match pipe.verdicts()[i] {
                         Verdict::Drop(_) => drop(m),
@@ -256,6 +260,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                             let p = port as usize;
                             let Some(s) = eg.sched[p].as_mut() else {
                                 eg.push(p, m, &mut plan.tx, &c);
+                                direct += 1;
                                 continue;
                             };
                             match s.admit(prio, ect) {
@@ -271,12 +276,28 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                         }
                     }
                 }
+                // These leave when the buffers are flushed, after the last queue's burst.
+                if direct > 0 && waiting_n < waiting.len() {
+                    waiting[waiting_n] = (pipe.burst_tsc, direct);
+                    waiting_n += 1;
+                }
             }
-            c.stage(Stage::Tx, rdtsc() - t0, n as u64);
+            let t1 = rdtsc();
+            c.stage(Stage::Tx, t1 - t0, n as u64);
+            if whole.is_some() {
+                c.latency(t1 - pipe.burst_tsc, n as u64);
+            }
         }
         let now = rdtsc();
         eg.drain_queues(now, &c);
         eg.flush_all(&mut plan.tx, &c);
+        if waiting_n > 0 {
+            let sent = rdtsc();
+            for &(at, n) in &waiting[..waiting_n] {
+                c.latency(sent - at, n);
+            }
+            waiting_n = 0;
+        }
         pipe.flows.age(pipe.now_ms(now), AGE_BUDGET, &mut ended);
         // The largest live flows: a walk looks for them when TOP_EVERY_MS has passed since
         // the last list, which goes to the control thread when complete (a copy of 1.6 kB).

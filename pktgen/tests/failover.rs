@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{said, serial, sh, Proc, TestDir};
+use common::{said, serial, sh, sluicectl, Proc, TestDir};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -62,22 +62,6 @@ impl Run {
             .find(|g| g["name"] == name)
             .unwrap()
     }
-}
-
-fn sluicectl(sock: &std::path::Path, args: &[&str]) -> String {
-    let bin = std::path::Path::new(common::PKTGEN).with_file_name("sluicectl");
-    let o = std::process::Command::new(&bin)
-        .arg("--socket")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (build the workspace first)", bin.display()));
-    assert!(
-        o.status.success(),
-        "sluicectl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into()
 }
 
 /// The generator's default traffic: 64 UDP flows to the clouds.

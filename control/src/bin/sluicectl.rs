@@ -374,6 +374,22 @@ fn human(w: &[String], r: &Value) -> String {
                     wk["lcore"],
                     wk["busy_pct"].as_f64().unwrap_or(0.0)
                 ));
+                let l = &wk["latency"];
+                if l["samples"].as_u64().unwrap_or(0) > 0 {
+                    let us = |k: &str| l[k].as_f64().map_or("-".to_string(), |v| format!("{v:.2}"));
+                    out.push_str(&format!(
+                        "  latency (µs, {} packets): min {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+                        l["samples"],
+                        us("min_us"),
+                        us("p50_us"),
+                        us("p90_us"),
+                        us("p99_us"),
+                        us("p999_us"),
+                        us("max_us")
+                    ));
+                } else {
+                    out.push_str("  latency: no packets sent yet\n");
+                }
                 let rows: Vec<Value> = STAGES
                     .iter()
                     .map(|k| {

@@ -209,3 +209,20 @@ pub fn sh(cmd: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// `sluicectl --socket SOCK ARGS`, which must succeed; its standard output.
+pub fn sluicectl(sock: &std::path::Path, args: &[&str]) -> String {
+    let bin = std::path::Path::new(PKTGEN).with_file_name("sluicectl");
+    let o = Command::new(&bin)
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (build the workspace first)", bin.display()));
+    assert!(
+        o.status.success(),
+        "sluicectl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into()
+}
