@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what Sluice needs from Debian's packages, and only what is missing.
 #   DPDK (libraries, PMDs, testpmd, the l3fwd example sources), libclang and pkg-config
-#   for the bindings, and the tools the tests and benchmarks use (prometheus and promtool
-#   for the telemetry tests).
+#   for the bindings, and the tools the tests and benchmarks use (prometheus and promtool,
+#   nfcapd and nfdump for the telemetry tests).
 # Needs root (or sudo) when something is missing. Idempotent.
 set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev dpdk-doc libclang-dev pkg-config
           build-essential python3 iproute2 iputils-ping tcpdump procps
-          prometheus)
+          prometheus nfdump)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -325,6 +325,24 @@ fn run_with_eal(
         }
     };
     slow.cfg_text = std::fs::read_to_string(&opts.config).unwrap_or_default();
+    if let Some(collector) = cfg.telemetry.ipfix {
+        let c = telemetry::ipfix::IpfixConfig {
+            collector,
+            domain: cfg.telemetry.ipfix_domain,
+            template_every: Duration::from_secs(cfg.telemetry.ipfix_template_s as u64),
+            flush_every: Duration::from_secs(1),
+        };
+        match telemetry::ipfix::Ipfix::start(c) {
+            Ok(x) => {
+                info!(target: "telemetry", "IPFIX flow records to {collector} (observation domain {})", cfg.telemetry.ipfix_domain);
+                slow.export.ipfix = Some(x);
+            }
+            Err(e) => {
+                error!(target: "telemetry", "telemetry.ipfix: cannot send to {collector}: {e}");
+                return finish(ports, pools, &baseline, EXIT_RUNTIME, None);
+            }
+        }
+    }
     {
         let t = slow.published.load();
         info!(
@@ -416,6 +434,7 @@ fn run_with_eal(
             timeouts: Timeouts::from_config(&cfg.flows),
             shaping: shaping.clone(),
             tsc_hz,
+            epoch_tsc: slow.epoch_tsc(),
         };
         let shared = Shared {
             tables: Arc::clone(&slow.published),
@@ -464,6 +483,8 @@ fn run_with_eal(
     stop.store(true, Ordering::Relaxed);
     // Drain the rings while the workers report their live flows, until all are done.
     let stopping = Instant::now();
+    // The flows live now become records; the exporters get a bounded wait for room.
+    slow.export_wait_until = Some(stopping + Duration::from_secs(10));
     while done.load(Ordering::Acquire) < launched.len() && stopping.elapsed() < Duration::from_secs(10) {
         slow.drain();
         std::thread::sleep(Duration::from_millis(1));
@@ -473,6 +494,18 @@ fn run_with_eal(
     }
     // What the workers handed over last (exception packets, their flows at shutdown).
     slow.drain();
+    if let Some(mut x) = slow.export.ipfix.take() {
+        x.stop(Duration::from_secs(10));
+        let st = &x.stats;
+        info!(
+            target: "telemetry",
+            "IPFIX: {} flow records in {} messages to {}, {} dropped",
+            st.records.load(Ordering::Relaxed),
+            st.messages.load(Ordering::Relaxed),
+            x.collector(),
+            st.dropped.load(Ordering::Relaxed)
+        );
+    }
     let held = slow.drop_held();
     if held > 0 {
         info!(target: "neighbors", "{held} packets still waiting for next hops dropped at shutdown");

@@ -135,6 +135,8 @@ pub enum EndReason {
     Evicted,
     /// Still live at shutdown.
     Shutdown,
+    /// Live for the active timeout: reported, and its counters started again.
+    Active,
 }
 
 impl EndReason {
@@ -144,8 +146,18 @@ impl EndReason {
             EndReason::Closed => "closed",
             EndReason::Evicted => "evicted",
             EndReason::Shutdown => "shutdown",
+            EndReason::Active => "active",
         }
     }
+
+    pub const COUNT: usize = 5;
+    pub const ALL: [EndReason; 5] = [
+        EndReason::Idle,
+        EndReason::Closed,
+        EndReason::Evicted,
+        EndReason::Shutdown,
+        EndReason::Active,
+    ];
 }
 
 /// A flow that ended, for the control thread (and later the telemetry sinks).
@@ -162,6 +174,8 @@ pub struct Timeouts {
     pub tcp_closed_ms: u32,
     pub udp_ms: u32,
     pub other_ms: u32,
+    /// Live flows are reported this often (`EndReason::Active`).
+    pub active_ms: u32,
 }
 
 impl Timeouts {
@@ -171,6 +185,7 @@ impl Timeouts {
             tcp_closed_ms: f.tcp_closed_idle_s * 1000,
             udp_ms: f.udp_idle_s * 1000,
             other_ms: f.other_idle_s * 1000,
+            active_ms: f.active_timeout_s * 1000,
         }
     }
 
@@ -191,6 +206,8 @@ pub struct FlowCounters {
     pub created: u64,
     pub expired: u64,
     pub evicted: u64,
+    /// Records of live flows at their active timeout.
+    pub active: u64,
 }
 
 /// Live flows each worker reports for `show flows`: its largest by bytes.
@@ -612,7 +629,24 @@ impl FlowTable {
                 self.remove(i as u32, reason, ended);
                 self.counters.expired += 1;
                 expired += 1;
-            } else if self.tracking {
+                continue;
+            }
+            let age = now_ms.wrapping_sub(f.first_ms);
+            if age < 1 << 31 && age >= self.timeouts.active_ms {
+                // Live for the active timeout: what it carried so far is reported, and it
+                // counts afresh (keeping its class and path).
+                ended(FlowRecord {
+                    flow: *f,
+                    reason: EndReason::Active,
+                });
+                let f = &mut self.entries[i];
+                f.first_ms = now_ms;
+                f.bytes = 0;
+                f.packets = 0;
+                self.counters.active += 1;
+            }
+            let f = &self.entries[i];
+            if self.tracking {
                 let top = &mut self.tops[self.walking];
                 top.live_bytes += f.bytes;
                 top.offer(f);
@@ -652,6 +686,7 @@ mod tests {
         tcp_closed_ms: 100,
         udp_ms: 500,
         other_ms: 200,
+        active_ms: 60_000,
     };
 
     #[test]
@@ -739,6 +774,58 @@ mod tests {
         // Freed entries are reused.
         mk(&mut t, 9, 6, 0);
         assert_eq!(t.entries.len(), 4);
+    }
+
+    #[test]
+    fn live_flows_are_reported_at_their_active_timeout_and_count_afresh() {
+        let t_active = Timeouts {
+            tcp_ms: 10_000,
+            active_ms: 1000,
+            ..T
+        };
+        let mut t = FlowTable::new(100, t_active);
+        let mut ended = vec![];
+        let k = key(1);
+        let seen = |t: &mut FlowTable, now: u32, bytes: u64| {
+            let f = t.lookup_or_insert(&k, k.hash(), now, &mut |_| ());
+            let e = t.get_mut(f.index);
+            e.packets += 1;
+            e.bytes += bytes;
+            e.last_ms = now;
+            e.path = 3;
+        };
+        // Seen every 300 ms with 100 bytes: 4 packets by 900 ms.
+        for now in [0, 300, 600, 900] {
+            seen(&mut t, now, 100);
+        }
+        assert_eq!(t.age(999, 100, &mut |r| ended.push(r)), 0);
+        assert!(ended.is_empty());
+        seen(&mut t, 1000, 100);
+        t.age(1001, 100, &mut |r| ended.push(r));
+        assert_eq!(ended.len(), 1);
+        let r = ended[0];
+        assert_eq!(r.reason, EndReason::Active);
+        assert_eq!(
+            (r.flow.packets, r.flow.bytes, r.flow.first_ms, r.flow.last_ms),
+            (5, 500, 0, 1000)
+        );
+        // Still live, with its path, counting from the report on.
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.counters.active, 1);
+        assert_eq!(t.counters.expired, 0);
+        seen(&mut t, 1500, 40);
+        t.age(2002, 100, &mut |r| ended.push(r));
+        let r = ended[1];
+        assert_eq!(r.reason, EndReason::Active);
+        assert_eq!(
+            (r.flow.packets, r.flow.bytes, r.flow.first_ms, r.flow.path),
+            (1, 40, 1001, 3)
+        );
+        // Idle ends it as usual, with what came after the last report (nothing).
+        t.age(20_000, 100, &mut |r| ended.push(r));
+        assert_eq!(ended[2].reason, EndReason::Idle);
+        assert_eq!(ended[2].flow.packets, 0);
+        assert!(t.is_empty());
     }
 
     #[test]

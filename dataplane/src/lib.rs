@@ -11,6 +11,7 @@ pub mod ctlsock;
 pub mod dpdk;
 pub mod eal_args;
 pub mod flow;
+pub mod flowexport;
 pub mod latency;
 pub mod metrics;
 pub mod parse;

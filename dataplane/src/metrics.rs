@@ -22,6 +22,7 @@ use control::config::Telemetry;
 use log::{info, warn};
 use qos::Priority;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use telemetry::{Endpoint, Exporter};
 
@@ -155,6 +156,14 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     ("sluice_link_changes", "Port link state changes seen"),
     ("sluice_telemetry_scrapes", "Scrapes of this endpoint"),
+    (
+        "sluice_telemetry_exported",
+        "Items a telemetry sink sent: flow records (IPFIX, OTLP logs), spans, metric points",
+    ),
+    (
+        "sluice_telemetry_export_dropped",
+        "Items a telemetry sink dropped: its queue was full or the collector could not be reached",
+    ),
 ];
 
 /// Gauge names and help.
@@ -261,18 +270,18 @@ pub struct View<'a> {
 /// `top` top flows, whatever the traffic:
 ///
 /// ```text
-/// 34 + 4 T + P (27 + 5 Q) + W (34 + 4 P) + 6 C + 40 N + G + 2 pools
+/// 42 + 4 T + P (27 + 5 Q) + W (34 + 4 P) + 6 C + 40 N + G + 2 pools
 /// ```
 ///
 /// Fixed: build info, 18 drop reasons, 8 control-plane and reload series, 6 flow-table
-/// series, the top flows' coverage. Per port: info, 8 driver counters, link up and speed,
-/// 5 queue xstats per queue, 4 priorities x 4 egress-queue series. Per worker: info, rx/tx
-/// packets/bytes per port, polls, busy polls, busy ratio, 5 stages x 3, the latency
-/// histogram (12 buckets, +Inf, sum and count). Per class: 3
-/// colours x packets and bytes. Per path: 5 gauges, 4 counters, and the RTT (13 buckets)
-/// and jitter (12 buckets) histograms with +Inf, sum and count. The top flows are set at
-/// most once a second and a flow's series expires 3 s after it leaves the list, so at
-/// most 4 lists' worth are shown at once.
+/// series, the top flows' coverage, exported and dropped for 4 sink signals. Per port:
+/// info, 8 driver counters, link up and speed, 5 queue xstats per queue, 4 priorities x 4
+/// egress-queue series. Per worker: info, rx/tx packets/bytes per port, polls, busy polls,
+/// busy ratio, 5 stages x 3, the latency histogram (12 buckets, +Inf, sum and count). Per
+/// class: 3 colours x packets and bytes. Per path: 5 gauges, 4 counters, and the RTT (13
+/// buckets) and jitter (12 buckets) histograms with +Inf, sum and count. The top flows are
+/// set at most once a second and a flow's series expires 3 s after it leaves the list, so
+/// at most 4 lists' worth are shown at once.
 #[allow(clippy::too_many_arguments)]
 pub fn series_bound(
     ports: usize,
@@ -285,7 +294,7 @@ pub fn series_bound(
     top: usize,
 ) -> usize {
     let hist = |buckets: usize| buckets + 3; // the buckets, +Inf, _sum, _count
-    let fixed = 1 + DropReason::COUNT + 8 + 6 + 1;
+    let fixed = 1 + DropReason::COUNT + 8 + 6 + 1 + EXPORT_SERIES;
     let per_port = 1 + 8 + 2 + QUEUE_XSTATS.len() * queues + Priority::COUNT * 4;
     let per_worker = 1 + 4 * ports + 3 + Stage::COUNT * 3 + hist(LATENCY_BUCKETS.len());
     let per_path = 5 + 4 + hist(RTT_BUCKETS.len()) + hist(JITTER_BUCKETS.len());
@@ -298,6 +307,10 @@ pub fn series_bound(
         + groups
         + pools * 2
 }
+
+/// Exported and dropped, for each (sink, signal): (ipfix, flows), (otlp, metrics),
+/// (otlp, spans), (otlp, logs).
+const EXPORT_SERIES: usize = 2 * 4;
 
 /// Top-flow lists whose series can be shown at once: one a second, each kept 3 s.
 const TOP_LISTS_SHOWN: usize = 4;
@@ -441,11 +454,12 @@ impl Metrics {
         e.counter("sluice_reloads_refused", &[], slow.reloads_refused);
         e.counter("sluice_link_changes", &[], slow.link_changes);
         if let Some(ep) = &self.endpoint {
-            e.counter(
-                "sluice_telemetry_scrapes",
-                &[],
-                ep.stats.scrapes.load(std::sync::atomic::Ordering::Relaxed),
-            );
+            e.counter("sluice_telemetry_scrapes", &[], ep.stats.scrapes.load(Relaxed));
+        }
+        if let Some(x) = &slow.export.ipfix {
+            let l: &[(&str, &str)] = &[("sink", "ipfix"), ("signal", "flows")];
+            e.counter("sluice_telemetry_exported", l, x.stats.records.load(Relaxed));
+            e.counter("sluice_telemetry_export_dropped", l, x.stats.dropped.load(Relaxed));
         }
         e.upkeep();
         self.prev = v.workers.clone();
@@ -749,9 +763,9 @@ mod tests {
 
     #[test]
     fn the_bound_counts_each_family() {
-        // One port of one queue, one worker, nothing else: fixed 34, the port 27 + 5, the
+        // One port of one queue, one worker, nothing else: fixed 42, the port 27 + 5, the
         // worker 34 + 4.
-        assert_eq!(series_bound(1, 1, 1, 0, 0, 0, 0, 0), 34 + 32 + 38);
+        assert_eq!(series_bound(1, 1, 1, 0, 0, 0, 0, 0), 42 + 32 + 38);
         // Each path adds 40, each top flow 4 (lists that linger).
         assert_eq!(
             series_bound(1, 1, 1, 0, 1, 0, 0, 0) - series_bound(1, 1, 1, 0, 0, 0, 0, 0),

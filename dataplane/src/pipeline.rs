@@ -253,6 +253,13 @@ impl Pipeline {
         }
     }
 
+    /// Starts the flow table's clock at `tsc` instead of now, so that every worker's
+    /// clock and the control thread's agree (flow records carry these times).
+    pub fn with_epoch(mut self, tsc: u64) -> Pipeline {
+        self.start_tsc = tsc;
+        self
+    }
+
     /// Milliseconds since the pipeline started (the flow table's clock).
     #[inline(always)]
     pub fn now_ms(&self, tsc: u64) -> u32 {

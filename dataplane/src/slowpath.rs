@@ -85,7 +85,7 @@ pub struct SlowPath {
     /// Control frames the control plane wanted sent that could not be (no mbuf, or the
     /// driver refused them).
     pub control_tx_dropped: u64,
-    pub records_by_reason: [u64; 4],
+    pub records_by_reason: [u64; EndReason::COUNT],
     /// Flows still live at shutdown, by the path they were on (index; `None` for flows
     /// without one): where a failover left them.
     pub live_at_shutdown: std::collections::BTreeMap<Option<u16>, u64>,
@@ -99,6 +99,11 @@ pub struct SlowPath {
     /// such a pair appeared.
     pub sla_unmet: Vec<(usize, usize)>,
     pub sla_fallbacks: u64,
+    /// Where ended flows go besides `recent` (IPFIX).
+    pub export: crate::flowexport::FlowExport,
+    /// Set when stopping: the last flow records wait for room in the exporters' queues
+    /// until then instead of being dropped.
+    pub export_wait_until: Option<Instant>,
 }
 
 /// Which paths meet which class SLA (in class order), for noticing a crossing.
@@ -135,6 +140,7 @@ impl SlowPath {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let plane = Plane::new(&cfg, PortInfo::from_config(&cfg, &port_macs, &can_send), 0, unix_now);
+        let export = crate::flowexport::FlowExport::new(&cfg, unix_now / 1_000_000);
         let built_from = plane.statuses(&cfg, &link_up);
         let holds = HoldQueues::new(cfg.neighbors.queue as usize);
         let tables = Tables::build(&cfg, &port_macs, &built_from, 1)?;
@@ -180,7 +186,7 @@ impl SlowPath {
                 exceptions_handled: 0,
                 hold_orphans: 0,
                 control_tx_dropped: 0,
-                records_by_reason: [0; 4],
+                records_by_reason: [0; EndReason::COUNT],
                 live_at_shutdown: Default::default(),
                 recent: VecDeque::with_capacity(RECENT_RECORDS),
                 reloads_ok: 0,
@@ -189,9 +195,16 @@ impl SlowPath {
                 path_publishes: 0,
                 sla_unmet: Vec::new(),
                 sla_fallbacks: 0,
+                export,
+                export_wait_until: None,
             },
             producers,
         ))
+    }
+
+    /// The TSC at which the control plane's clock, and the workers' flow clocks, read 0.
+    pub fn epoch_tsc(&self) -> u64 {
+        self.tsc0
     }
 
     /// The control plane's clock: ns since start, from the TSC (the workers' time base).
@@ -219,8 +232,10 @@ impl SlowPath {
                 self.exceptions_handled += 1;
             }
         }
+        let now_ms = self.ns(rdtsc()) / 1_000_000;
         for c in self.records.iter_mut() {
             while let Ok(r) = c.pop() {
+                self.export.export(&r, &tables, now_ms, self.export_wait_until);
                 self.records_by_reason[r.reason as usize] += 1;
                 if r.reason == EndReason::Shutdown {
                     let path = (r.flow.path as usize) < self.cfg.paths.len();
@@ -478,6 +493,7 @@ impl SlowPath {
         );
         self.cfg = new;
         self.cfg_text = text;
+        self.export.reconfigured(&self.cfg);
         Ok(self.generation())
     }
 
@@ -673,15 +689,10 @@ impl SlowPath {
     }
 
     pub fn record_counts(&self) -> Vec<(&'static str, u64)> {
-        [
-            EndReason::Idle,
-            EndReason::Closed,
-            EndReason::Evicted,
-            EndReason::Shutdown,
-        ]
-        .iter()
-        .map(|r| (r.name(), self.records_by_reason[*r as usize]))
-        .collect()
+        EndReason::ALL
+            .iter()
+            .map(|r| (r.name(), self.records_by_reason[*r as usize]))
+            .collect()
     }
 }
 

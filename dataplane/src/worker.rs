@@ -42,6 +42,8 @@ pub struct WorkerPlan {
     /// threshold) when the port has a link rate.
     pub shaping: Vec<Option<(u64, usize, usize)>>,
     pub tsc_hz: u64,
+    /// The TSC at which the flow clocks start (the control thread's epoch).
+    pub epoch_tsc: u64,
 }
 
 /// What the workers share with the control thread.
@@ -162,7 +164,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
     // Counters and queues assume the planned lcore (its mempool cache, its NUMA node).
     assert_eq!(lcore_id(), plan.lcore, "worker started on the wrong lcore");
     let ports = plan.tx.len();
-    let mut pipe = Pipeline::new(plan.flow_capacity, plan.timeouts, plan.index, plan.tsc_hz);
+    let mut pipe = Pipeline::new(plan.flow_capacity, plan.timeouts, plan.index, plan.tsc_hz).with_epoch(plan.epoch_tsc);
     let mut rx = Burst::<BURST>::new();
     let now = rdtsc();
     let mut tables = shared.tables.load();

@@ -104,6 +104,8 @@ prefix = "198.51.100.0/24"
 group = "clouds"
 [telemetry]
 prometheus = "127.0.0.1:0"
+# Nobody listens there: records are dropped and counted, nothing else changes.
+ipfix = "127.0.0.1:9"
 "#,
         prefix = dir.prefix("d"),
         sock = sock.display(),
@@ -166,6 +168,7 @@ fn every_command_bad_clients_and_refused_changes() {
     // The daemon answers, so it is fully up. Every thread of it runs on the control core (0) or is the worker (on 1).
     let mut tasks = 0;
     let mut prom_on = None;
+    let mut ipfix_on = None;
     for t in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap().flatten() {
         let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
         let name = status
@@ -185,6 +188,9 @@ fn every_command_bad_clients_and_refused_changes() {
         if name == "sluice-prom" {
             prom_on = Some(cpus.trim().to_string());
         }
+        if name == "sluice-ipfix" {
+            ipfix_on = Some(cpus.trim().to_string());
+        }
         tasks += 1;
     }
     assert!(
@@ -195,6 +201,11 @@ fn every_command_bad_clients_and_refused_changes() {
         prom_on.as_deref(),
         Some("0"),
         "the metrics endpoint's thread is on the control core"
+    );
+    assert_eq!(
+        ipfix_on.as_deref(),
+        Some("0"),
+        "the IPFIX exporter's thread is on the control core"
     );
     assert_eq!(json(&sock, &["show", "ports"]).as_array().unwrap().len(), 2);
     assert!(ok(&sock, &["show", "version"]).contains("DPDK"));

@@ -262,6 +262,11 @@ mod tests {
         let r = get(a, b"GET /metrics HTTP/1.1\r\n\r\n");
         assert!(r.ends_with("sluice_up 1\n"), "{r}");
         drop(idle);
+        // Counted once the connection is closed, just after the client saw the close.
+        let t0 = std::time::Instant::now();
+        while e.stats.scrapes.load(Ordering::Relaxed) < 4 && t0.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(e.stats.scrapes.load(Ordering::Relaxed), 4);
         // Stopping joins the thread and frees the port.
         drop(e);

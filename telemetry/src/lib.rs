@@ -2,6 +2,7 @@
 //! thread fills on its period (`prom`) and the endpoint that serves it (`http`).
 
 pub mod http;
+pub mod ipfix;
 pub mod prom;
 
 pub use http::Endpoint;

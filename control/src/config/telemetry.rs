@@ -20,6 +20,12 @@ pub(super) struct RawTelemetry {
     prometheus: Option<Spanned<String>>,
     #[serde(default)]
     top_flows: Option<Spanned<u32>>,
+    #[serde(default)]
+    ipfix: Option<Spanned<String>>,
+    #[serde(default)]
+    ipfix_domain: Option<Spanned<u32>>,
+    #[serde(default)]
+    ipfix_template_s: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +39,12 @@ pub struct Telemetry {
     pub prometheus_configured: bool,
     /// The largest flows by bytes exported as series (0: none).
     pub top_flows: u32,
+    /// The IPFIX collector flow records go to over UDP; `None`: no IPFIX.
+    pub ipfix: Option<SocketAddr>,
+    /// The IPFIX observation domain.
+    pub ipfix_domain: u32,
+    /// How often the IPFIX templates are sent again.
+    pub ipfix_template_s: u32,
 }
 
 impl Default for Telemetry {
@@ -42,6 +54,9 @@ impl Default for Telemetry {
             prometheus: DEFAULT_PROMETHEUS.parse().ok(),
             prometheus_configured: false,
             top_flows: 0,
+            ipfix: None,
+            ipfix_domain: 1,
+            ipfix_template_s: 60,
         }
     }
 }
@@ -85,6 +100,31 @@ pub(super) fn telemetry(src: &Source, raw: RawTelemetry) -> Result<Telemetry, Co
             ));
         }
         t.top_flows = n.into_inner();
+    }
+    if let Some(p) = raw.ipfix {
+        t.ipfix = match p.get_ref().trim() {
+            "off" => None,
+            a => Some(a.parse::<SocketAddr>().map_err(|_| {
+                src.at(
+                    p.span(),
+                    "telemetry.ipfix",
+                    format!("\"{a}\" is not the collector's address and port (such as \"127.0.0.1:4739\"), or \"off\""),
+                )
+            })?),
+        };
+    }
+    if let Some(d) = raw.ipfix_domain {
+        t.ipfix_domain = d.into_inner();
+    }
+    if let Some(n) = raw.ipfix_template_s {
+        if !(1..=3600).contains(n.get_ref()) {
+            return Err(src.at(
+                n.span(),
+                "telemetry.ipfix_template_s",
+                format!("{} is out of range (1 to 3600 seconds)", n.get_ref()),
+            ));
+        }
+        t.ipfix_template_s = n.into_inner();
     }
     Ok(t)
 }

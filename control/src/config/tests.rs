@@ -485,6 +485,20 @@ fn telemetry_settings() {
     assert!(m.contains("at most 20"), "{m}");
     let (_, f, _) = at(&with("interval_ms = 50").unwrap_err());
     assert_eq!(f, "telemetry.interval_ms");
-    let (_, f, _) = at(&with("otlp = 1").unwrap_err());
-    assert_eq!(f, "telemetry.otlp");
+    let (_, f, _) = at(&with("statsd = 1").unwrap_err());
+    assert_eq!(f, "telemetry.statsd");
+    // IPFIX: off unless a collector is named.
+    assert_eq!((t.ipfix, t.ipfix_domain, t.ipfix_template_s), (None, 1, 60));
+    let t = with("ipfix = \"127.0.0.1:4739\"\nipfix_domain = 42\nipfix_template_s = 10")
+        .unwrap()
+        .telemetry;
+    assert_eq!(t.ipfix, Some("127.0.0.1:4739".parse().unwrap()));
+    assert_eq!((t.ipfix_domain, t.ipfix_template_s), (42, 10));
+    let (_, f, m) = at(&with("ipfix = \"collector\"").unwrap_err());
+    assert_eq!(f, "telemetry.ipfix");
+    assert!(m.contains("127.0.0.1:4739"), "{m}");
+    let (_, f, _) = at(&with("ipfix_template_s = 0").unwrap_err());
+    assert_eq!(f, "telemetry.ipfix_template_s");
+    let (_, f, _) = at(&parse(&format!("{GOOD}\n[flows]\nactive_timeout_s = 0\n")).unwrap_err());
+    assert_eq!(f, "flows.active_timeout_s");
 }

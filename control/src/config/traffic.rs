@@ -217,6 +217,8 @@ pub(super) struct RawFlows {
     udp_idle_s: Option<Spanned<u32>>,
     #[serde(default)]
     other_idle_s: Option<Spanned<u32>>,
+    #[serde(default)]
+    active_timeout_s: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -236,6 +238,9 @@ pub struct Flows {
     pub tcp_closed_idle_s: u32,
     pub udp_idle_s: u32,
     pub other_idle_s: u32,
+    /// A flow live this long is reported (a flow record with what it carried since the
+    /// last one) and its counters start again; it keeps its class and path.
+    pub active_timeout_s: u32,
 }
 
 pub const MAX_FLOWS: u64 = 64_000_000;
@@ -248,6 +253,7 @@ impl Default for Flows {
             tcp_closed_idle_s: 10,
             udp_idle_s: 60,
             other_idle_s: 30,
+            active_timeout_s: 120,
         }
     }
 }
@@ -299,6 +305,7 @@ pub(super) fn flows(src: &Source, raw: RawFlows) -> Result<Flows, ConfigError> {
         tcp_closed_idle_s: secs(raw.tcp_closed_idle_s, "tcp_closed_idle_s", d.tcp_closed_idle_s)?,
         udp_idle_s: secs(raw.udp_idle_s, "udp_idle_s", d.udp_idle_s)?,
         other_idle_s: secs(raw.other_idle_s, "other_idle_s", d.other_idle_s)?,
+        active_timeout_s: secs(raw.active_timeout_s, "active_timeout_s", d.active_timeout_s)?,
     })
 }
 
