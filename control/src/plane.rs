@@ -132,6 +132,8 @@ pub struct Event {
     pub at_ns: u64,
     pub path: String,
     pub change: Change,
+    /// What the path's probe window said when it changed.
+    pub figures: routing::health::Figures,
 }
 
 /// Counters of what the control plane received and sent.
@@ -158,6 +160,8 @@ pub struct Plane {
     pub paths: Vec<PathProbe>,
     pub counters: PlaneCounters,
     pub events: VecDeque<Event>,
+    /// Events noted since start (`events` keeps the last few).
+    pub events_total: u64,
     /// Unix time (ns) at clock zero, for STAMP's NTP timestamps.
     unix_at_zero_ns: u64,
     out: Vec<(usize, Vec<u8>)>,
@@ -184,6 +188,7 @@ impl Plane {
             paths: Vec::new(),
             counters: PlaneCounters::default(),
             events: VecDeque::new(),
+            events_total: 0,
             unix_at_zero_ns,
             out: Vec::new(),
             changed: true,
@@ -376,7 +381,9 @@ impl Plane {
             at_ns: now_ns,
             path: p.name.clone(),
             change: c,
+            figures: p.health.figures(),
         });
+        self.events_total += 1;
         self.changed = true;
     }
 

@@ -325,6 +325,9 @@ fn run_with_eal(
         }
     };
     slow.cfg_text = std::fs::read_to_string(&opts.config).unwrap_or_default();
+    if cfg.telemetry.otlp_flows {
+        slow.export.otlp = metrics.otlp_sender();
+    }
     if let Some(collector) = cfg.telemetry.ipfix {
         let c = telemetry::ipfix::IpfixConfig {
             collector,
@@ -506,6 +509,8 @@ fn run_with_eal(
             st.dropped.load(Ordering::Relaxed)
         );
     }
+    // Flow records and spans still queued for OTLP go now.
+    metrics.stop_export();
     let held = slow.drop_held();
     if held > 0 {
         info!(target: "neighbors", "{held} packets still waiting for next hops dropped at shutdown");
@@ -931,8 +936,9 @@ fn command(
                 }
             }
             let text = control::ctl::edit(&slow.cfg_text, &w)?;
-            let g = slow.apply_text(text, "the running configuration with this change")?;
-            Ok(json!({"applied": w.join(" "), "generation": g}))
+            let r = slow.apply_text(text, "the running configuration with this change");
+            slow.note_result("config.change", ("sluice.change", w.join(" ")), &r);
+            Ok(json!({"applied": w.join(" "), "generation": r?}))
         }
         "reload" => {
             let file = rest.first().map(PathBuf::from).unwrap_or_else(|| c.opts.config.clone());

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use telemetry::ipfix::{self, Ipfix};
+use telemetry::otlp::{pb, OtlpSender};
 
 /// What a record needs from the configuration, shared rather than copied per record.
 struct Names {
@@ -36,6 +37,8 @@ impl Names {
 /// The flow sinks and how to convert records for them.
 pub struct FlowExport {
     pub ipfix: Option<Ipfix>,
+    /// Flow records as OTLP log records.
+    pub otlp: Option<OtlpSender>,
     names: Names,
     /// Unix time in ms when the workers' flow clock read 0.
     unix_ms0: u64,
@@ -58,6 +61,7 @@ impl FlowExport {
     pub fn new(cfg: &Config, unix_ms0: u64) -> FlowExport {
         FlowExport {
             ipfix: None,
+            otlp: None,
             names: Names::of(cfg),
             unix_ms0,
             empty: 0,
@@ -70,7 +74,7 @@ impl FlowExport {
     }
 
     pub fn enabled(&self) -> bool {
-        self.ipfix.is_some()
+        self.ipfix.is_some() || self.otlp.is_some()
     }
 
     /// The record for the sinks. `now_ms` is the flow clock now (ms since it started), from
@@ -141,11 +145,70 @@ impl FlowExport {
             return;
         }
         let rec = self.convert(r, t, now_ms);
+        if let Some(o) = &self.otlp {
+            let l = log_record(&rec, r.reason.name());
+            match wait_until {
+                Some(d) => o.log_until(l, d),
+                None => o.log(l),
+            }
+        }
         if let Some(x) = &self.ipfix {
             match wait_until {
                 Some(d) => x.send_until(rec, d),
                 None => x.send(rec),
             }
         }
+    }
+}
+
+/// A flow record as an OTLP log record: event `sluice.flow`, the figures as attributes,
+/// timed at the flow's last packet.
+fn log_record(r: &ipfix::FlowRecord, reason: &str) -> pb::LogRecord {
+    use pb::kv;
+    let mut attributes = vec![
+        kv("sluice.flow.src", r.src.to_string()),
+        kv("sluice.flow.dst", r.dst.to_string()),
+        kv("sluice.flow.src_port", r.src_port as i64),
+        kv("sluice.flow.dst_port", r.dst_port as i64),
+        kv("sluice.flow.proto", r.proto as i64),
+        kv("sluice.flow.in_port", r.in_if as i64 - 1),
+        kv("sluice.flow.packets", r.packets),
+        kv("sluice.flow.bytes", r.bytes),
+        kv("sluice.flow.start_ms", r.start_ms),
+        kv("sluice.flow.end_ms", r.end_ms),
+        kv("sluice.flow.dscp_in", r.dscp_in as i64),
+        kv("sluice.flow.dscp_out", r.dscp_out as i64),
+        kv("sluice.flow.end", reason),
+        kv("sluice.class", &*r.class),
+    ];
+    if !r.path.is_empty() {
+        attributes.push(kv("sluice.path", &*r.path));
+        attributes.push(kv("sluice.cloud", &*r.cloud));
+    }
+    if r.out_if > 0 {
+        attributes.push(kv("sluice.flow.out_port", r.out_if as i64 - 1));
+    }
+    if r.vlan != 0 {
+        attributes.push(kv("sluice.flow.vlan", r.vlan as i64));
+    }
+    if r.inner_vlan != 0 {
+        attributes.push(kv("sluice.flow.inner_vlan", r.inner_vlan as i64));
+    }
+    pb::LogRecord {
+        time_unix_nano: r.end_ms * 1_000_000,
+        observed_time_unix_nano: telemetry::otlp::unix_ns(),
+        severity_number: pb::SEVERITY_INFO,
+        severity_text: "INFO".into(),
+        body: Some(pb::AnyValue {
+            value: Some(
+                format!(
+                    "flow {}:{} > {}:{} proto {} {} packets {} bytes ({reason})",
+                    r.src, r.src_port, r.dst, r.dst_port, r.proto, r.packets, r.bytes
+                )
+                .into(),
+            ),
+        }),
+        attributes,
+        event_name: "sluice.flow".into(),
     }
 }

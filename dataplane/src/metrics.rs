@@ -24,6 +24,7 @@ use qos::Priority;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
+use telemetry::otlp::{pb, Otlp, OtlpConfig, OtlpSender, Signal};
 use telemetry::{Endpoint, Exporter};
 
 /// Round-trip time buckets, in seconds: 100 µs to 1 s.
@@ -351,6 +352,17 @@ pub struct Metrics {
     /// The last RTT (ns) of each path by name, for jitter.
     last_rtt: HashMap<String, u64>,
     dpdk_version: String,
+    otlp: Option<OtlpExport>,
+}
+
+/// The OTLP side: the exporter thread, when metrics go next, and which plane events it
+/// has turned into spans.
+struct OtlpExport {
+    otlp: Otlp,
+    every: Duration,
+    next: Instant,
+    events_seen: u64,
+    ids: u64,
 }
 
 impl Metrics {
@@ -358,7 +370,7 @@ impl Metrics {
     /// be bound is an error; the default one is a warning (another instance may hold it).
     pub fn start(t: &Telemetry) -> Result<Metrics, String> {
         let every = Duration::from_millis(t.interval_ms as u64);
-        let exp = Exporter::new(
+        let mut exp = Exporter::new(
             &[
                 ("sluice_path_rtt_seconds", &RTT_BUCKETS[..]),
                 ("sluice_path_jitter_seconds", &JITTER_BUCKETS[..]),
@@ -368,6 +380,28 @@ impl Metrics {
             // disappear; never sooner than three periods.
             (every * 3).max(SERIES_IDLE),
         )?;
+        let otlp = match &t.otlp {
+            None => None,
+            Some(url) => {
+                let url = telemetry::otlp::Url::parse(url).map_err(|e| format!("telemetry.otlp: {e}"))?;
+                exp.keep_for_otlp();
+                let otlp = Otlp::start(OtlpConfig {
+                    url: url.clone(),
+                    headers: t.otlp_headers.clone(),
+                    resource: t.otlp_resource.clone(),
+                    timeout: Duration::from_millis(t.otlp_timeout_ms as u64),
+                })
+                .map_err(|e| format!("telemetry.otlp: cannot start the exporter: {e}"))?;
+                info!(target: "telemetry", "OTLP/HTTP export to {url} (metrics every {} ms, spans, {}flow records)", t.otlp_interval_ms, if t.otlp_flows { "" } else { "no " });
+                Some(OtlpExport {
+                    otlp,
+                    every: Duration::from_millis(t.otlp_interval_ms as u64),
+                    next: Instant::now() + Duration::from_millis(t.otlp_interval_ms as u64),
+                    events_seen: 0,
+                    ids: telemetry::otlp::unix_ns() ^ (std::process::id() as u64) << 32,
+                })
+            }
+        };
         for &(n, h) in COUNTERS {
             exp.describe_counter(n, h);
         }
@@ -406,13 +440,40 @@ impl Metrics {
             prev: Vec::new(),
             last_rtt: HashMap::new(),
             dpdk_version: crate::dpdk::Eal::version(),
+            otlp,
         })
     }
 
-    /// Whether a period has ended and someone can read what it sets (with no endpoint,
-    /// telemetry costs nothing).
+    /// A handle that queues OTLP log records (flow records), when OTLP is on.
+    pub fn otlp_sender(&self) -> Option<OtlpSender> {
+        self.otlp.as_ref().map(|o| o.otlp.sender())
+    }
+
+    /// Sends what the OTLP exporter still holds and stops it (at shutdown, after the last
+    /// flow records), logging what it did.
+    pub fn stop_export(&mut self) {
+        let Some(mut o) = self.otlp.take() else { return };
+        o.otlp.stop(Duration::from_secs(10));
+        let st = o.otlp.stats();
+        let figures: Vec<String> = Signal::ALL
+            .iter()
+            .map(|&s| {
+                format!(
+                    "{} {} sent, {} dropped",
+                    s.name(),
+                    st.sent[s as usize].load(Relaxed),
+                    st.dropped[s as usize].load(Relaxed)
+                )
+            })
+            .collect();
+        let last = st.last_error.lock().map(|e| e.clone()).unwrap_or_default();
+        info!(target: "telemetry", "OTLP to {}: {}{}", o.otlp.url(), figures.join("; "), if last.is_empty() { String::new() } else { format!(" (last failure: {last})") });
+    }
+
+    /// Whether a period has ended and someone can read what it sets (with no endpoint and
+    /// no OTLP, telemetry costs nothing).
     pub fn due(&mut self, now: Instant) -> bool {
-        if self.endpoint.is_none() || now < self.next {
+        if (self.endpoint.is_none() && self.otlp.is_none()) || now < self.next {
             return false;
         }
         self.next = now + self.every;
@@ -461,8 +522,104 @@ impl Metrics {
             e.counter("sluice_telemetry_exported", l, x.stats.records.load(Relaxed));
             e.counter("sluice_telemetry_export_dropped", l, x.stats.dropped.load(Relaxed));
         }
+        if let Some(o) = &self.otlp {
+            let st = o.otlp.stats();
+            for s in Signal::ALL {
+                let l: &[(&str, &str)] = &[("sink", "otlp"), ("signal", s.name())];
+                e.counter("sluice_telemetry_exported", l, st.sent[s as usize].load(Relaxed));
+                e.counter(
+                    "sluice_telemetry_export_dropped",
+                    l,
+                    st.dropped[s as usize].load(Relaxed),
+                );
+            }
+        }
         e.upkeep();
         self.prev = v.workers.clone();
+        self.spans(slow);
+        if let Some(o) = &mut self.otlp {
+            let now = Instant::now();
+            if now >= o.next {
+                o.next = now + o.every;
+                if let Some(m) = self.exp.otlp_metrics(telemetry::otlp::unix_ns()) {
+                    o.otlp.sender().metrics(m);
+                }
+            }
+        }
+    }
+
+    /// The control events since the last period as spans: path state changes (failovers
+    /// when a path stops being up) with the path, cloud, reason and the probe figures, and
+    /// reloads, changes and route changes.
+    fn spans(&mut self, slow: &mut SlowPath) {
+        let Some(o) = &mut self.otlp else {
+            slow.events_out.clear();
+            return;
+        };
+        let tx = o.otlp.sender();
+        let mut id = || {
+            // splitmix64: unique enough ids without a random source.
+            o.ids = o.ids.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = o.ids;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let mut span = |name: &str, at: u64, ok: bool, message: String, attributes: Vec<pb::KeyValue>| {
+            let trace: Vec<u8> = [id().to_be_bytes(), id().to_be_bytes()].concat();
+            tx.span(pb::Span {
+                trace_id: trace,
+                span_id: id().to_be_bytes().to_vec(),
+                name: name.to_string(),
+                kind: pb::SPAN_KIND_INTERNAL,
+                start_time_unix_nano: at,
+                end_time_unix_nano: at,
+                attributes,
+                status: Some(pb::Status {
+                    message,
+                    code: if ok { pb::STATUS_OK } else { pb::STATUS_ERROR },
+                }),
+            });
+        };
+        let plane = &slow.plane;
+        let new = plane.events_total.saturating_sub(o.events_seen) as usize;
+        o.events_seen = plane.events_total;
+        let skip = plane.events.len().saturating_sub(new);
+        for ev in plane.events.iter().skip(skip) {
+            use pb::kv;
+            use routing::path::Health;
+            let c = &ev.change;
+            let p = slow.cfg.paths.iter().find(|p| p.name == ev.path);
+            let f = &ev.figures;
+            let failover = c.from == Health::Up;
+            let attrs = vec![
+                kv("sluice.path", ev.path.as_str()),
+                kv("sluice.cloud", p.map_or("", |p| p.cloud.name())),
+                kv("sluice.region", p.map_or("", |p| p.region.as_str())),
+                kv("sluice.from", c.from.name()),
+                kv("sluice.to", c.to.name()),
+                kv("sluice.reason", c.reason.as_str()),
+                kv("sluice.failover", failover),
+                kv("sluice.loss_ratio", f.loss_ppm as f64 / 1e6),
+                kv("sluice.rtt_ewma_ms", f.rtt_ewma_us / 1000.0),
+                kv("sluice.rtt_max_ms", f.rtt_max_us / 1000.0),
+                kv("sluice.jitter_ms", f.jitter_us / 1000.0),
+                kv("sluice.probe_rounds", f.rounds_in_window as i64),
+                kv("sluice.probes_answered", f.answered_in_window as i64),
+            ];
+            let name = if failover { "path.failover" } else { "path.state_change" };
+            let ok = c.to == Health::Up;
+            span(
+                name,
+                slow.unix_ns0 + ev.at_ns,
+                ok,
+                if ok { String::new() } else { c.reason.clone() },
+                attrs,
+            );
+        }
+        for ev in slow.events_out.drain(..) {
+            span(ev.name, ev.at_unix_ns, ev.ok, ev.message, ev.attrs);
+        }
     }
 
     fn ports(&self, v: &View) {

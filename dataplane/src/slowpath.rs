@@ -22,6 +22,19 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A control event, for the telemetry's spans.
+#[derive(Debug, Clone)]
+pub struct ControlEvent {
+    pub at_unix_ns: u64,
+    pub name: &'static str,
+    pub ok: bool,
+    pub message: String,
+    pub attrs: Vec<telemetry::otlp::pb::KeyValue>,
+}
+
+/// Control events kept for the telemetry period to take.
+pub const EVENTS_OUT: usize = 1024;
+
 /// A packet a worker hands to the control thread: the port (configuration index) it came
 /// in on and the TSC when the worker had it. `hold`: a routed packet (TTL, DSCP and source
 /// MAC already written) waiting for its path's next hop, with the path's index and the
@@ -101,6 +114,11 @@ pub struct SlowPath {
     pub sla_fallbacks: u64,
     /// Where ended flows go besides `recent` (IPFIX).
     pub export: crate::flowexport::FlowExport,
+    /// Control events (reloads, changes, route changes) for the OTLP spans, oldest first;
+    /// the last `EVENTS_OUT` are kept.
+    pub events_out: VecDeque<ControlEvent>,
+    /// Unix time in ns when the control plane's clock read 0.
+    pub unix_ns0: u64,
     /// Set when stopping: the last flow records wait for room in the exporters' queues
     /// until then instead of being dropped.
     pub export_wait_until: Option<Instant>,
@@ -197,6 +215,8 @@ impl SlowPath {
                 sla_fallbacks: 0,
                 export,
                 export_wait_until: None,
+                events_out: VecDeque::new(),
+                unix_ns0: unix_now,
             },
             producers,
         ))
@@ -445,7 +465,42 @@ impl SlowPath {
         if let Err(e) = &r {
             error!(target: "reload", "reload refused, the running configuration stays: {e}");
         }
+        self.note_result("config.reload", ("sluice.file", path.display().to_string()), &r);
         r
+    }
+
+    /// Keeps a control event for the telemetry (the oldest go when nobody takes them).
+    pub fn note_event(
+        &mut self,
+        name: &'static str,
+        ok: bool,
+        message: String,
+        attrs: Vec<telemetry::otlp::pb::KeyValue>,
+    ) {
+        if self.events_out.len() == EVENTS_OUT {
+            self.events_out.pop_front();
+        }
+        self.events_out.push_back(ControlEvent {
+            at_unix_ns: telemetry::otlp::unix_ns(),
+            name,
+            ok,
+            message,
+            attrs,
+        });
+    }
+
+    /// A reload's or a change's outcome as a control event.
+    pub fn note_result(&mut self, name: &'static str, what: (&'static str, String), r: &Result<u32, String>) {
+        use telemetry::otlp::pb::kv;
+        let mut attrs = vec![
+            kv(what.0, what.1),
+            kv("sluice.result", if r.is_ok() { "ok" } else { "refused" }),
+            kv("sluice.generation", self.generation() as i64),
+        ];
+        if let Err(e) = r {
+            attrs.push(kv("sluice.error", e.as_str()));
+        }
+        self.note_event(name, r.is_ok(), r.as_ref().err().cloned().unwrap_or_default(), attrs);
     }
 
     /// Runs configuration `text` (a reloaded file, or the running text after a
@@ -491,6 +546,33 @@ impl SlowPath {
             new.paths.len(),
             new.routes.len()
         );
+        let routes = |c: &Config| -> std::collections::BTreeSet<String> {
+            c.routes
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} via {}",
+                        r.prefix,
+                        c.groups.get(r.group).map_or("?", |g| g.name.as_str())
+                    )
+                })
+                .collect()
+        };
+        let (before, after) = (routes(&self.cfg), routes(&new));
+        if before != after {
+            use telemetry::otlp::pb::kv;
+            let list = |a: &std::collections::BTreeSet<String>, b: &std::collections::BTreeSet<String>| {
+                a.difference(b).cloned().collect::<Vec<_>>().join(", ")
+            };
+            let attrs = vec![
+                kv("sluice.routes.added", list(&after, &before)),
+                kv("sluice.routes.removed", list(&before, &after)),
+                kv("sluice.routes", after.len() as i64),
+                kv("sluice.origin", origin),
+                kv("sluice.generation", self.generation() as i64),
+            ];
+            self.note_event("route.change", true, String::new(), attrs);
+        }
         self.cfg = new;
         self.cfg_text = text;
         self.export.reconfigured(&self.cfg);

@@ -106,6 +106,7 @@ group = "clouds"
 prometheus = "127.0.0.1:0"
 # Nobody listens there: records are dropped and counted, nothing else changes.
 ipfix = "127.0.0.1:9"
+otlp = "http://127.0.0.1:9"
 "#,
         prefix = dir.prefix("d"),
         sock = sock.display(),
@@ -169,6 +170,7 @@ fn every_command_bad_clients_and_refused_changes() {
     let mut tasks = 0;
     let mut prom_on = None;
     let mut ipfix_on = None;
+    let mut otlp_on = None;
     for t in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap().flatten() {
         let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
         let name = status
@@ -191,6 +193,9 @@ fn every_command_bad_clients_and_refused_changes() {
         if name == "sluice-ipfix" {
             ipfix_on = Some(cpus.trim().to_string());
         }
+        if name == "sluice-otlp" {
+            otlp_on = Some(cpus.trim().to_string());
+        }
         tasks += 1;
     }
     assert!(
@@ -207,6 +212,7 @@ fn every_command_bad_clients_and_refused_changes() {
         Some("0"),
         "the IPFIX exporter's thread is on the control core"
     );
+    assert_eq!(otlp_on.as_deref(), Some("0"), "the OTLP exporter's thread is on the control core");
     assert_eq!(json(&sock, &["show", "ports"]).as_array().unwrap().len(), 2);
     assert!(ok(&sock, &["show", "version"]).contains("DPDK"));
     // Unique prefixes abbreviate, on both levels; an ambiguous one is refused.

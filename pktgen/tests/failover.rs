@@ -487,3 +487,303 @@ fn packets_wait_for_a_next_hop_being_resolved() {
     assert!(rx > RATE_PPS, "traffic flowed once resolved: {s}");
     assert_eq!(u(&s["duplicates"]), 0);
 }
+
+/// (path, body) of each request a collector received.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An OTLP/HTTP collector for the test: every request's path and body, until stopped.
+struct Collector {
+    port: u16,
+    got: Received,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, st) = (got.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut s, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut data = Vec::new();
+                let mut buf = vec![0u8; 1 << 16];
+                let mut want = None;
+                while want.is_none_or(|n| data.len() < n) {
+                    let Ok(k) = s.read(&mut buf) else { break };
+                    if k == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..k]);
+                    if want.is_none() {
+                        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&data[..i]).to_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            want = Some(i + 4 + len);
+                        }
+                    }
+                }
+                let Some(n) = want.filter(|&n| data.len() >= n) else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&data).to_string();
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                let body_at = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                g.lock().unwrap().push((path, data[body_at..n].to_vec()));
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        Collector {
+            port,
+            got,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops answering: the port is closed.
+    fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    fn spans(&self) -> Vec<telemetry::otlp::pb::Span> {
+        use prost::Message;
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .filter(|(p, _)| p == "/v1/traces")
+            .flat_map(|(_, b)| {
+                let r = telemetry::otlp::pb::ExportTraceServiceRequest::decode(b.as_slice()).unwrap();
+                r.resource_spans
+                    .into_iter()
+                    .flat_map(|rs| rs.scope_spans)
+                    .flat_map(|ss| ss.spans)
+            })
+            .collect()
+    }
+
+    fn logs(&self) -> Vec<telemetry::otlp::pb::LogRecord> {
+        use prost::Message;
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .filter(|(p, _)| p == "/v1/logs")
+            .flat_map(|(_, b)| {
+                let r = telemetry::otlp::pb::ExportLogsServiceRequest::decode(b.as_slice()).unwrap();
+                r.resource_logs
+                    .into_iter()
+                    .flat_map(|rl| rl.scope_logs)
+                    .flat_map(|sl| sl.log_records)
+            })
+            .collect()
+    }
+
+    /// The newest metrics request's metrics.
+    fn last_metrics(&self) -> Vec<telemetry::otlp::pb::Metric> {
+        use prost::Message;
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .rev()
+            .find(|(p, _)| p == "/v1/metrics")
+            .map(|(_, b)| {
+                let r = telemetry::otlp::pb::ExportMetricsServiceRequest::decode(b.as_slice()).unwrap();
+                r.resource_metrics
+                    .into_iter()
+                    .flat_map(|rm| rm.scope_metrics)
+                    .flat_map(|sm| sm.metrics)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn attr<'a>(attrs: &'a [telemetry::otlp::pb::KeyValue], key: &str) -> Option<&'a telemetry::otlp::pb::Value> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+}
+
+fn text(v: Option<&telemetry::otlp::pb::Value>) -> &str {
+    match v {
+        Some(telemetry::otlp::pb::Value::StringValue(s)) => s,
+        _ => "",
+    }
+}
+
+/// The value of a counter's data point with `label` = `value`, in OTLP metrics.
+fn otlp_counter(m: &[telemetry::otlp::pb::Metric], name: &str, label: (&str, &str)) -> Option<i64> {
+    use telemetry::otlp::pb::{Data, Number};
+    let Some(Data::Sum(s)) = &m.iter().find(|x| x.name == name)?.data else {
+        return None;
+    };
+    s.data_points
+        .iter()
+        .find(|p| text(attr(&p.attributes, label.0)) == label.1)
+        .and_then(|p| match p.value {
+            Some(Number::AsInt(v)) => Some(v),
+            _ => None,
+        })
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// OTLP end to end: while aws fails over, an in-test OTLP/HTTP collector receives the
+/// failover as a span with the path, cloud, reason and figures, metrics with the failover
+/// counted, and flow records as log records; once it stops answering, forwarding goes on
+/// and the export-drop counter rises.
+#[test]
+fn otlp_receives_the_failover_span_metrics_and_flow_logs() {
+    let _g = serial();
+    let collector = std::sync::Arc::new(std::sync::Mutex::new(Collector::start()));
+    let otlp_port = collector.lock().unwrap().port;
+    let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        "[flows]\nactive_timeout_s = 1\n[telemetry]\ninterval_ms = 200\nprometheus = \"127.0.0.1:{prom_port}\"\notlp = \"http://127.0.0.1:{otlp_port}\"\notlp_interval_ms = 1000\notlp_timeout_ms = 500\notlp_headers = {{ x-tenant = \"lab\" }}\notlp_resource = {{ \"deployment.environment\" = \"test\" }}\n"
+    );
+    let c = collector.clone();
+    let dropped = std::sync::Arc::new(std::sync::Mutex::new(0.0f64));
+    let d = dropped.clone();
+    let r = failover_run_with(
+        "otlp",
+        ["down = [[\"2s\", \"60s\"]]", ""],
+        &extra,
+        SITE_STREAM,
+        9,
+        true,
+        move |ctl| {
+            // An operator's change is a span too (and its route change another).
+            sluicectl(ctl, &["route", "add", "203.0.113.0/24", "group", "clouds"]);
+            // The failover span arrives (a period to be taken, a second to be batched).
+            let t0 = Instant::now();
+            while !c.lock().unwrap().spans().iter().any(|s| s.name == "path.failover") {
+                assert!(t0.elapsed() < Duration::from_secs(8), "no failover span");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // The metrics export that follows counts it.
+            let t0 = Instant::now();
+            while otlp_counter(
+                &c.lock().unwrap().last_metrics(),
+                "sluice_path_failovers",
+                ("path", "aws"),
+            ) != Some(1)
+            {
+                assert!(t0.elapsed() < Duration::from_secs(5), "no metrics with the failover");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // The collector goes away; forwarding goes on, exports are dropped and counted.
+            c.lock().unwrap().stop();
+            let t0 = Instant::now();
+            loop {
+                let text = scrape(prom_port);
+                let n: f64 = text
+                    .lines()
+                    .filter(|l| l.starts_with("sluice_telemetry_export_dropped_total{") && l.contains("sink=\"otlp\""))
+                    .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                    .sum();
+                if n > 0.0 || t0.elapsed() > Duration::from_secs(5) {
+                    *d.lock().unwrap() = n;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        },
+    );
+    let c = collector.lock().unwrap();
+    assert!(*dropped.lock().unwrap() > 0.0, "the export-drop counter did not rise");
+    // Forwarding went on after the collector left: all but the failover's loss arrived.
+    let s = &r.gen["streams"][0];
+    let (tx, lost) = (u(&s["tx_packets"]), u(&s["lost"]));
+    assert!(tx > 8 * RATE_PPS && lost * 1000 / RATE_PPS <= 300, "{s}");
+
+    let spans = c.spans();
+    let f = spans.iter().find(|s| s.name == "path.failover").unwrap();
+    let a = &f.attributes;
+    assert_eq!(text(attr(a, "sluice.path")), "aws");
+    assert_eq!(text(attr(a, "sluice.cloud")), "aws");
+    assert_eq!(
+        (text(attr(a, "sluice.from")), text(attr(a, "sluice.to"))),
+        ("up", "down")
+    );
+    assert!(!text(attr(a, "sluice.reason")).is_empty(), "{f:?}");
+    match attr(a, "sluice.loss_ratio") {
+        Some(telemetry::otlp::pb::Value::DoubleValue(l)) => assert!(*l > 0.0, "{f:?}"),
+        other => panic!("loss ratio {other:?}"),
+    }
+    assert!(attr(a, "sluice.rtt_ewma_ms").is_some() && attr(a, "sluice.probe_rounds").is_some());
+    assert_eq!(f.status.as_ref().unwrap().code, telemetry::otlp::pb::STATUS_ERROR);
+    assert_eq!((f.trace_id.len(), f.span_id.len()), (16, 8));
+    // The span is timed at the change, which the report gives on the control clock.
+    assert!(f.start_time_unix_nano > 1_600_000_000_000_000_000, "{f:?}");
+    assert_eq!(r.events("aws").len(), 1, "down once, never back");
+    let change = spans
+        .iter()
+        .find(|s| s.name == "config.change")
+        .expect("config.change span");
+    assert_eq!(
+        text(attr(&change.attributes, "sluice.change")),
+        "route add 203.0.113.0/24 group clouds"
+    );
+    assert_eq!(text(attr(&change.attributes, "sluice.result")), "ok");
+    let route = spans
+        .iter()
+        .find(|s| s.name == "route.change")
+        .expect("route.change span");
+    assert_eq!(
+        text(attr(&route.attributes, "sluice.routes.added")),
+        "203.0.113.0/24 via clouds"
+    );
+
+    // Flow records as log records (active timeout 1 s): the site's flows, on a path.
+    // (The gateways' probe answers to the appliance are flows too, without a path.)
+    let logs = c.logs();
+    let site: Vec<_> = logs
+        .iter()
+        .filter(|l| text(attr(&l.attributes, "sluice.flow.src")).starts_with("10.1.0."))
+        .collect();
+    assert!(site.len() >= 64, "{} flow records from the site", site.len());
+    for l in site {
+        assert_eq!(l.event_name, "sluice.flow");
+        assert_eq!(text(attr(&l.attributes, "sluice.flow.end")), "active", "{l:?}");
+        assert!(
+            ["aws", "gcp"].contains(&text(attr(&l.attributes, "sluice.path"))),
+            "{l:?}"
+        );
+        assert!(
+            matches!(attr(&l.attributes, "sluice.flow.packets"), Some(telemetry::otlp::pb::Value::IntValue(n)) if *n > 0)
+        );
+    }
+    let m = c.last_metrics();
+    assert!(
+        m.iter().any(|x| x.name == "sluice_build_info"),
+        "the same set as Prometheus"
+    );
+}

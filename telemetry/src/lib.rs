@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod ipfix;
+pub mod otlp;
 pub mod prom;
 
 pub use http::Endpoint;

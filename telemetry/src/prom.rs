@@ -6,9 +6,11 @@
 //! Counters get `_total` from the exporter's recommended naming; every histogram has fixed
 //! buckets given at construction, so none is rendered as a summary.
 
+use crate::otlp::{pb, Accumulator};
 use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Labels of one series, each from a bounded, configured set.
@@ -20,6 +22,10 @@ static META: Metadata<'static> = Metadata::new("sluice", Level::INFO, None);
 pub struct Exporter {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The same calls, kept for OTLP when it is on.
+    otlp: Option<Mutex<Accumulator>>,
+    histograms: Vec<(&'static str, Vec<f64>)>,
+    idle: Duration,
 }
 
 fn key(name: &'static str, labels: Labels) -> Key {
@@ -31,7 +37,7 @@ impl Exporter {
     /// An exporter whose histograms `(name, bucket upper bounds)` render as Prometheus
     /// histograms with those buckets. Counters and gauges not set for `idle` disappear
     /// (histograms stay: their counts are cumulative).
-    pub fn new(histograms: &[(&str, &[f64])], idle: Duration) -> Result<Exporter, String> {
+    pub fn new(histograms: &[(&'static str, &[f64])], idle: Duration) -> Result<Exporter, String> {
         let mut b = PrometheusBuilder::new()
             .with_recommended_naming(true)
             .idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, Some(idle));
@@ -42,38 +48,70 @@ impl Exporter {
         }
         let recorder = b.build_recorder();
         let handle = recorder.handle();
-        Ok(Exporter { recorder, handle })
+        Ok(Exporter {
+            recorder,
+            handle,
+            otlp: None,
+            histograms: histograms.iter().map(|&(n, b)| (n, b.to_vec())).collect(),
+            idle,
+        })
+    }
+
+    /// Keeps every call for OTLP too (`otlp_metrics`). Call before the descriptions.
+    pub fn keep_for_otlp(&mut self) {
+        let h: Vec<(&'static str, &[f64])> = self.histograms.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        self.otlp = Some(Mutex::new(Accumulator::new(&h, self.idle)));
+    }
+
+    fn acc(&self, f: impl FnOnce(&mut Accumulator)) {
+        if let Some(a) = &self.otlp {
+            if let Ok(mut a) = a.lock() {
+                f(&mut a);
+            }
+        }
+    }
+
+    /// Every series as OTLP metrics, when kept.
+    pub fn otlp_metrics(&self, now_ns: u64) -> Option<Vec<pb::Metric>> {
+        let a = self.otlp.as_ref()?;
+        a.lock().ok().map(|mut a| a.metrics(now_ns))
     }
 
     pub fn describe_counter(&self, name: &'static str, help: &'static str) {
+        self.acc(|a| a.describe(name, help));
         self.recorder
             .describe_counter(KeyName::from_const_str(name), None, SharedString::const_str(help));
     }
 
     pub fn describe_gauge(&self, name: &'static str, help: &'static str) {
+        self.acc(|a| a.describe(name, help));
         self.recorder
             .describe_gauge(KeyName::from_const_str(name), None, SharedString::const_str(help));
     }
 
     pub fn describe_histogram(&self, name: &'static str, help: &'static str) {
+        self.acc(|a| a.describe(name, help));
         self.recorder
             .describe_histogram(KeyName::from_const_str(name), None, SharedString::const_str(help));
     }
 
     /// Sets a cumulative counter (it never goes back: a lower value is ignored).
     pub fn counter(&self, name: &'static str, labels: Labels, value: u64) {
+        self.acc(|a| a.counter(name, labels, value));
         self.recorder
             .register_counter(&key(name, labels), &META)
             .absolute(value);
     }
 
     pub fn gauge(&self, name: &'static str, labels: Labels, value: f64) {
+        self.acc(|a| a.gauge(name, labels, value));
         self.recorder.register_gauge(&key(name, labels), &META).set(value);
     }
 
     /// `count` observations of `value`.
     pub fn observe(&self, name: &'static str, labels: Labels, value: f64, count: usize) {
         if count > 0 {
+            self.acc(|a| a.observe(name, labels, value, count as u64));
             self.recorder
                 .register_histogram(&key(name, labels), &META)
                 .record_many(value, count);

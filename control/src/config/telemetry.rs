@@ -3,6 +3,7 @@
 
 use super::{ConfigError, Source};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use toml::Spanned;
 
@@ -26,6 +27,18 @@ pub(super) struct RawTelemetry {
     ipfix_domain: Option<Spanned<u32>>,
     #[serde(default)]
     ipfix_template_s: Option<Spanned<u32>>,
+    #[serde(default)]
+    otlp: Option<Spanned<String>>,
+    #[serde(default)]
+    otlp_headers: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    otlp_resource: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    otlp_interval_ms: Option<Spanned<u32>>,
+    #[serde(default)]
+    otlp_timeout_ms: Option<Spanned<u32>>,
+    #[serde(default)]
+    otlp_flows: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +58,18 @@ pub struct Telemetry {
     pub ipfix_domain: u32,
     /// How often the IPFIX templates are sent again.
     pub ipfix_template_s: u32,
+    /// The OTLP/HTTP collector (`http://host:port[/prefix]`); `None`: no OTLP.
+    pub otlp: Option<String>,
+    /// Headers sent with every OTLP request.
+    pub otlp_headers: Vec<(String, String)>,
+    /// Resource attributes added to service.name, service.version and host.name.
+    pub otlp_resource: Vec<(String, String)>,
+    /// How often metrics are exported.
+    pub otlp_interval_ms: u32,
+    /// The limit of one request (connect, send, answer).
+    pub otlp_timeout_ms: u32,
+    /// Whether flow records go out as OTLP log records.
+    pub otlp_flows: bool,
 }
 
 impl Default for Telemetry {
@@ -57,6 +82,12 @@ impl Default for Telemetry {
             ipfix: None,
             ipfix_domain: 1,
             ipfix_template_s: 60,
+            otlp: None,
+            otlp_headers: Vec::new(),
+            otlp_resource: Vec::new(),
+            otlp_interval_ms: 10_000,
+            otlp_timeout_ms: 2000,
+            otlp_flows: true,
         }
     }
 }
@@ -125,6 +156,65 @@ pub(super) fn telemetry(src: &Source, raw: RawTelemetry) -> Result<Telemetry, Co
             ));
         }
         t.ipfix_template_s = n.into_inner();
+    }
+    if let Some(u) = raw.otlp {
+        t.otlp = match u.get_ref().trim() {
+            "off" => None,
+            url => {
+                let err = |why: &str| src.at(u.span(), "telemetry.otlp", format!("\"{url}\": {why}"));
+                let rest = url.strip_prefix("http://").ok_or_else(|| {
+                    err(if url.starts_with("https://") {
+                        "https is not supported: send to an OpenTelemetry Collector on this host (\"http://127.0.0.1:4318\") that forwards over TLS"
+                    } else {
+                        "expected the collector's OTLP/HTTP address, such as \"http://127.0.0.1:4318\", or \"off\""
+                    })
+                })?;
+                if rest.is_empty() || rest.starts_with('/') || rest.contains(['@', ' ', '?', '#']) {
+                    return Err(err("expected http://host:port[/prefix]"));
+                }
+                Some(url.to_string())
+            }
+        };
+    }
+    let header = |k: &str| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if let Some(h) = raw.otlp_headers {
+        let span = h.span();
+        for (k, v) in h.into_inner() {
+            if !header(&k) || v.contains(['\r', '\n']) {
+                return Err(src.at(
+                    span,
+                    "telemetry.otlp_headers",
+                    format!("\"{k}\": a header name is letters, digits and '-', its value one line"),
+                ));
+            }
+            t.otlp_headers.push((k, v));
+        }
+    }
+    if let Some(r) = raw.otlp_resource {
+        t.otlp_resource = r.into_inner().into_iter().collect();
+    }
+    if let Some(i) = raw.otlp_interval_ms {
+        if !(1000..=300_000).contains(i.get_ref()) {
+            return Err(src.at(
+                i.span(),
+                "telemetry.otlp_interval_ms",
+                format!("{} is out of range (1000 to 300000)", i.get_ref()),
+            ));
+        }
+        t.otlp_interval_ms = i.into_inner();
+    }
+    if let Some(i) = raw.otlp_timeout_ms {
+        if !(100..=30_000).contains(i.get_ref()) {
+            return Err(src.at(
+                i.span(),
+                "telemetry.otlp_timeout_ms",
+                format!("{} is out of range (100 to 30000)", i.get_ref()),
+            ));
+        }
+        t.otlp_timeout_ms = i.into_inner();
+    }
+    if let Some(f) = raw.otlp_flows {
+        t.otlp_flows = f;
     }
     Ok(t)
 }

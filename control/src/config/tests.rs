@@ -499,6 +499,28 @@ fn telemetry_settings() {
     assert!(m.contains("127.0.0.1:4739"), "{m}");
     let (_, f, _) = at(&with("ipfix_template_s = 0").unwrap_err());
     assert_eq!(f, "telemetry.ipfix_template_s");
+    // OTLP: off unless a collector is named.
+    assert_eq!((t.otlp.clone(), t.otlp_interval_ms, t.otlp_flows), (None, 10_000, true));
+    let t = with("otlp = \"http://127.0.0.1:4318\"\notlp_headers = { x-api-key = \"k\" }\notlp_resource = { \"deployment.environment\" = \"lab\" }\notlp_interval_ms = 2000\notlp_flows = false")
+        .unwrap()
+        .telemetry;
+    assert_eq!(t.otlp.as_deref(), Some("http://127.0.0.1:4318"));
+    assert_eq!(t.otlp_headers, [("x-api-key".to_string(), "k".to_string())]);
+    assert_eq!(
+        t.otlp_resource,
+        [("deployment.environment".to_string(), "lab".to_string())]
+    );
+    assert_eq!((t.otlp_interval_ms, t.otlp_flows), (2000, false));
+    for (bad, says) in [
+        ("otlp = \"https://c:4318\"", "https is not supported"),
+        ("otlp = \"c:4318\"", "expected the collector's OTLP/HTTP address"),
+        ("otlp_headers = { \"bad name\" = \"x\" }", "header name"),
+        ("otlp_interval_ms = 10", "out of range"),
+    ] {
+        let (_, f, m) = at(&with(bad).unwrap_err());
+        assert!(f.starts_with("telemetry.otlp"), "{bad}: {f}");
+        assert!(m.contains(says), "{bad}: {m}");
+    }
     let (_, f, _) = at(&parse(&format!("{GOOD}\n[flows]\nactive_timeout_s = 0\n")).unwrap_err());
     assert_eq!(f, "flows.active_timeout_s");
 }
