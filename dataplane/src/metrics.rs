@@ -363,6 +363,41 @@ struct OtlpExport {
     next: Instant,
     events_seen: u64,
     ids: u64,
+    /// Answered probe rounds seen, by path, for sampling them as spans.
+    probes_seen: HashMap<String, u64>,
+}
+
+/// One answered probe round in this many (from each path's first) becomes a `path.probe` span.
+const PROBE_SPAN_EVERY: u64 = 100;
+
+impl OtlpExport {
+    /// A new id: splitmix64 over a seed from the clock and pid (unique enough for spans).
+    fn id(&mut self) -> u64 {
+        self.ids = self.ids.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.ids;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Queues a span of its own trace, from `start` to `end` (Unix ns).
+    fn span(&mut self, name: &str, (start, end): (u64, u64), ok: bool, message: String, attributes: Vec<pb::KeyValue>) {
+        let trace_id = [self.id().to_be_bytes(), self.id().to_be_bytes()].concat();
+        let span_id = self.id().to_be_bytes().to_vec();
+        self.otlp.sender().span(pb::Span {
+            trace_id,
+            span_id,
+            name: name.to_string(),
+            kind: pb::SPAN_KIND_INTERNAL,
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
+            attributes,
+            status: Some(pb::Status {
+                message,
+                code: if ok { pb::STATUS_OK } else { pb::STATUS_ERROR },
+            }),
+        });
+    }
 }
 
 impl Metrics {
@@ -399,6 +434,7 @@ impl Metrics {
                     next: Instant::now() + Duration::from_millis(t.otlp_interval_ms as u64),
                     events_seen: 0,
                     ids: telemetry::otlp::unix_ns() ^ (std::process::id() as u64) << 32,
+                    probes_seen: HashMap::new(),
                 })
             }
         };
@@ -556,31 +592,6 @@ impl Metrics {
             slow.events_out.clear();
             return;
         };
-        let tx = o.otlp.sender();
-        let mut id = || {
-            // splitmix64: unique enough ids without a random source.
-            o.ids = o.ids.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = o.ids;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        let mut span = |name: &str, at: u64, ok: bool, message: String, attributes: Vec<pb::KeyValue>| {
-            let trace: Vec<u8> = [id().to_be_bytes(), id().to_be_bytes()].concat();
-            tx.span(pb::Span {
-                trace_id: trace,
-                span_id: id().to_be_bytes().to_vec(),
-                name: name.to_string(),
-                kind: pb::SPAN_KIND_INTERNAL,
-                start_time_unix_nano: at,
-                end_time_unix_nano: at,
-                attributes,
-                status: Some(pb::Status {
-                    message,
-                    code: if ok { pb::STATUS_OK } else { pb::STATUS_ERROR },
-                }),
-            });
-        };
         let plane = &slow.plane;
         let new = plane.events_total.saturating_sub(o.events_seen) as usize;
         o.events_seen = plane.events_total;
@@ -609,16 +620,17 @@ impl Metrics {
             ];
             let name = if failover { "path.failover" } else { "path.state_change" };
             let ok = c.to == Health::Up;
-            span(
+            let at = slow.unix_ns0 + ev.at_ns;
+            o.span(
                 name,
-                slow.unix_ns0 + ev.at_ns,
+                (at, at),
                 ok,
                 if ok { String::new() } else { c.reason.clone() },
                 attrs,
             );
         }
         for ev in slow.events_out.drain(..) {
-            span(ev.name, ev.at_unix_ns, ev.ok, ev.message, ev.attrs);
+            o.span(ev.name, (ev.at_unix_ns, ev.at_unix_ns), ev.ok, ev.message, ev.attrs);
         }
     }
 
@@ -825,6 +837,37 @@ impl Metrics {
             e.counter("sluice_path_probes_answered", l, pr.health.answered);
             e.counter("sluice_path_probes_missed", l, pr.health.missed);
             e.counter("sluice_path_failovers", l, pr.failovers);
+            if let Some(o) = &mut self.otlp {
+                // Probe rounds, sampled: a path's first answered round and one in
+                // PROBE_SPAN_EVERY after it are spans as long as their round-trip time.
+                let seen = o.probes_seen.entry(p.name.clone()).or_insert(0);
+                let before = *seen;
+                *seen += rtts.len() as u64;
+                for (k, rtt) in rtts.iter().enumerate() {
+                    if (before + k as u64).is_multiple_of(PROBE_SPAN_EVERY) {
+                        use pb::kv;
+                        let attrs = vec![
+                            kv("sluice.path", p.name.as_str()),
+                            kv("sluice.cloud", p.cloud.name()),
+                            kv("sluice.region", p.region.as_str()),
+                            kv("sluice.rtt_ms", *rtt as f64 / 1e6),
+                            kv("sluice.probes_sent", pr.health.rounds),
+                            kv("sluice.probes_answered", pr.health.answered),
+                            kv("sluice.probes_missed", pr.health.missed),
+                            kv("sluice.sampled_one_in", PROBE_SPAN_EVERY),
+                        ];
+                        // Timed as the period's end: the answer came within a period of it.
+                        let now = telemetry::otlp::unix_ns();
+                        o.span(
+                            "path.probe",
+                            (now.saturating_sub(*rtt), now),
+                            true,
+                            String::new(),
+                            attrs,
+                        );
+                    }
+                }
+            }
             let mut last = self.last_rtt.get(&p.name).copied();
             for rtt in rtts {
                 e.observe("sluice_path_rtt_seconds", l, rtt as f64 / 1e9, 1);

@@ -212,7 +212,11 @@ fn every_command_bad_clients_and_refused_changes() {
         Some("0"),
         "the IPFIX exporter's thread is on the control core"
     );
-    assert_eq!(otlp_on.as_deref(), Some("0"), "the OTLP exporter's thread is on the control core");
+    assert_eq!(
+        otlp_on.as_deref(),
+        Some("0"),
+        "the OTLP exporter's thread is on the control core"
+    );
     assert_eq!(json(&sock, &["show", "ports"]).as_array().unwrap().len(), 2);
     assert!(ok(&sock, &["show", "version"]).contains("DPDK"));
     // Unique prefixes abbreviate, on both levels; an ambiguous one is refused.

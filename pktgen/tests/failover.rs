@@ -781,6 +781,19 @@ fn otlp_receives_the_failover_span_metrics_and_flow_logs() {
             matches!(attr(&l.attributes, "sluice.flow.packets"), Some(telemetry::otlp::pb::Value::IntValue(n)) if *n > 0)
         );
     }
+    // Probe rounds are sampled as spans: each probed path's first answered round at least.
+    for path in ["aws", "gcp"] {
+        let p = spans
+            .iter()
+            .find(|s| s.name == "path.probe" && text(attr(&s.attributes, "sluice.path")) == path)
+            .unwrap_or_else(|| panic!("no path.probe span for {path}"));
+        match attr(&p.attributes, "sluice.rtt_ms") {
+            Some(telemetry::otlp::pb::Value::DoubleValue(ms)) => assert!(*ms > 0.0 && *ms < 100.0, "{p:?}"),
+            other => panic!("rtt {other:?}"),
+        }
+        assert!(p.end_time_unix_nano > p.start_time_unix_nano, "{p:?}");
+        assert_eq!(p.status.as_ref().unwrap().code, telemetry::otlp::pb::STATUS_OK);
+    }
     let m = c.last_metrics();
     assert!(
         m.iter().any(|x| x.name == "sluice_build_info"),
