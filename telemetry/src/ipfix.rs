@@ -380,13 +380,8 @@ impl Ipfix {
         drop(self.tx.take());
         let Some(t) = self.thread.take() else { return };
         let deadline = Instant::now() + limit;
-        while !t.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if t.is_finished() {
-            let _ = t.join();
-        } else {
-            // Left to finish on its own; it holds nothing but its socket.
+        // Left to finish on its own if late; it holds nothing but its socket.
+        if !crate::join_by(t, deadline) {
             log::warn!(target: "telemetry", "IPFIX export to {} did not finish in {limit:?}", self.collector);
         }
     }

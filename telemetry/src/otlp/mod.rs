@@ -269,12 +269,7 @@ impl Otlp {
                 Err(_) => break,
             }
         }
-        while !t.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if t.is_finished() {
-            let _ = t.join();
-        } else {
+        if !crate::join_by(t, deadline) {
             log::warn!(target: "telemetry", "OTLP export to {} did not finish in {limit:?}", self.url);
         }
     }
