@@ -12,7 +12,7 @@
 uint16_t sluice_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t sluice_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 struct rte_mbuf *sluice_pktmbuf_alloc(struct rte_mempool *mp);
-int sluice_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned n);
+int sluice_pktmbuf_alloc_bulk_lean(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned n);
 void sluice_pktmbuf_free(struct rte_mbuf *m);
 char *sluice_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 unsigned sluice_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned n);
