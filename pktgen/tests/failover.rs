@@ -781,14 +781,15 @@ fn otlp_receives_the_failover_span_metrics_and_flow_logs() {
             matches!(attr(&l.attributes, "sluice.flow.packets"), Some(telemetry::otlp::pb::Value::IntValue(n)) if *n > 0)
         );
     }
-    // Probe rounds are sampled as spans: each probed path's first answered round at least.
+    // Probe rounds are sampled as spans: each probed path's first answered round at least,
+    // with a round trip within the first round's timeout (1 s before any answer).
     for path in ["aws", "gcp"] {
         let p = spans
             .iter()
             .find(|s| s.name == "path.probe" && text(attr(&s.attributes, "sluice.path")) == path)
             .unwrap_or_else(|| panic!("no path.probe span for {path}"));
         match attr(&p.attributes, "sluice.rtt_ms") {
-            Some(telemetry::otlp::pb::Value::DoubleValue(ms)) => assert!(*ms > 0.0 && *ms < 100.0, "{p:?}"),
+            Some(telemetry::otlp::pb::Value::DoubleValue(ms)) => assert!(*ms > 0.0 && *ms < 1000.0, "{p:?}"),
             other => panic!("rtt {other:?}"),
         }
         assert!(p.end_time_unix_nano > p.start_time_unix_nano, "{p:?}");
