@@ -69,8 +69,10 @@ FILES = [
     ("v4-64B-256k", 64, 262144, "v4", ["--flows", "262144", "--size", "60", "--dst", "198.18.0.0/24", "--tcp-pct", "0"]),
 ])
 
-# Sluice configurations: the pipeline's work, whole and with one stage's work left out.
-VARIANTS = ["full", "forward"] + ([] if QUICK else ["no-classify", "no-shape", "no-mark"])
+# Sluice configurations: the pipeline's work, whole and with one stage's work left out;
+# "-packet": the same in packet mode (flows.mode = "packet": no flow table, every packet
+# classified and routed on its own).
+VARIANTS = ["full", "forward", "forward-packet"] + ([] if QUICK else ["full-packet", "no-classify", "no-shape", "no-mark"])
 
 
 def make_pcaps():
@@ -187,6 +189,8 @@ def pcap_packets(path):
 
 def pipeline_config(variant):
     """The traffic part of Sluice's configuration for a variant."""
+    if variant.endswith("-packet"):
+        return '[flows]\nmode = "packet"\n' + pipeline_config(variant.removesuffix("-packet"))
     if variant == "forward":
         return """
 [[routes]]
@@ -285,8 +289,9 @@ def main():
         variants = VARIANTS if name == "v4-64B-4k" else ["full"]
         duts = {}
         for v in variants:
-            duts[f"sluice-{v}"] = (lambda v: lambda r: measure(
-                "sluiced", sluice_cmd(pcap, f"bs{pid}{v[:3]}{r}", mem_args, v), f"bs{pid}{v[:3]}{r}"))(v)
+            code = "".join(w[:3] for w in v.split("-"))
+            duts[f"sluice-{v}"] = (lambda v, code: lambda r: measure(
+                "sluiced", sluice_cmd(pcap, f"bs{pid}{code}{r}", mem_args, v), f"bs{pid}{code}{r}"))(v, code)
         if flows > 4096:
             small = pcaps["v4-64B-4k"]
             duts["sluice-full-4k"] = lambda r: measure(
@@ -334,11 +339,11 @@ def main():
                 print(json.dumps(line), flush=True)
 
     print()
-    print(f"{'input':<14} {'stages':<12} {'sluice Mpps':>12} {'l3fwd Mpps':>11} {'testpmd io':>11} {'vs l3fwd':>9} {'vs testpmd':>11}")
+    print(f"{'input':<14} {'stages':<14} {'sluice Mpps':>12} {'l3fwd Mpps':>11} {'testpmd io':>11} {'vs l3fwd':>9} {'vs testpmd':>11}")
     for i in range(0, len(results), 2):
         a, b = results[i], results[i + 1]
         name = f"{a['family']} {a['frame']}{'B' if a['frame'] != 'imix' else ''} {a['flows'] // 1024}k"
-        print(f"{name:<14} {a['stages']:<12} {a['mpps']:>12.2f} {a['peer_mpps']:>11.2f} {b['peer_mpps']:>11.2f} "
+        print(f"{name:<14} {a['stages']:<14} {a['mpps']:>12.2f} {a['peer_mpps']:>11.2f} {b['peer_mpps']:>11.2f} "
               f"{a['ratio']:>9.3f} {b['ratio']:>11.3f}")
     for line in scale:
         print(f"flow scale: {line['flows']} flows {line['mpps']:.2f} Mpps, 4k flows {line['mpps_4k_flows']:.2f} Mpps: "

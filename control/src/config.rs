@@ -22,7 +22,7 @@ pub use probes::{Probes, Recovery};
 pub use qos::{Class, Rule};
 pub use routing::{Path, PathGroup};
 pub use telemetry::{Telemetry, DEFAULT_PROMETHEUS, MAX_TOP_FLOWS};
-pub use traffic::{Flows, MAX_FLOWS};
+pub use traffic::{FlowMode, Flows, MAX_FLOWS};
 
 /// Largest MTU a port may be given (jumbo frames).
 pub const MAX_MTU: u16 = 9000;
@@ -809,11 +809,27 @@ fn validate(raw: RawConfig, src: &Source, system: &System) -> Result<Config, Con
     let rules = traffic::rules(src, raw.rules, &classes, &by_name)?;
     let mut paths = traffic::paths(src, raw.paths, &by_name, &ports)?;
     let mut groups = traffic::groups(src, raw.path_groups, &paths)?;
+    let mode_span = raw.flows.mode_span();
     let flows = traffic::flows(src, raw.flows)?;
     let site = traffic::site(src, raw.site)?;
     let probes = probes::probes(src, raw.probes)?;
     let neighbors = probes::neighbors(src, raw.neighbors)?;
     let telemetry = telemetry::telemetry(src, raw.telemetry)?;
+    if let (FlowMode::Packet, Some(span)) = (flows.mode, mode_span) {
+        let wants = [
+            (telemetry.ipfix.is_some(), "telemetry.ipfix (flow records)"),
+            (telemetry.top_flows > 0, "telemetry.top_flows (the largest live flows)"),
+        ];
+        if let Some((_, what)) = wants.iter().find(|(on, _)| *on) {
+            return Err(src.at(
+                span,
+                "flows.mode",
+                format!(
+                    "\"packet\" keeps no flows, so {what} would have nothing to report; remove it or use mode \"flow\""
+                ),
+            ));
+        }
+    }
     let control_socket = match &raw.control.socket {
         Some(s) if s.get_ref().is_empty() || s.get_ref().len() > 100 => {
             return Err(src.at(

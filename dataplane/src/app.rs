@@ -359,14 +359,21 @@ fn run_with_eal(
             t.memory_bytes() >> 20
         );
     }
-    let flow_capacity = (cfg.flows.capacity as usize).div_ceil(workers);
-    info!(
-        target: "flows",
-        "{} flows per worker ({} in all), {} MiB of flow tables reserved",
-        flow_capacity,
-        flow_capacity * workers,
-        (FlowTable::memory_bytes_for(flow_capacity) * workers) >> 20
-    );
+    let packet_mode = cfg.flows.mode == control::config::FlowMode::Packet;
+    let flow_capacity = if packet_mode {
+        info!(target: "flows", "packet mode: no flow tables; every packet is classified and routed on its own");
+        0
+    } else {
+        let per_worker = (cfg.flows.capacity as usize).div_ceil(workers);
+        info!(
+            target: "flows",
+            "{} flows per worker ({} in all), {} MiB of flow tables reserved",
+            per_worker,
+            per_worker * workers,
+            (FlowTable::memory_bytes_for(per_worker) * workers) >> 20
+        );
+        per_worker
+    };
 
     // ---- start ports
     for p in &ports {
@@ -434,6 +441,7 @@ fn run_with_eal(
             tx,
             rings,
             flow_capacity,
+            packet_mode,
             timeouts: Timeouts::from_config(&cfg.flows),
             shaping: shaping.clone(),
             tsc_hz,
@@ -886,6 +894,9 @@ fn command(
                 "config" => json!({"file": c.opts.config.display().to_string(), "text": slow.cfg_text}),
                 "routes" => routes_json(slow, args.first().map(String::as_str))?,
                 "flows" => {
+                    if slow.cfg.flows.mode == control::config::FlowMode::Packet {
+                        return Err("no flows are kept: flows.mode is \"packet\"".into());
+                    }
                     let top = match args {
                         [] => 20,
                         [flag, n] if flag.as_str() == "--top" => n
@@ -1305,7 +1316,7 @@ fn report_json(r: &Report) -> serde_json::Value {
     json!({
         "seconds": r.ran.as_secs_f64(), "ports": ports, "workers": workers, "drops": drops,
         "stages": stages, "classes": classes, "queues": queues, "drops_by_stage": drops_by_stage,
-        "flows": {"created": total(|w| w.flows_created), "expired": total(|w| w.flows_expired),
+        "flows": {"mode": r.slow.cfg.flows.mode.name(), "created": total(|w| w.flows_created), "expired": total(|w| w.flows_expired),
                   "evicted": total(|w| w.flows_evicted), "records": records, "records_lost": total(|w| w.records_lost)},
         "control_plane": r.slow.control_json(total(|w| w.to_control)),
         "paths": r.slow.paths_json(),

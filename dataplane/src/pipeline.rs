@@ -222,7 +222,11 @@ const KEEP: u8 = 0xff;
 
 /// The worker-local state of the pipeline.
 pub struct Pipeline {
+    /// Unused (and one entry long) in packet mode.
     pub flows: FlowTable,
+    /// Packet mode (`flows.mode = "packet"`): no flow state; every packet is classified
+    /// and routed on its own.
+    stateless: bool,
     meters: Vec<Meter>,
     worker: usize,
     tsc_hz: u64,
@@ -241,6 +245,7 @@ impl Pipeline {
     pub fn new(flow_capacity: usize, timeouts: Timeouts, worker: usize, tsc_hz: u64) -> Pipeline {
         Pipeline {
             flows: FlowTable::new(flow_capacity, timeouts),
+            stateless: false,
             meters: Vec::with_capacity(MAX_CLASSES),
             worker,
             tsc_hz,
@@ -258,6 +263,19 @@ impl Pipeline {
     pub fn with_epoch(mut self, tsc: u64) -> Pipeline {
         self.start_tsc = tsc;
         self
+    }
+
+    /// Packet mode: no flow table; every packet is classified and routed on its own. The
+    /// path is picked by the same 5-tuple hash as a new flow's, so a flow takes one path
+    /// while its group's paths stay as they are.
+    pub fn packet_mode(mut self) -> Pipeline {
+        self.flows = FlowTable::new(1, self.flows.timeouts);
+        self.stateless = true;
+        self
+    }
+
+    pub fn is_packet_mode(&self) -> bool {
+        self.stateless
     }
 
     /// Milliseconds since the pipeline started (the flow table's clock).
@@ -316,8 +334,10 @@ impl Pipeline {
             meters,
             pkts,
             verdicts,
+            stateless,
             ..
         } = self;
+        let stateless = *stateless;
         // Each stage walks the burst's three parallel arrays together.
         let frames = &mut frames[..n];
         let pkts = &mut pkts[..n];
@@ -338,75 +358,11 @@ impl Pipeline {
                 Err(r) => Verdict::Drop(r),
             };
         }
-        // Hashes in a pass of their own: the metadata stores above have settled by now
-        // (reading a key back right after writing it stalls on store forwarding).
-        for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {
-            if matches!(v, Verdict::Out { .. }) {
-                p.hash = p.meta.key.hash();
-                flows.prefetch(p.hash);
-            }
-        }
-        // Buckets are arriving: find each flow's entry and start loading it too.
-        for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {
-            if matches!(v, Verdict::Out { .. }) {
-                p.candidate = flows.candidate(p.hash);
-            }
-        }
-        let mut live = 0u64;
-        let evicted_before = flows.counters.evicted;
-        for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter()) {
-            if !matches!(v, Verdict::Out { .. }) {
-                continue;
-            }
-            live += 1;
-            let found = flows.lookup_or_insert_from(p.candidate, &p.meta.key, p.hash, now_ms, ended);
-            let fl = flows.get_mut(found.index);
-            p.flow = found.index;
-            if found.new || fl.generation != t.generation {
-                let m = &p.meta;
-                let (class, _) = t.classifier.classify(&Fields {
-                    v6: m.is_v6(),
-                    src: m.key.src,
-                    dst: m.key.dst,
-                    src_port: m.key.src_port,
-                    dst_port: m.key.dst_port,
-                    proto: m.key.proto,
-                    vlan: (m.key.vlan != 0).then_some((m.key.vlan >> if m.key.vlan > 0xfff { 12 } else { 0 }) as u16),
-                    in_port: m.key.in_port,
-                    dscp: m.dscp(),
-                });
-                fl.class = class.0 as u8;
-                if found.new {
-                    fl.dscp_in = m.dscp();
-                }
-                // The path it had, in these tables' numbering (or none), for the route stage.
-                fl.path = if found.new {
-                    PATH_NO_ROUTE
-                } else {
-                    t.carry_path(fl.generation, fl.path)
-                };
-                fl.generation = t.generation;
-                p.reroute = true;
-            } else {
-                p.reroute = false;
-            }
-            fl.packets = fl.packets.wrapping_add(1);
-            fl.bytes += f.pkt_len() as u64;
-            fl.last_ms = now_ms;
-            if p.meta.flags & meta_flag::TCP_END != 0 {
-                fl.flags |= flag::CLOSING;
-            }
-            p.class = fl.class;
-        }
-        // A full table may have evicted, for a later packet, the flow of an earlier one of
-        // this burst: such packets must not use (or update) the entry's new owner.
-        if flows.counters.evicted != evicted_before {
-            for (p, v) in pkts.iter().zip(verdicts.iter_mut()) {
-                if matches!(v, Verdict::Out { .. }) && flows.get(p.flow).key != p.meta.key {
-                    *v = Verdict::Drop(DropReason::FlowEvicted);
-                }
-            }
-        }
+        let live = if stateless {
+            classify_packets(t, pkts, verdicts)
+        } else {
+            track_flows(t, flows, frames, pkts, verdicts, now_ms, ended)
+        };
         let t1 = rdtsc();
         c.stage(Stage::Classify, t1 - t0, n as u64);
 
@@ -462,14 +418,19 @@ impl Pipeline {
         for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
             let Verdict::Out { ect, .. } = *v else { continue };
             routed += 1;
-            let fl = flows.get_mut(p.flow);
-            if p.reroute {
-                fl.path = t.resolve_path(&p.meta, p.hash, fl.path, fl.class);
-                if let Some(h) = t.hops.get(fl.path as usize) {
-                    fl.out_port = h.port as u8;
+            let path = if stateless {
+                t.resolve_path(&p.meta, || p.meta.key.hash(), PATH_NO_ROUTE, p.class)
+            } else {
+                let fl = flows.get_mut(p.flow);
+                if p.reroute {
+                    fl.path = t.resolve_path(&p.meta, || p.hash, fl.path, fl.class);
+                    if let Some(h) = t.hops.get(fl.path as usize) {
+                        fl.out_port = h.port as u8;
+                    }
                 }
-            }
-            let hop = match fl.path {
+                fl.path
+            };
+            let hop = match path {
                 PATH_NO_ROUTE => Err(DropReason::NoRoute),
                 PATH_NOT_UNICAST => Err(DropReason::NotUnicast),
                 PATH_NONE_USABLE => Err(DropReason::NoPath),
@@ -506,7 +467,7 @@ impl Pipeline {
             }
             b[..12].copy_from_slice(&hop.macs);
             *v = if hop.hold {
-                Verdict::Hold { path: fl.path }
+                Verdict::Hold { path }
             } else {
                 Verdict::Out {
                     port: hop.port,
@@ -527,7 +488,9 @@ impl Pipeline {
             }
             marked += 1;
             let dscp = if p.dscp == KEEP { p.meta.dscp() } else { p.dscp };
-            flows.get_mut(p.flow).dscp_out = dscp;
+            if !stateless {
+                flows.get_mut(p.flow).dscp_out = dscp;
+            }
             if dscp != p.meta.dscp() {
                 set_dscp(f.bytes_mut(), &p.meta, dscp);
             }
@@ -540,6 +503,111 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// Packet mode's second half of parse/classify: each packet is classified on its own and
+/// nothing is remembered. Returns the packets still going.
+#[inline(always)]
+fn classify_packets(t: &Tables, pkts: &mut [Pkt], verdicts: &[Verdict]) -> u64 {
+    let mut live = 0u64;
+    for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {
+        if matches!(v, Verdict::Out { .. }) {
+            live += 1;
+            p.class = classify(t, &p.meta);
+        }
+    }
+    live
+}
+
+/// Flow mode's second half of parse/classify: each packet's flow is looked up (with the
+/// burst's buckets prefetched) or created and classified; a flow from an older snapshot
+/// is classified again and routed again. Returns the packets still going.
+#[inline(always)]
+fn track_flows<F: Frame>(
+    t: &Tables,
+    flows: &mut FlowTable,
+    frames: &[F],
+    pkts: &mut [Pkt],
+    verdicts: &mut [Verdict],
+    now_ms: u32,
+    ended: &mut impl FnMut(FlowRecord),
+) -> u64 {
+    // Hashes in a pass of their own: the metadata stores of parsing have settled by now
+    // (reading a key back right after writing it stalls on store forwarding).
+    for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {
+        if matches!(v, Verdict::Out { .. }) {
+            p.hash = p.meta.key.hash();
+            flows.prefetch(p.hash);
+        }
+    }
+    // Buckets are arriving: find each flow's entry and start loading it too.
+    for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {
+        if matches!(v, Verdict::Out { .. }) {
+            p.candidate = flows.candidate(p.hash);
+        }
+    }
+    let mut live = 0u64;
+    let evicted_before = flows.counters.evicted;
+    for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter()) {
+        if !matches!(v, Verdict::Out { .. }) {
+            continue;
+        }
+        live += 1;
+        let found = flows.lookup_or_insert_from(p.candidate, &p.meta.key, p.hash, now_ms, ended);
+        let fl = flows.get_mut(found.index);
+        p.flow = found.index;
+        if found.new || fl.generation != t.generation {
+            let m = &p.meta;
+            fl.class = classify(t, m);
+            if found.new {
+                fl.dscp_in = m.dscp();
+            }
+            // The path it had, in these tables' numbering (or none), for the route stage.
+            fl.path = if found.new {
+                PATH_NO_ROUTE
+            } else {
+                t.carry_path(fl.generation, fl.path)
+            };
+            fl.generation = t.generation;
+            p.reroute = true;
+        } else {
+            p.reroute = false;
+        }
+        fl.packets = fl.packets.wrapping_add(1);
+        fl.bytes += f.pkt_len() as u64;
+        fl.last_ms = now_ms;
+        if p.meta.flags & meta_flag::TCP_END != 0 {
+            fl.flags |= flag::CLOSING;
+        }
+        p.class = fl.class;
+    }
+    // A full table may have evicted, for a later packet, the flow of an earlier one of
+    // this burst: such packets must not use (or update) the entry's new owner.
+    if flows.counters.evicted != evicted_before {
+        for (p, v) in pkts.iter().zip(verdicts.iter_mut()) {
+            if matches!(v, Verdict::Out { .. }) && flows.get(p.flow).key != p.meta.key {
+                *v = Verdict::Drop(DropReason::FlowEvicted);
+            }
+        }
+    }
+    live
+}
+
+/// A packet's class by the snapshot's rules.
+#[inline(always)]
+fn classify(t: &Tables, m: &Meta) -> u8 {
+    let (class, _) = t.classifier.classify(&Fields {
+        v6: m.is_v6(),
+        src: m.key.src,
+        dst: m.key.dst,
+        src_port: m.key.src_port,
+        dst_port: m.key.dst_port,
+        proto: m.key.proto,
+        vlan: (m.key.vlan != 0).then_some((m.key.vlan >> if m.key.vlan > 0xfff { 12 } else { 0 }) as u16),
+        in_port: m.key.in_port,
+        dscp: m.dscp(),
+    });
+    class.0 as u8
 }
 
 /// The IPv4 header checksum after the TTL went down by one: the 16-bit word holding TTL

@@ -218,12 +218,13 @@ impl Tables {
         self.v4.memory_bytes() + self.v6.memory_bytes() + self.classifier.memory_bytes()
     }
 
-    /// The path for a packet of a flow with hash `flow_hash` that had path `current`:
-    /// the current one while it is still selected for the destination's group, else the
-    /// group's Maglev choice; or one of the special `PATH_*` values.
+    /// The path for a packet of a flow with hash `flow_hash()` (asked for only when the
+    /// group has a choice to make) that had path `current`: the current one while it is
+    /// still selected for the destination's group, else the group's Maglev choice; or one
+    /// of the special `PATH_*` values.
     /// A class with an SLA uses its own choice while some path meets the SLA.
     #[inline]
-    pub fn resolve_path(&self, m: &Meta, flow_hash: u64, current: u16, class: u8) -> u16 {
+    pub fn resolve_path(&self, m: &Meta, flow_hash: impl FnOnce() -> u64, current: u16, class: u8) -> u16 {
         let route = if m.is_v6() {
             self.v6.lookup(m.key.dst)
         } else {
@@ -246,7 +247,11 @@ impl Tables {
         if g.keep.contains(&current) {
             return current;
         }
-        match g.table.lookup((flow_hash >> 32) as u32) {
+        // One path takes every flow: no hash needed.
+        if let [(only, _)] = g.members[..] {
+            return only;
+        }
+        match g.table.lookup((flow_hash() >> 32) as u32) {
             routing::NO_PATH => PATH_NONE_USABLE,
             p => p,
         }

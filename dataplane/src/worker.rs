@@ -37,6 +37,8 @@ pub struct WorkerPlan {
     pub rings: crate::slowpath::WorkerRings,
     /// Flow-table capacity of this worker.
     pub flow_capacity: usize,
+    /// No flow table (`flows.mode = "packet"`).
+    pub packet_mode: bool,
     pub timeouts: Timeouts,
     /// Per port: (this worker's part of the link rate in bits/s, queue depth, ECN
     /// threshold) when the port has a link rate.
@@ -164,7 +166,11 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
     // Counters and queues assume the planned lcore (its mempool cache, its NUMA node).
     assert_eq!(lcore_id(), plan.lcore, "worker started on the wrong lcore");
     let ports = plan.tx.len();
-    let mut pipe = Pipeline::new(plan.flow_capacity, plan.timeouts, plan.index, plan.tsc_hz).with_epoch(plan.epoch_tsc);
+    let mut pipe =
+        Pipeline::new(plan.flow_capacity.max(1), plan.timeouts, plan.index, plan.tsc_hz).with_epoch(plan.epoch_tsc);
+    if plan.packet_mode {
+        pipe = pipe.packet_mode();
+    }
     let mut rx = Burst::<BURST>::new();
     let now = rdtsc();
     let mut tables = shared.tables.load();
@@ -300,15 +306,18 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             }
             waiting_n = 0;
         }
-        pipe.flows.age(pipe.now_ms(now), AGE_BUDGET, &mut ended);
-        // The largest live flows: a walk looks for them when TOP_EVERY_MS has passed since
-        // the last list, which goes to the control thread when complete (a copy of 1.6 kB).
-        pipe.flows.track_next = now.wrapping_sub(top_reported_tsc) >= top_every;
-        if pipe.flows.walks != walks_reported {
-            walks_reported = pipe.flows.walks;
-            top_reported_tsc = now;
-            // Full: the control thread has not taken the last one yet; the next will do.
-            let _ = plan.rings.top.push(*pipe.flows.last_walk());
+        if !plan.packet_mode {
+            pipe.flows.age(pipe.now_ms(now), AGE_BUDGET, &mut ended);
+            // The largest live flows: a walk looks for them when TOP_EVERY_MS has passed
+            // since the last list, which goes to the control thread when complete (a copy
+            // of 1.6 kB).
+            pipe.flows.track_next = now.wrapping_sub(top_reported_tsc) >= top_every;
+            if pipe.flows.walks != walks_reported {
+                walks_reported = pipe.flows.walks;
+                top_reported_tsc = now;
+                // Full: the control thread has not taken the last one yet; the next will do.
+                let _ = plan.rings.top.push(*pipe.flows.last_walk());
+            }
         }
         polls += 1;
         if polls.is_multiple_of(1024) {

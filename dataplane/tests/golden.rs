@@ -47,7 +47,18 @@ fn routed_v6(f: &[u8], dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<u8> {
 
 #[test]
 fn forwards_rewrites_and_accounts_for_every_packet() {
-    let dir = TestDir::new("golden");
+    golden("flow");
+}
+
+/// Packet mode (no flow table) sends out the same bytes and drops the same packets for
+/// the same reasons; it creates no flows.
+#[test]
+fn packet_mode_forwards_the_same() {
+    golden("packet");
+}
+
+fn golden(mode: &str) {
+    let dir = TestDir::new(&format!("golden-{mode}"));
     // ---- input, with the expected outcome of each packet
     let mut input: Vec<Vec<u8>> = Vec::new();
     let mut want_wan: Vec<Vec<u8>> = Vec::new();
@@ -137,7 +148,8 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
          mac = \"02:00:00:00:00:0b\"\nipv4 = [\"203.0.113.1/30\"]\nmtu = 9000\n\
          [[routes]]\nprefix = \"198.18.0.0/16\"\nport = \"wan\"\nnext_hop_mac = \"02:00:00:00:0b:01\"\n\
          [[routes]]\nprefix = \"198.19.0.0/16\"\nport = \"lan\"\nnext_hop_mac = \"02:00:00:00:0a:01\"\n\
-         [[routes]]\nprefix = \"2001:db8:100::/48\"\nport = \"wan\"\nnext_hop_mac = \"02:00:00:00:0b:06\"\n",
+         [[routes]]\nprefix = \"2001:db8:100::/48\"\nport = \"wan\"\nnext_hop_mac = \"02:00:00:00:0b:06\"\n\
+         [flows]\nmode = \"{mode}\"\n",
         eal = eal_section(&dir.prefix("d")),
         d = dir.path.display()
     );
@@ -233,7 +245,15 @@ fn forwards_rewrites_and_accounts_for_every_packet() {
     // unicast, MTU).
     assert_eq!(s["drops_by_stage"]["parse_classify"], 8, "{}", s["drops_by_stage"]);
     assert_eq!(s["drops_by_stage"]["route"], 5);
+    assert_eq!(s["flows"]["mode"], mode);
     assert_eq!(s["flows"]["created"], s["flows"]["records"]["shutdown"]);
+    // Flow mode: a flow per distinct forwarded or routed 5-tuple; packet mode: none.
+    let created = s["flows"]["created"].as_u64().unwrap();
+    if mode == "flow" {
+        assert!(created >= want_wan.len() as u64, "{}", s["flows"]);
+    } else {
+        assert_eq!(created, 0, "{}", s["flows"]);
+    }
     assert_no_leak(&s);
     assert!(
         out.stdout.contains("drops by reason:"),

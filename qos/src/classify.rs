@@ -365,7 +365,18 @@ impl Classifier {
     }
 
     /// The class for a packet's fields, and the index of the rule that matched.
+    #[inline(always)]
     pub fn classify(&self, f: &Fields) -> (ClassId, Option<usize>) {
+        // Without rules every packet is in the default class (the fast path classifies
+        // every packet in packet mode: no call, no lookups).
+        if self.classes.is_empty() {
+            return (self.default, None);
+        }
+        self.classify_by_rules(f)
+    }
+
+    #[inline(never)]
+    fn classify_by_rules(&self, f: &Fields) -> (ClassId, Option<usize>) {
         fn find<T: Ord>(t: &(Vec<T>, Vec<u32>), x: T) -> u32 {
             t.1[t.0.partition_point(|s| *s <= x) - 1]
         }

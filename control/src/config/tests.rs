@@ -524,3 +524,27 @@ fn telemetry_settings() {
     let (_, f, _) = at(&parse(&format!("{GOOD}\n[flows]\nactive_timeout_s = 0\n")).unwrap_err());
     assert_eq!(f, "flows.active_timeout_s");
 }
+
+#[test]
+fn flow_mode() {
+    assert_eq!(parse(GOOD).unwrap().flows.mode, FlowMode::Flow);
+    let c = parse(&format!("{GOOD}\n[flows]\nmode = \"packet\"\n")).unwrap();
+    assert_eq!(c.flows.mode, FlowMode::Packet);
+    assert_eq!(c.flows.mode.name(), "packet");
+    let (line, f, m) = at(&parse(&format!("{GOOD}\n[flows]\nmode = \"stateless\"\n")).unwrap_err());
+    assert_eq!(f, "flows.mode");
+    assert!(m.contains("\"flow\"") && m.contains("\"packet\""), "{m}");
+    assert_eq!(line, GOOD.lines().count() + 3);
+    // Flow exports have nothing to export without flows.
+    for (telemetry, says) in [
+        ("ipfix = \"127.0.0.1:4739\"", "telemetry.ipfix"),
+        ("top_flows = 10", "telemetry.top_flows"),
+    ] {
+        let text = format!("{GOOD}\n[flows]\nmode = \"packet\"\n[telemetry]\n{telemetry}\n");
+        let (_, f, m) = at(&parse(&text).unwrap_err());
+        assert_eq!(f, "flows.mode", "{telemetry}");
+        assert!(m.contains(says) && m.contains("\"flow\""), "{telemetry}: {m}");
+        // The same telemetry is fine with flows.
+        parse(&format!("{GOOD}\n[telemetry]\n{telemetry}\n")).unwrap();
+    }
+}

@@ -219,6 +219,15 @@ pub(super) struct RawFlows {
     other_idle_s: Option<Spanned<u32>>,
     #[serde(default)]
     active_timeout_s: Option<Spanned<u32>>,
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+}
+
+impl RawFlows {
+    /// Where `flows.mode` was written, for errors about what it rules out.
+    pub(super) fn mode_span(&self) -> Option<std::ops::Range<usize>> {
+        self.mode.as_ref().map(|m| m.span())
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -228,9 +237,32 @@ pub(super) struct RawSite {
     location: Option<Spanned<Vec<f64>>>,
 }
 
+/// Whether the workers keep per-flow state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlowMode {
+    /// A flow table per worker: a flow is classified once, keeps its path while that path
+    /// stays up, and ends as a flow record.
+    #[default]
+    Flow,
+    /// No flow state: every packet is classified and routed on its own (the path from the
+    /// same 5-tuple hash, so a flow still takes one path while the path set is unchanged).
+    /// No flow records, no live flows.
+    Packet,
+}
+
+impl FlowMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowMode::Flow => "flow",
+            FlowMode::Packet => "packet",
+        }
+    }
+}
+
 /// Flow-table settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flows {
+    pub mode: FlowMode,
     /// Concurrent flows the whole appliance holds (split evenly across workers).
     pub capacity: u64,
     pub tcp_idle_s: u32,
@@ -248,6 +280,7 @@ pub const MAX_FLOWS: u64 = 64_000_000;
 impl Default for Flows {
     fn default() -> Flows {
         Flows {
+            mode: FlowMode::Flow,
             capacity: 1 << 20,
             tcp_idle_s: 300,
             tcp_closed_idle_s: 10,
@@ -299,7 +332,22 @@ pub(super) fn flows(src: &Source, raw: RawFlows) -> Result<Flows, ConfigError> {
             None => Ok(def),
         }
     };
+    let mode = match &raw.mode {
+        None => d.mode,
+        Some(m) => match m.get_ref().as_str() {
+            "flow" => FlowMode::Flow,
+            "packet" => FlowMode::Packet,
+            other => {
+                return Err(src.at(
+                    m.span(),
+                    "flows.mode",
+                    format!("\"{other}\" is not a mode; accepted: \"flow\" (a flow table per worker) or \"packet\" (no flow state)"),
+                ))
+            }
+        },
+    };
     Ok(Flows {
+        mode,
         capacity,
         tcp_idle_s: secs(raw.tcp_idle_s, "tcp_idle_s", d.tcp_idle_s)?,
         tcp_closed_idle_s: secs(raw.tcp_closed_idle_s, "tcp_closed_idle_s", d.tcp_closed_idle_s)?,

@@ -611,3 +611,81 @@ fn mangled_frames_never_crash_and_are_all_accounted() {
         s.total_drops()
     );
 }
+
+/// Packet mode decides every packet as flow mode does (class, DSCP, priority, path, every
+/// drop and its reason) and keeps no flows: the same bursts through both, compared verdict
+/// by verdict and byte by byte. Meters are set far above what the test sends, so time
+/// does not matter.
+#[test]
+fn packet_mode_decides_as_flow_mode_does() {
+    let text = CFG.replace("rate = \"8kbit\"", "rate = \"100Gbit\"");
+    let sys = numa::FakeTree::new("pipeline-packet-mode").online_cpus("0-1").system();
+    let cfg = Config::parse(&text, "t.toml", &sys).unwrap();
+    let t = tables(&cfg, 1, None);
+    let timeouts = crate::flow::Timeouts::from_config(&cfg.flows);
+    let shares = Shares::new(1);
+    let mut flow = Pipeline::new(1 << 16, timeouts, 0, 1_000_000_000);
+    let mut packet = Pipeline::new(1 << 16, timeouts, 0, 1_000_000_000).packet_mode();
+    assert!(packet.is_packet_mode() && !flow.is_packet_mode());
+    let (cf, cp): (Box<WorkerCounters>, Box<WorkerCounters>) = (Box::default(), Box::default());
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut paths_seen = std::collections::HashSet::new();
+    for round in 0..400 {
+        let burst: Vec<Vec<u8>> = (0..32)
+            .map(|_| {
+                let dst = match next() % 6 {
+                    0 => format!("198.19.0.{}", next() % 256),
+                    1..=3 => format!("198.18.{}.{}", next() % 5, next() % 256),
+                    4 => "192.0.2.1".to_string(),
+                    _ => format!("203.0.{}.{}", next() % 256, next() % 256),
+                };
+                let mut s = FrameSpec::udp4(
+                    "10.0.0.1".parse().unwrap(),
+                    dst.parse().unwrap(),
+                    60 + next() as usize % 1200,
+                );
+                s.src_port = next() as u16;
+                s.dst_port = [80, 443, 5060, 5061][next() as usize % 4];
+                s.ecn = next() as u8 & 3;
+                s.dscp = next() as u8 & 63;
+                s.ttl = 1 + next() as u8 % 3;
+                let mut f = s.build();
+                if next() % 8 == 0 {
+                    let i = next() as usize % f.len().min(60);
+                    f[i] = next() as u8;
+                }
+                f
+            })
+            .collect();
+        let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
+        let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
+        flow.sync_meters(&t, &shares, rdtsc());
+        packet.sync_meters(&t, &shares, rdtsc());
+        flow.process(&t, &mut a, 0, &cf, &mut |_| {});
+        packet.process(&t, &mut b, 0, &cp, &mut |_| {});
+        for i in 0..32 {
+            assert_eq!(flow.verdicts()[i], packet.verdicts()[i], "round {round} packet {i}");
+            assert_eq!(a[i].0, b[i].0, "round {round} packet {i}: bytes out");
+            if let Verdict::Out { .. } = flow.verdicts()[i] {
+                paths_seen.insert(a[i].0[..6].to_vec());
+            }
+        }
+    }
+    // Both paths of the group and the direct route were used; no flow kept in packet mode.
+    assert!(paths_seen.len() >= 3, "{paths_seen:?}");
+    assert!(flow.flows.len() > 1000);
+    assert_eq!(packet.flows.len(), 0);
+    let (sf, sp) = (cf.snapshot(2), cp.snapshot(2));
+    assert_eq!(sf.stage_packets, sp.stage_packets);
+    assert_eq!(sf.class_packets, sp.class_packets);
+    assert!(sf.total_drops() > 100);
+    for r in DropReason::ALL {
+        assert_eq!(sf.drop_count(r), sp.drop_count(r), "{}", r.name());
+    }
+}
