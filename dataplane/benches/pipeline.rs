@@ -81,7 +81,7 @@ fn main() {
         let mut work: Vec<F> = frames.iter().map(|f| F(f.0.clone())).collect();
         let mut p = Pipeline::new(2_000_000, Timeouts::from_config(&cfg.flows), 0, tsc_hz);
         let shares = Shares::new(1);
-        p.sync_meters(&tables, &shares, 0);
+        p.sync_meters(&tables, &shares, || 0);
         let mut runs = Vec::new();
         let mut stages = vec![];
         // The first pass creates the flows; the timed passes find them.

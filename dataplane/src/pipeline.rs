@@ -239,6 +239,8 @@ pub struct Pipeline {
     verdicts: [Verdict; BURST],
     /// When the last burst started through the stages (its arrival, for latency).
     pub burst_tsc: u64,
+    /// When the last burst left the last stage (the tx stage starts there).
+    pub done_tsc: u64,
 }
 
 impl Pipeline {
@@ -255,6 +257,7 @@ impl Pipeline {
             pkts: [Pkt::default(); BURST],
             verdicts: [Verdict::Control; BURST],
             burst_tsc: 0,
+            done_tsc: 0,
         }
     }
 
@@ -286,11 +289,13 @@ impl Pipeline {
 
     /// Sets the meters up for the snapshot's classes and this worker's shares, keeping
     /// the tokens of classes that stay. Never allocates (capacity is `MAX_CLASSES`).
-    pub fn sync_meters(&mut self, t: &Tables, shares: &Shares, now: u64) {
+    /// `now` is read only when something changed.
+    pub fn sync_meters(&mut self, t: &Tables, shares: &Shares, now: impl FnOnce() -> u64) {
         let sg = shares.generation.load(Ordering::Acquire);
         if self.meters_for == (t.generation, sg) {
             return;
         }
+        let now = now();
         self.meters.truncate(t.classes.len());
         for (i, c) in t.classes.iter().enumerate() {
             let spec = c.meter.share(shares.get(self.worker, i));
@@ -496,6 +501,7 @@ impl Pipeline {
             }
         }
         let t4 = rdtsc();
+        self.done_tsc = t4;
         c.stage(Stage::Mark, t4 - t3, marked);
         for v in verdicts.iter() {
             if let Verdict::Drop(r) = v {

@@ -209,7 +209,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             set(&c.generation, generation as u64);
             rebuild_minimums(&mut eg, &tables);
         }
-        pipe.sync_meters(&tables, &shared.shares, rdtsc());
+        pipe.sync_meters(&tables, &shared.shares, rdtsc);
         let mut got = 0;
         for (in_port, q) in plan.rx.iter_mut() {
             let n = q.rx(&mut rx);
@@ -225,7 +225,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             bump(&c.rx_bytes[in_port], bytes);
             pipe.process(&tables, rx.as_mut_slice(), in_port as u8, &c, &mut ended);
 
-            let t0 = rdtsc();
+            let t0 = pipe.done_tsc;
             let v = pipe.verdicts();
             let whole = match v[0] {
                 Verdict::Out { port, .. } if eg.sched[port as usize].is_none() => v[1..n]

@@ -129,7 +129,7 @@ impl Rig {
         let timeouts = crate::flow::Timeouts::from_config(&cfg.flows);
         let mut p = Pipeline::new(4096, timeouts, 0, 1_000_000_000);
         let shares = Shares::new(1);
-        p.sync_meters(&t, &shares, rdtsc());
+        p.sync_meters(&t, &shares, rdtsc);
         Rig {
             t,
             p,
@@ -139,7 +139,7 @@ impl Rig {
     }
 
     fn run(&mut self, frames: &mut [F]) -> Vec<Verdict> {
-        self.p.sync_meters(&self.t, &self.shares, rdtsc());
+        self.p.sync_meters(&self.t, &self.shares, rdtsc);
         self.p.process(&self.t, frames, 0, &self.c, &mut |_| {});
         self.p.verdicts()[..frames.len()].to_vec()
     }
@@ -440,7 +440,7 @@ fn eviction_within_a_burst_never_mixes_flows() {
     let t = tables(&cfg, 1, None);
     let mut p = Pipeline::new(1024, crate::flow::Timeouts::from_config(&cfg.flows), 0, 1_000_000_000);
     let shares = Shares::new(1);
-    p.sync_meters(&t, &shares, rdtsc());
+    p.sync_meters(&t, &shares, rdtsc);
     let c: Box<WorkerCounters> = Box::default();
     let mut out = 0;
     for b in 0..200u32 {
@@ -665,8 +665,8 @@ fn packet_mode_decides_as_flow_mode_does() {
             .collect();
         let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
         let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
-        flow.sync_meters(&t, &shares, rdtsc());
-        packet.sync_meters(&t, &shares, rdtsc());
+        flow.sync_meters(&t, &shares, rdtsc);
+        packet.sync_meters(&t, &shares, rdtsc);
         flow.process(&t, &mut a, 0, &cf, &mut |_| {});
         packet.process(&t, &mut b, 0, &cp, &mut |_| {});
         for i in 0..32 {
