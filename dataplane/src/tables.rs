@@ -244,7 +244,8 @@ impl Tables {
                 }
             }
         };
-        if g.keep.contains(&current) {
+        // (A packet without a path yet, as every packet in packet mode: nothing to keep.)
+        if current != PATH_NO_ROUTE && g.keep.contains(&current) {
             return current;
         }
         // One path takes every flow: no hash needed.
