@@ -6,8 +6,10 @@ file, replayed forever by net_pcap, on the same core. Sluice runs with the whole
 configured ("full": 100 classifier rules, classes with trTCM meters and DSCP marking, an
 active-active path group of two paths) and, on the 64-byte IPv4 input, with one stage's
 work configured away in turn ("no-classify": no rules; "no-shape": no meters; "no-mark":
-no DSCP) and with routes only ("forward"). Parsing, the flow table, routing and the
-per-stage accounting always run, and so does the default telemetry (the Prometheus
+no DSCP) and with routes only ("forward"); "forward-packet" and "full-packet" are the
+same in packet mode (flows.mode = "packet": no flow table; "full-packet" only when asked
+for with STAGES=...). Parsing, the flow table (except
+in packet mode), routing and the per-stage accounting always run, and so does the default telemetry (the Prometheus
 endpoint on loopback, merged once a second; benches/telemetry.py measures its cost). Runs are interleaved (A B C, B C A,
 ...) because absolute figures on a shared machine drift from run to run, in whole phases
 where every process on the core runs slower. The ratio reported is the median of the
@@ -72,7 +74,9 @@ FILES = [
 # Sluice configurations: the pipeline's work, whole and with one stage's work left out;
 # "-packet": the same in packet mode (flows.mode = "packet": no flow table, every packet
 # classified and routed on its own).
-VARIANTS = ["full", "forward", "forward-packet"] + ([] if QUICK else ["full-packet", "no-classify", "no-shape", "no-mark"])
+# STAGES=a,b,... picks others for the 64-byte IPv4 input (e.g. STAGES=full,full-packet).
+VARIANTS = (os.environ["STAGES"].split(",") if os.environ.get("STAGES") else
+            ["full", "forward", "forward-packet"] + ([] if QUICK else ["no-classify", "no-shape", "no-mark"]))
 
 
 def make_pcaps():
