@@ -10,7 +10,7 @@ sluiced resolves both gateways by ARP and prefers aws (lowest cost). The generat
 silent DOWN_AT after its start, for good. Time without a path = packets lost / rate.
 
 Prints one JSON line ("bench":"failover") with p50 and max over the trials and appends it
-to bench-results/failover.jsonl.   TRIALS=N (default 20; QUICK=1: 5).
+to bench-results/failover.jsonl.   TRIALS=N (default 20; QUICK=1: 3).
 """
 
 import json
@@ -25,10 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 import pktgen  # noqa: E402  (stop, remove_hugepage_files)
 
-TRIALS = int(os.environ.get("TRIALS", 5 if bench.QUICK else 20))
+TRIALS = int(os.environ.get("TRIALS", 3 if bench.QUICK else 20))
 RATE = 50_000
 DOWN_AT_S = 3
-GEN_S = 5
+GEN_S = 4  # the failover is over about half a second after DOWN_AT_S
 PKTGEN = os.path.join(bench.BIN, "sluice-pktgen")
 SLUICED = os.path.join(bench.BIN, "sluiced")
 

@@ -145,6 +145,10 @@ struct RunArgs {
     /// (stop them meanwhile: the side that closes first must not be polled).
     #[arg(long, default_value = "0s", value_parser = duration_ns)]
     peer_wait: u64,
+    /// Once the links are up, wait this long before the first packet: a peer whose link
+    /// just came up (an appliance rebuilding its tables for it) gets time to settle.
+    #[arg(long, default_value = "0s", value_parser = duration_ns)]
+    settle: u64,
     /// RFC 2544 search: ndr, pdr or pdr=<loss>%.
     #[arg(long)]
     search: Option<String>,
@@ -311,6 +315,10 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
     let (rxq, txq) = ((rx.len() as u16).max(a.queues), (tx.len() as u16).max(a.queues));
     with_ports(&a.common, &eal, rxq, txq, 0, |setup| {
         setup.wait_links(a.common.link_wait / 1_000_000)?;
+        let settle_until = std::time::Instant::now() + std::time::Duration::from_nanos(a.settle);
+        while std::time::Instant::now() < settle_until && !interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let mut opts = RunOptions {
             tx_lcores: tx.clone(),
             rx_lcores: rx.clone(),
