@@ -332,3 +332,26 @@ fn every_command_bad_clients_and_refused_changes() {
     assert_eq!(gone.code, 3);
     assert!(gone.stderr.contains("is sluiced running?"));
 }
+
+/// Packet mode: `show flows` says there are none to show (and why) instead of an empty
+/// list; everything else answers as in flow mode.
+#[test]
+fn packet_mode_has_no_flows_to_show() {
+    let dir = TestDir::new("ctl-packet");
+    let sock = dir.file("ctl.sock");
+    // No IPFIX: packet mode refuses flow exports.
+    let text = config(&dir, &sock).replace("ipfix = \"127.0.0.1:9\"\n", "") + "[flows]\nmode = \"packet\"\n";
+    let cfg = dir.write("sluice.toml", &text);
+    let d = Daemon::start(&dir, "d", &["--config", cfg.to_str().unwrap(), "--link-wait", "0"]);
+    wait_for_socket(&sock, &d);
+    let o = ctl(&sock, &["show", "flows"]);
+    assert_ne!(o.code, 0, "show flows in packet mode: {}", o.stdout);
+    assert!(o.stderr.contains("flows.mode is \"packet\""), "{}", o.stderr);
+    for what in ["runtime", "paths", "routes", "errors"] {
+        let _ = json(&sock, &["show", what]);
+    }
+    send_signal(d.pid(), libc::SIGTERM);
+    let out = d.wait(Duration::from_secs(30));
+    out.assert_ok();
+    assert!(out.stdout.contains("no leak"), "{}", out.stdout);
+}
