@@ -8,11 +8,11 @@ active-active path group of two paths) and, on the 64-byte IPv4 input, with one 
 work configured away in turn ("no-classify": no rules; "no-shape": no meters; "no-mark":
 no DSCP) and with routes only ("forward"); "forward-packet" and "full-packet" are the
 same in packet mode (flows.mode = "packet": no flow table; "full-packet" only when asked
-for with STAGES=...). Parsing, the flow table (except
-in packet mode), routing and the per-stage accounting always run, and so does the default telemetry (the Prometheus
-endpoint on loopback, merged once a second; benches/telemetry.py measures its cost). Runs are interleaved (A B C, B C A,
-...) because absolute figures on a shared machine drift from run to run, in whole phases
-where every process on the core runs slower. The ratio reported is the median of the
+for with STAGES=...). Parsing, the flow table (except in packet mode), routing and the
+per-stage accounting always run, and so does the default telemetry (the Prometheus
+endpoint on loopback, merged once a second; benches/telemetry.py measures its cost).
+Runs are interleaved (A B C, B C A, ...) because absolute figures on a shared machine
+drift from run to run, in whole phases where every process on the core runs slower. The ratio reported is the median of the
 per-round ratios (each Sluice run against the peer run next to it in time); the medians of
 the raw rates are reported too. Rates are read from each process's DPDK telemetry socket
 (port 0's opackets).
