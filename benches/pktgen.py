@@ -42,8 +42,8 @@ WORK = bench.WORK
 # memif rings of 4096 slots (default 1024): the two processes share two CPUs, and a
 # millisecond's descheduling of either must not overflow a ring and pass for a limit.
 RSIZE = 12
-# A failing search trial is repeated twice before its rate counts as failed.
-# A failing rate is tried this many more times before it counts as failed (QUICK: none).
+# A failing search trial is repeated this many more times before its rate counts as
+# failed (QUICK: none).
 RETRIES = "0" if QUICK else "2"
 
 
@@ -173,8 +173,8 @@ def bench_dut(name, make_cmd, mem, pid):
 
     def trial(args, prefix):
         # A DPDK memif server can die when a client disconnects (memif_disconnect unmaps
-        # regions the forwarding lcore may still read; testpmd io is the one seen to do
-        # it): such a trial is run again on a fresh server, at most twice per trial.
+        # regions the forwarding lcore may still read; seen in testpmd io and in sluiced):
+        # such a trial is run again on a fresh server, at most twice per trial.
         nonlocal dut, restarts
         for attempt in range(3):
             if dut.poll() is not None:
