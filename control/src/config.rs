@@ -479,6 +479,31 @@ impl Source<'_> {
     }
 }
 
+/// A number from the file, if given, checked against `range` (`unit` follows the range
+/// in the message).
+fn ranged(
+    src: &Source,
+    v: &Option<Spanned<u32>>,
+    field: &str,
+    range: std::ops::RangeInclusive<u32>,
+    unit: &str,
+) -> Result<Option<u32>, ConfigError> {
+    match v {
+        Some(x) if !range.contains(x.get_ref()) => Err(src.at(
+            x.span(),
+            field,
+            format!(
+                "{} is out of range ({} to {}{unit})",
+                x.get_ref(),
+                range.start(),
+                range.end()
+            ),
+        )),
+        Some(x) => Ok(Some(*x.get_ref())),
+        None => Ok(None),
+    }
+}
+
 impl Config {
     /// Reads and validates a configuration file against this machine.
     pub fn load(path: &FsPath) -> Result<Config, ConfigError> {

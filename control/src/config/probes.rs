@@ -1,6 +1,6 @@
 //! `[probes]` (how paths are probed and judged) and `[neighbors]` (ARP / ND timing).
 
-use super::{ConfigError, Source};
+use super::{ranged, ConfigError, Source};
 use crate::neigh::NeighSettings;
 use routing::health::{HealthSettings, Sla};
 use serde::Deserialize;
@@ -91,29 +91,6 @@ impl Default for Probes {
             recovery: Recovery::NewFlows,
             health: HealthSettings::default(),
         }
-    }
-}
-
-fn ranged(
-    src: &Source,
-    v: &Option<Spanned<u32>>,
-    field: &str,
-    range: std::ops::RangeInclusive<u32>,
-    unit: &str,
-) -> Result<Option<u32>, ConfigError> {
-    match v {
-        Some(x) if !range.contains(x.get_ref()) => Err(src.at(
-            x.span(),
-            field,
-            format!(
-                "{} is out of range ({} to {}{unit})",
-                x.get_ref(),
-                range.start(),
-                range.end()
-            ),
-        )),
-        Some(x) => Ok(Some(*x.get_ref())),
-        None => Ok(None),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `[telemetry]`: how often the control thread merges the workers' counters into metrics,
 //! and where they are served.
 
-use super::{ConfigError, Source};
+use super::{ranged, ConfigError, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -94,16 +94,7 @@ impl Default for Telemetry {
 
 pub(super) fn telemetry(src: &Source, raw: RawTelemetry) -> Result<Telemetry, ConfigError> {
     let mut t = Telemetry::default();
-    if let Some(i) = raw.interval_ms {
-        if !(100..=60_000).contains(i.get_ref()) {
-            return Err(src.at(
-                i.span(),
-                "telemetry.interval_ms",
-                format!("{} is out of range (100 to 60000)", i.get_ref()),
-            ));
-        }
-        t.interval_ms = i.into_inner();
-    }
+    t.interval_ms = ranged(src, &raw.interval_ms, "telemetry.interval_ms", 100..=60_000, "")?.unwrap_or(t.interval_ms);
     if let Some(p) = raw.prometheus {
         t.prometheus_configured = true;
         t.prometheus = match p.get_ref().trim() {
@@ -147,16 +138,14 @@ pub(super) fn telemetry(src: &Source, raw: RawTelemetry) -> Result<Telemetry, Co
     if let Some(d) = raw.ipfix_domain {
         t.ipfix_domain = d.into_inner();
     }
-    if let Some(n) = raw.ipfix_template_s {
-        if !(1..=3600).contains(n.get_ref()) {
-            return Err(src.at(
-                n.span(),
-                "telemetry.ipfix_template_s",
-                format!("{} is out of range (1 to 3600 seconds)", n.get_ref()),
-            ));
-        }
-        t.ipfix_template_s = n.into_inner();
-    }
+    t.ipfix_template_s = ranged(
+        src,
+        &raw.ipfix_template_s,
+        "telemetry.ipfix_template_s",
+        1..=3600,
+        " seconds",
+    )?
+    .unwrap_or(t.ipfix_template_s);
     if let Some(u) = raw.otlp {
         t.otlp = match u.get_ref().trim() {
             "off" => None,
@@ -193,26 +182,22 @@ pub(super) fn telemetry(src: &Source, raw: RawTelemetry) -> Result<Telemetry, Co
     if let Some(r) = raw.otlp_resource {
         t.otlp_resource = r.into_inner().into_iter().collect();
     }
-    if let Some(i) = raw.otlp_interval_ms {
-        if !(1000..=300_000).contains(i.get_ref()) {
-            return Err(src.at(
-                i.span(),
-                "telemetry.otlp_interval_ms",
-                format!("{} is out of range (1000 to 300000)", i.get_ref()),
-            ));
-        }
-        t.otlp_interval_ms = i.into_inner();
-    }
-    if let Some(i) = raw.otlp_timeout_ms {
-        if !(100..=30_000).contains(i.get_ref()) {
-            return Err(src.at(
-                i.span(),
-                "telemetry.otlp_timeout_ms",
-                format!("{} is out of range (100 to 30000)", i.get_ref()),
-            ));
-        }
-        t.otlp_timeout_ms = i.into_inner();
-    }
+    t.otlp_interval_ms = ranged(
+        src,
+        &raw.otlp_interval_ms,
+        "telemetry.otlp_interval_ms",
+        1000..=300_000,
+        " ms",
+    )?
+    .unwrap_or(t.otlp_interval_ms);
+    t.otlp_timeout_ms = ranged(
+        src,
+        &raw.otlp_timeout_ms,
+        "telemetry.otlp_timeout_ms",
+        100..=30_000,
+        " ms",
+    )?
+    .unwrap_or(t.otlp_timeout_ms);
     if let Some(f) = raw.otlp_flows {
         t.otlp_flows = f;
     }
