@@ -243,19 +243,23 @@ fn reload_mid_stream_loses_nothing() {
     );
     let cfg = dir.write("sluice.toml", &format!("{base}{TRAFFIC}"));
     let stats_file = dir.file("stats.json");
-    let d = common::Daemon::start(
+    // Each step waits for the daemon to say it happened: a fixed sleep loses to a slow
+    // start on a loaded machine, and two SIGHUPs close together are seen as one.
+    let mut d = common::Daemon::start(
         &dir,
         "r",
         &[
             "--config",
             cfg.to_str().unwrap(),
             "--duration",
-            "4",
+            "60",
             "--stats-file",
             stats_file.to_str().unwrap(),
         ],
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    let limit = Duration::from_secs(30);
+    d.wait_for_log("sluiced: forwarding", limit);
+    std::thread::sleep(Duration::from_millis(700));
     // Voice traffic now belongs to "video": a valid change, published mid-stream.
     dir.write(
         "sluice.toml",
@@ -265,6 +269,7 @@ fn reload_mid_stream_loses_nothing() {
         ),
     );
     kill(d.pid(), libc::SIGHUP);
+    d.wait_for_log("(generation 2)", limit);
     std::thread::sleep(Duration::from_millis(700));
     // An invalid one: refused, the running configuration stays.
     dir.write(
@@ -275,6 +280,9 @@ fn reload_mid_stream_loses_nothing() {
         ),
     );
     kill(d.pid(), libc::SIGHUP);
+    d.wait_for_log("reload refused", limit);
+    std::thread::sleep(Duration::from_millis(300));
+    kill(d.pid(), libc::SIGTERM);
     let out = d.wait(Duration::from_secs(60));
     out.assert_ok();
     let s = stats(&stats_file);

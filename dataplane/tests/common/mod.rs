@@ -104,6 +104,25 @@ impl Daemon {
         self.child.as_ref().unwrap().id() as i32
     }
 
+    /// Waits until the daemon's log holds `needle`; fails the test after `limit`, or
+    /// at once if the daemon exits first.
+    #[allow(dead_code)]
+    pub fn wait_for_log(&mut self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            if log.contains(needle) {
+                return;
+            }
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            assert!(
+                exited.is_none() && start.elapsed() < limit,
+                "no \"{needle}\" in the log within {limit:?} (exited: {exited:?})\n--- stderr\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the process to exit; kills it and fails the test after `limit`.
     pub fn wait(mut self, limit: Duration) -> Finished {
         let mut child = self.child.take().unwrap();
