@@ -172,6 +172,26 @@ pub trait Frame {
     fn rx_checksum(&self) -> RxChecksum;
 }
 
+/// A frame held in memory, as from a port without checksum offload (the IPv4 checksum is
+/// verified in software): what tests and benchmarks run through the pipeline without DPDK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VecFrame(pub Vec<u8>);
+
+impl Frame for VecFrame {
+    #[inline(always)]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    #[inline(always)]
+    fn pkt_len(&self) -> u32 {
+        self.0.len() as u32
+    }
+    #[inline(always)]
+    fn rx_checksum(&self) -> RxChecksum {
+        RxChecksum::Unknown
+    }
+}
+
 /// Per-worker shares of every class's rate, set by the control thread.
 pub struct Shares {
     pub generation: AtomicU32,
@@ -349,20 +369,7 @@ impl Pipeline {
         let verdicts = &mut verdicts[..n];
 
         // ---- parse / classify
-        for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
-            let len = f.pkt_len();
-            let csum = f.rx_checksum();
-            *v = match parse::parse_into(f.bytes_mut(), len, in_port, csum, &mut p.meta) {
-                Ok(Kind::Ip) => Verdict::Out {
-                    port: 0,
-                    prio: Priority::P3,
-                    class: 0,
-                    ect: p.meta.ecn() != 0,
-                },
-                Ok(Kind::Arp) => Verdict::Control,
-                Err(r) => Verdict::Drop(r),
-            };
-        }
+        parse_burst(frames, pkts, verdicts, in_port);
         let live = if stateless {
             classify_packets(t, pkts, verdicts)
         } else {
@@ -372,134 +379,17 @@ impl Pipeline {
         c.stage(Stage::Classify, t1 - t0, n as u64);
 
         // ---- shape
-        // Per-class counts go to the shared block once per run of equal (class, colour),
-        // not once per packet: a burst is usually one run.
-        let mut run = (usize::MAX, Colour::Green, 0u64, 0u64);
-        for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
-            if !matches!(v, Verdict::Out { .. }) {
-                continue;
-            }
-            let class = &t.classes[p.class as usize];
-            let len = f.pkt_len();
-            let meter = &mut meters[p.class as usize];
-            // Colour-blind meters ignore the incoming colour: do not work it out.
-            let pre = if meter.colour_aware {
-                pre_colour(p.meta.dscp())
-            } else {
-                Colour::Green
-            };
-            let colour = meter.colour(t1, len, pre);
-            if (run.0, run.1) != (p.class as usize, colour) {
-                if run.2 > 0 {
-                    c.class_packets_add(run.0, run.1, run.2, run.3);
-                }
-                run = (p.class as usize, colour, 0, 0);
-            }
-            run.2 += 1;
-            run.3 += len as u64;
-            p.prio = class.priority;
-            p.dscp = class.dscp.unwrap_or(KEEP);
-            match class.action(colour) {
-                Action::Transmit => {}
-                Action::Drop => {
-                    *v = Verdict::Drop(if colour == Colour::Red {
-                        DropReason::MeterViolate
-                    } else {
-                        DropReason::MeterExceed
-                    })
-                }
-                Action::Remark(d) => p.dscp = d,
-                Action::Demote(pr) => p.prio = pr,
-            }
-        }
-        if run.2 > 0 {
-            c.class_packets_add(run.0, run.1, run.2, run.3);
-        }
+        shape_burst(t, meters, frames, pkts, verdicts, t1, c);
         let t2 = rdtsc();
         c.stage(Stage::Shape, t2 - t1, live);
 
         // ---- route
-        let mut routed = 0u64;
-        for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
-            let Verdict::Out { ect, .. } = *v else { continue };
-            routed += 1;
-            let path = if stateless {
-                t.resolve_path(&p.meta, || p.meta.key.hash(), PATH_NO_ROUTE, p.class)
-            } else {
-                let fl = flows.get_mut(p.flow);
-                if p.reroute {
-                    fl.path = t.resolve_path(&p.meta, || p.hash, fl.path, fl.class);
-                    if let Some(h) = t.hops.get(fl.path as usize) {
-                        fl.out_port = h.port as u8;
-                    }
-                }
-                fl.path
-            };
-            let hop = match path {
-                PATH_NO_ROUTE => Err(DropReason::NoRoute),
-                PATH_NOT_UNICAST => Err(DropReason::NotUnicast),
-                PATH_NONE_USABLE => Err(DropReason::NoPath),
-                PATH_LOCAL => {
-                    *v = Verdict::Control;
-                    continue;
-                }
-                path => t.hops.get(path as usize).ok_or(DropReason::NoPath),
-            };
-            let hop = match hop {
-                Ok(h) => h,
-                Err(r) => {
-                    *v = Verdict::Drop(r);
-                    continue;
-                }
-            };
-            let m = &p.meta;
-            if m.ttl <= 1 {
-                *v = Verdict::Drop(DropReason::TtlExpired);
-                continue;
-            }
-            if m.ip_len > hop.mtu {
-                *v = Verdict::Drop(DropReason::MtuExceeded);
-                continue;
-            }
-            let b = f.bytes_mut();
-            let l3 = m.l3 as usize;
-            if m.is_v6() {
-                b[l3 + 7] -= 1;
-            } else if let Some(h) = b.get_mut(l3..l3 + 12) {
-                h[8] -= 1;
-                let sum = checksum_ttl_decrement(u16::from_be_bytes([h[10], h[11]]));
-                h[10..12].copy_from_slice(&sum.to_be_bytes());
-            }
-            b[..12].copy_from_slice(&hop.macs);
-            *v = if hop.hold {
-                Verdict::Hold { path }
-            } else {
-                Verdict::Out {
-                    port: hop.port,
-                    prio: p.prio,
-                    class: p.class,
-                    ect,
-                }
-            };
-        }
+        let routed = route_burst(t, flows, stateless, frames, pkts, verdicts);
         let t3 = rdtsc();
         c.stage(Stage::Route, t3 - t2, routed);
 
         // ---- mark
-        let mut marked = 0u64;
-        for ((f, p), v) in frames.iter_mut().zip(pkts.iter()).zip(verdicts.iter()) {
-            if !matches!(v, Verdict::Out { .. } | Verdict::Hold { .. }) {
-                continue;
-            }
-            marked += 1;
-            let dscp = if p.dscp == KEEP { p.meta.dscp() } else { p.dscp };
-            if !stateless {
-                flows.get_mut(p.flow).dscp_out = dscp;
-            }
-            if dscp != p.meta.dscp() {
-                set_dscp(f.bytes_mut(), &p.meta, dscp);
-            }
-        }
+        let marked = mark_burst(flows, stateless, frames, pkts, verdicts);
         let t4 = rdtsc();
         self.done_tsc = t4;
         c.stage(Stage::Mark, t4 - t3, marked);
@@ -511,15 +401,244 @@ impl Pipeline {
     }
 }
 
+// Each stage is a function of its own, called once per burst: its loop keeps the
+// burst's arrays and the tables it reads in registers instead of sharing them with the
+// other stages' values in one large function.
+
+/// Parses every frame of the burst into its `Pkt`; the verdict says what it is.
+#[inline(never)]
+fn parse_burst<F: Frame>(frames: &mut [F], pkts: &mut [Pkt], verdicts: &mut [Verdict], in_port: u8) {
+    for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
+        let len = f.pkt_len();
+        let csum = f.rx_checksum();
+        // The route stage fills in the rest of `Out`.
+        *v = match parse::parse_into(f.bytes_mut(), len, in_port, csum, &mut p.meta) {
+            Ok(Kind::Ip) => Verdict::Out {
+                port: 0,
+                prio: Priority::P3,
+                class: 0,
+                ect: false,
+            },
+            Ok(Kind::Arp) => Verdict::Control,
+            Err(r) => Verdict::Drop(r),
+        };
+    }
+}
+
+/// Meters every packet still going by its class (all as arriving at `now`) and applies the
+/// class's actions.
+#[inline(never)]
+fn shape_burst<F: Frame>(
+    t: &Tables,
+    meters: &mut [Meter],
+    frames: &[F],
+    pkts: &mut [Pkt],
+    verdicts: &mut [Verdict],
+    now: u64,
+    c: &WorkerCounters,
+) {
+    if shape_unmetered_burst(t, meters, frames, pkts, verdicts, c) {
+        return;
+    }
+    // Per-class counts go to the shared block once per run of equal (class, colour),
+    // not once per packet: a burst is usually one run.
+    let mut run = (usize::MAX, Colour::Green, 0u64, 0u64);
+    for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
+        if !matches!(v, Verdict::Out { .. }) {
+            continue;
+        }
+        let class = &t.classes[p.class as usize];
+        let len = f.pkt_len();
+        let meter = &mut meters[p.class as usize];
+        // Colour-blind meters ignore the incoming colour: do not work it out.
+        let pre = if meter.colour_aware {
+            pre_colour(p.meta.dscp())
+        } else {
+            Colour::Green
+        };
+        let colour = meter.colour(now, len, pre);
+        if (run.0, run.1) != (p.class as usize, colour) {
+            if run.2 > 0 {
+                c.class_packets_add(run.0, run.1, run.2, run.3);
+            }
+            run = (p.class as usize, colour, 0, 0);
+        }
+        run.2 += 1;
+        run.3 += len as u64;
+        p.prio = class.priority;
+        p.dscp = class.dscp.unwrap_or(KEEP);
+        match class.action(colour) {
+            Action::Transmit => {}
+            Action::Drop => {
+                *v = Verdict::Drop(if colour == Colour::Red {
+                    DropReason::MeterViolate
+                } else {
+                    DropReason::MeterExceed
+                })
+            }
+            Action::Remark(d) => p.dscp = d,
+            Action::Demote(pr) => p.prio = pr,
+        }
+    }
+    if run.2 > 0 {
+        c.class_packets_add(run.0, run.1, run.2, run.3);
+    }
+}
+
+/// The shape stage of a burst whose packets still going are all of one class without a
+/// meter (routing without classes, or a class that only marks): every packet is green and
+/// takes the class's priority and DSCP, and the class's counters grow once. Returns false,
+/// having changed nothing, for any other burst.
+#[inline(always)]
+fn shape_unmetered_burst<F: Frame>(
+    t: &Tables,
+    meters: &[Meter],
+    frames: &[F],
+    pkts: &mut [Pkt],
+    verdicts: &[Verdict],
+    c: &WorkerCounters,
+) -> bool {
+    let live = |v: &Verdict| matches!(v, Verdict::Out { .. });
+    let Some(first) = pkts.iter().zip(verdicts).find(|(_, v)| live(v)).map(|(p, _)| p.class) else {
+        return false;
+    };
+    let k = first as usize;
+    if !meters.get(k).is_some_and(Meter::unmetered)
+        || !pkts.iter().zip(verdicts).all(|(p, v)| !live(v) || p.class == first)
+    {
+        return false;
+    }
+    let class = &t.classes[k];
+    let (prio, dscp) = (class.priority, class.dscp.unwrap_or(KEEP));
+    let (mut packets, mut bytes) = (0u64, 0u64);
+    for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts) {
+        if live(v) {
+            packets += 1;
+            bytes += f.pkt_len() as u64;
+            p.prio = prio;
+            p.dscp = dscp;
+        }
+    }
+    c.class_packets_add(k, Colour::Green, packets, bytes);
+    true
+}
+
+/// Routes every packet still going (by its flow's path, or by its own in packet mode),
+/// rewrites its MACs and TTL. Returns the packets routed.
+#[inline(never)]
+fn route_burst<F: Frame>(
+    t: &Tables,
+    flows: &mut FlowTable,
+    stateless: bool,
+    frames: &mut [F],
+    pkts: &mut [Pkt],
+    verdicts: &mut [Verdict],
+) -> u64 {
+    let mut routed = 0u64;
+    for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
+        if !matches!(v, Verdict::Out { .. }) {
+            continue;
+        }
+        routed += 1;
+        let path = if stateless {
+            t.resolve_path(&p.meta, || p.meta.key.hash(), PATH_NO_ROUTE, p.class)
+        } else {
+            let fl = flows.get_mut(p.flow);
+            if p.reroute {
+                fl.path = t.resolve_path(&p.meta, || p.hash, fl.path, fl.class);
+                if let Some(h) = t.hops.get(fl.path as usize) {
+                    fl.out_port = h.port as u8;
+                }
+            }
+            fl.path
+        };
+        let hop = match path {
+            PATH_NO_ROUTE => Err(DropReason::NoRoute),
+            PATH_NOT_UNICAST => Err(DropReason::NotUnicast),
+            PATH_NONE_USABLE => Err(DropReason::NoPath),
+            PATH_LOCAL => {
+                *v = Verdict::Control;
+                continue;
+            }
+            path => t.hops.get(path as usize).ok_or(DropReason::NoPath),
+        };
+        let hop = match hop {
+            Ok(h) => h,
+            Err(r) => {
+                *v = Verdict::Drop(r);
+                continue;
+            }
+        };
+        let m = &p.meta;
+        if m.ttl <= 1 {
+            *v = Verdict::Drop(DropReason::TtlExpired);
+            continue;
+        }
+        if m.ip_len > hop.mtu {
+            *v = Verdict::Drop(DropReason::MtuExceeded);
+            continue;
+        }
+        let b = f.bytes_mut();
+        let l3 = m.l3 as usize;
+        if m.is_v6() {
+            b[l3 + 7] -= 1;
+        } else if let Some(h) = b.get_mut(l3..l3 + 12) {
+            h[8] -= 1;
+            let sum = checksum_ttl_decrement(u16::from_be_bytes([h[10], h[11]]));
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+        }
+        b[..12].copy_from_slice(&hop.macs);
+        *v = if hop.hold {
+            Verdict::Hold { path }
+        } else {
+            Verdict::Out {
+                port: hop.port,
+                prio: p.prio,
+                class: p.class,
+                ect: p.meta.ecn() != 0,
+            }
+        };
+    }
+    routed
+}
+
+/// Sets the DSCP of every packet leaving. Returns the packets marked.
+#[inline(never)]
+fn mark_burst<F: Frame>(
+    flows: &mut FlowTable,
+    stateless: bool,
+    frames: &mut [F],
+    pkts: &[Pkt],
+    verdicts: &[Verdict],
+) -> u64 {
+    let mut marked = 0u64;
+    for ((f, p), v) in frames.iter_mut().zip(pkts.iter()).zip(verdicts.iter()) {
+        if !matches!(v, Verdict::Out { .. } | Verdict::Hold { .. }) {
+            continue;
+        }
+        marked += 1;
+        let dscp = if p.dscp == KEEP { p.meta.dscp() } else { p.dscp };
+        if !stateless {
+            flows.get_mut(p.flow).dscp_out = dscp;
+        }
+        if dscp != p.meta.dscp() {
+            set_dscp(f.bytes_mut(), &p.meta, dscp);
+        }
+    }
+    marked
+}
+
 /// Packet mode's second half of parse/classify: each packet is classified on its own and
 /// nothing is remembered. Returns the packets still going.
-#[inline(always)]
+#[inline(never)]
 fn classify_packets(t: &Tables, pkts: &mut [Pkt], verdicts: &[Verdict]) -> u64 {
     let mut live = 0u64;
+    // Without rules the class is the same for all: no fields to gather per packet.
+    let every = t.classifier.without_rules().map(|c| c.0 as u8);
     for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {
         if matches!(v, Verdict::Out { .. }) {
             live += 1;
-            p.class = classify(t, &p.meta);
+            p.class = every.unwrap_or_else(|| classify(t, &p.meta));
         }
     }
     live
@@ -528,7 +647,7 @@ fn classify_packets(t: &Tables, pkts: &mut [Pkt], verdicts: &[Verdict]) -> u64 {
 /// Flow mode's second half of parse/classify: each packet's flow is looked up (with the
 /// burst's buckets prefetched) or created and classified; a flow from an older snapshot
 /// is classified again and routed again. Returns the packets still going.
-#[inline(always)]
+#[inline(never)]
 fn track_flows<F: Frame>(
     t: &Tables,
     flows: &mut FlowTable,
@@ -635,12 +754,12 @@ pub fn set_dscp(b: &mut [u8], m: &Meta, dscp: u8) {
         let tc = (old & 0x03) | (dscp << 2);
         b[l3] = (b[l3] & 0xf0) | (tc >> 4);
         b[l3 + 1] = (b[l3 + 1] & 0x0f) | (tc << 4);
-    } else {
-        let old = u16::from_be_bytes([b[l3], b[l3 + 1]]);
-        b[l3 + 1] = (b[l3 + 1] & 0x03) | dscp << 2;
-        let new = u16::from_be_bytes([b[l3], b[l3 + 1]]);
-        let sum = u16::from_be_bytes([b[l3 + 10], b[l3 + 11]]);
-        b[l3 + 10..l3 + 12].copy_from_slice(&checksum_update16(sum, old, new).to_be_bytes());
+    } else if let Some(h) = b.get_mut(l3..l3 + 12) {
+        let old = u16::from_be_bytes([h[0], h[1]]);
+        h[1] = (h[1] & 0x03) | dscp << 2;
+        let new = u16::from_be_bytes([h[0], h[1]]);
+        let sum = checksum_update16(u16::from_be_bytes([h[10], h[11]]), old, new);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
     }
 }
 
@@ -650,12 +769,12 @@ pub fn set_ce(b: &mut [u8], m: &Meta) {
     let l3 = m.l3 as usize;
     if m.is_v6() {
         b[l3 + 1] |= 0x30;
-    } else {
-        let old = u16::from_be_bytes([b[l3], b[l3 + 1]]);
-        b[l3 + 1] |= 0x03;
-        let new = u16::from_be_bytes([b[l3], b[l3 + 1]]);
-        let sum = u16::from_be_bytes([b[l3 + 10], b[l3 + 11]]);
-        b[l3 + 10..l3 + 12].copy_from_slice(&checksum_update16(sum, old, new).to_be_bytes());
+    } else if let Some(h) = b.get_mut(l3..l3 + 12) {
+        let old = u16::from_be_bytes([h[0], h[1]]);
+        h[1] |= 0x03;
+        let new = u16::from_be_bytes([h[0], h[1]]);
+        let sum = checksum_update16(u16::from_be_bytes([h[10], h[11]]), old, new);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
     }
 }
 

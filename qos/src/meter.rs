@@ -353,7 +353,11 @@ impl Meter {
     fn refill(&mut self, now: u64) {
         // A clock that went backwards (another core's TSC) adds nothing.
         let elapsed = now.saturating_sub(self.last);
-        self.last = self.last.max(now);
+        // The packets of a burst after the first arrive at the same time.
+        if elapsed == 0 {
+            return;
+        }
+        self.last = now;
         match &mut self.kind {
             Kind::None => {}
             Kind::Single(b) => {
@@ -373,6 +377,12 @@ impl Meter {
                 e.fill(elapsed);
             }
         }
+    }
+
+    /// Whether this meter has no rate: every packet is green.
+    #[inline(always)]
+    pub fn unmetered(&self) -> bool {
+        matches!(self.kind, Kind::None)
     }
 
     /// Meters a packet of `bytes` arriving at `now` with incoming colour `pre` (ignored

@@ -1,3 +1,4 @@
+use super::VecFrame as F;
 use super::*;
 use crate::builder::FrameSpec;
 use crate::tables::Tables;
@@ -100,19 +101,6 @@ fn config() -> Config {
 fn tables(cfg: &Config, generation: u32, status: Option<Vec<PathStatus>>) -> Tables {
     let status = status.unwrap_or_else(|| cfg.paths.iter().map(PathStatus::from_config).collect());
     Tables::build(cfg, &[MAC_A, MAC_B], &status, generation).unwrap()
-}
-
-struct F(Vec<u8>);
-impl Frame for F {
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.0
-    }
-    fn pkt_len(&self) -> u32 {
-        self.0.len() as u32
-    }
-    fn rx_checksum(&self) -> RxChecksum {
-        RxChecksum::Unknown
-    }
 }
 
 struct Rig {
@@ -688,4 +676,54 @@ fn packet_mode_decides_as_flow_mode_does() {
     for r in DropReason::ALL {
         assert_eq!(sf.drop_count(r), sp.drop_count(r), "{}", r.name());
     }
+}
+
+/// A burst whose live packets are all of one class without a meter takes the shape
+/// stage's short way; the same packets in a burst with another class take the general
+/// one. Both must decide and count alike.
+#[test]
+fn an_unmetered_class_alone_shapes_as_in_a_mixed_burst() {
+    let voice = |i: u8| {
+        let mut s = FrameSpec::udp4("10.0.0.1".parse().unwrap(), [198, 19, 0, i].into(), 100 + i as usize);
+        s.dst_port = 5060;
+        s.ecn = 1;
+        s.build()
+    };
+    // Eight voice packets and one dropped in parsing (not live: the burst stays uniform).
+    let mut alone: Vec<F> = (1..=8).map(|i| F(voice(i))).collect();
+    alone.push(F(voice(9)[..30].to_vec()));
+    // The same, with one packet of the default class among them.
+    let mut mixed: Vec<F> = (1..=8).map(|i| F(voice(i))).collect();
+    mixed.push(F(voice(9)[..30].to_vec()));
+    mixed.push(F(udp4("198.19.0.10", 80)));
+
+    let mut a = Rig::new();
+    let va = a.run(&mut alone);
+    let mut b = Rig::new();
+    let vb = b.run(&mut mixed);
+    assert_eq!(va[..9], vb[..9]);
+    assert!(
+        va[..8].iter().all(|v| matches!(
+            v,
+            Verdict::Out {
+                prio: Priority::P0,
+                class: 1,
+                ect: true,
+                ..
+            }
+        )),
+        "{va:?}"
+    );
+    assert_eq!(va[8], Verdict::Drop(DropReason::Truncated));
+    for (x, y) in alone.iter().zip(&mixed) {
+        assert_eq!(x.0, y.0);
+    }
+    assert!(alone[..8].iter().all(|f| f.0[15] >> 2 == 46), "voice leaves as EF");
+    let (sa, sb) = (a.c.snapshot(2), b.c.snapshot(2));
+    let voice_bytes: u64 = (1..=8).map(|i| 100 + i as u64).sum();
+    assert_eq!((sa.class_packets[3], sa.class_bytes[3]), (8, voice_bytes));
+    assert_eq!((sb.class_packets[3], sb.class_bytes[3]), (8, voice_bytes));
+    assert_eq!((sa.class_packets[0], sb.class_packets[0]), (0, 1));
+    assert_eq!(sa.stage_packets[Stage::Shape as usize], 8);
+    assert_eq!(sb.stage_packets[Stage::Shape as usize], 9);
 }
