@@ -28,6 +28,8 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 	$(CARGO) test --release --workspace
+	# The Criterion micro-benchmarks, each run once: they build and their checks hold.
+	$(CARGO) test --release -p dataplane -p qos --bench stages
 	bash tests/scripts.sh
 
 bench: setup build
