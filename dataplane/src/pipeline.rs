@@ -2,7 +2,9 @@
 //! stay hot: parse/classify (parse, flow lookup with prefetch, classify new flows),
 //! shape (meters and exceed/violate actions), route (path by flow, MAC rewrite, TTL),
 //! mark (DSCP). The worker adds the last stage, tx. Every stage's cycles, packets and
-//! bursts are counted per burst; every drop is counted by reason.
+//! bursts are counted per burst; every drop is counted by reason. One burst in
+//! `STAGE_TIMING_EVERY` runs the stages one after another, timed between them; the others
+//! run shape, route and mark in one pass per packet, timed as a whole (see `process`).
 //!
 //! Generic over `Frame` so the same code runs on mbufs in a worker and on byte vectors in
 //! tests. Worker-local state (flow table, meters) lives in `Pipeline`; shared state
@@ -261,7 +263,21 @@ pub struct Pipeline {
     pub burst_tsc: u64,
     /// When the last burst left the last stage (the tx stage starts there).
     pub done_tsc: u64,
+    /// One burst in `stage_every` runs the stages one after another with a TSC read
+    /// between them; the others run them in one pass per packet (0: never).
+    stage_every: u32,
+    /// Bursts until the next one timed stage by stage.
+    until_staged: u32,
+    /// Cycles per stage of the timed bursts (parse/classify, shape, route, mark): a
+    /// moving sum in which each timed burst counts 7/8 of the one after it.
+    split_cycles: [u64; 4],
+    /// `split_cycles` as shares of the whole, in 1/65536: how a fused burst's cycles are
+    /// split between the stages.
+    split: [u64; 4],
 }
+
+/// One burst in this many is timed stage by stage.
+pub const STAGE_TIMING_EVERY: u32 = 16;
 
 impl Pipeline {
     pub fn new(flow_capacity: usize, timeouts: Timeouts, worker: usize, tsc_hz: u64) -> Pipeline {
@@ -278,7 +294,20 @@ impl Pipeline {
             verdicts: [Verdict::Control; BURST],
             burst_tsc: 0,
             done_tsc: 0,
+            stage_every: STAGE_TIMING_EVERY,
+            until_staged: 0,
+            split_cycles: [0; 4],
+            split: [0; 4],
         }
+    }
+
+    /// Times one burst in `every` stage by stage (1: all of them; 0: none, for tests: no
+    /// cycles are then counted for parse/classify, shape, route and mark). The first
+    /// burst is timed unless `every` is 0.
+    pub fn stage_timing_every(mut self, every: u32) -> Pipeline {
+        self.stage_every = every;
+        self.until_staged = if every == 0 { u32::MAX } else { 0 };
+        self
     }
 
     /// Starts the flow table's clock at `tsc` instead of now, so that every worker's
@@ -341,6 +370,14 @@ impl Pipeline {
 
     /// Runs the stages over a burst received on `in_port`; verdicts are left in
     /// `verdicts()`. Flows that end (evicted here) go to `ended`.
+    ///
+    /// Most bursts are parsed in a pass of their own, then go through shape, route and
+    /// mark (in packet mode classify too) in one pass per packet, and only the whole is
+    /// timed. One burst in
+    /// `STAGE_TIMING_EVERY` runs the same per-packet steps stage by stage with a TSC read
+    /// between stages; the other bursts' cycles are split between the stages in the
+    /// proportions those bursts measured. Packets, bursts and drops per stage are
+    /// counted exactly in both ways.
     #[inline]
     pub fn process<F: Frame>(
         &mut self,
@@ -354,6 +391,12 @@ impl Pipeline {
         let t0 = rdtsc();
         self.burst_tsc = t0;
         let now_ms = self.now_ms(t0);
+        let staged = self.until_staged == 0;
+        self.until_staged = if staged {
+            self.stage_every.wrapping_sub(1)
+        } else {
+            self.until_staged - 1
+        };
         let Pipeline {
             flows,
             meters,
@@ -368,35 +411,70 @@ impl Pipeline {
         let pkts = &mut pkts[..n];
         let verdicts = &mut verdicts[..n];
 
-        // ---- parse / classify
-        parse_burst(frames, pkts, verdicts, in_port);
-        let live = if stateless {
-            classify_packets(t, pkts, verdicts)
+        let counts;
+        let end;
+        if staged {
+            // ---- parse / classify
+            parse_burst(frames, pkts, verdicts, in_port);
+            let live = if stateless {
+                classify_packets(t, pkts, verdicts)
+            } else {
+                track_flows(t, flows, frames, pkts, verdicts, now_ms, ended)
+            };
+            let t1 = rdtsc();
+            // ---- shape
+            shape_burst(t, meters, frames, pkts, verdicts, t1, c);
+            let t2 = rdtsc();
+            // ---- route
+            let routed = route_burst(t, flows, stateless, frames, pkts, verdicts);
+            let t3 = rdtsc();
+            // ---- mark
+            let marked = mark_burst(flows, stateless, frames, pkts, verdicts);
+            end = rdtsc();
+            counts = [n as u64, live, routed, marked];
+            let cycles = [t1 - t0, t2 - t1, t3 - t2, end - t3];
+            for (i, s) in [Stage::Classify, Stage::Shape, Stage::Route, Stage::Mark]
+                .into_iter()
+                .enumerate()
+            {
+                c.stage(s, cycles[i], counts[i]);
+            }
+            self.learn_split(cycles);
         } else {
-            track_flows(t, flows, frames, pkts, verdicts, now_ms, ended)
-        };
-        let t1 = rdtsc();
-        c.stage(Stage::Classify, t1 - t0, n as u64);
-
-        // ---- shape
-        shape_burst(t, meters, frames, pkts, verdicts, t1, c);
-        let t2 = rdtsc();
-        c.stage(Stage::Shape, t2 - t1, live);
-
-        // ---- route
-        let routed = route_burst(t, flows, stateless, frames, pkts, verdicts);
-        let t3 = rdtsc();
-        c.stage(Stage::Route, t3 - t2, routed);
-
-        // ---- mark
-        let marked = mark_burst(flows, stateless, frames, pkts, verdicts);
-        let t4 = rdtsc();
-        self.done_tsc = t4;
-        c.stage(Stage::Mark, t4 - t3, marked);
-        for v in verdicts.iter() {
+            parse_burst(frames, pkts, verdicts, in_port);
+            let [live, routed, marked] = if stateless {
+                finish_packet_mode(t, meters, frames, pkts, verdicts, t0, c)
+            } else {
+                let live = track_flows(t, flows, frames, pkts, verdicts, now_ms, ended);
+                let [routed, marked] = finish_flow_mode(t, flows, meters, frames, pkts, verdicts, t0, c);
+                [live, routed, marked]
+            };
+            end = rdtsc();
+            counts = [n as u64, live, routed, marked];
+            let whole = end - t0;
+            for (i, s) in [Stage::Classify, Stage::Shape, Stage::Route, Stage::Mark]
+                .into_iter()
+                .enumerate()
+            {
+                c.stage(s, (whole * self.split[i]) >> 16, counts[i]);
+            }
+        }
+        self.done_tsc = end;
+        for v in self.verdicts[..n].iter() {
             if let Verdict::Drop(r) = v {
                 c.drop_packet(*r);
             }
+        }
+    }
+
+    /// Takes a timed burst's cycles per stage into the split used for the others.
+    fn learn_split(&mut self, cycles: [u64; 4]) {
+        for (acc, c) in self.split_cycles.iter_mut().zip(cycles) {
+            *acc = *acc - (*acc >> 3) + c;
+        }
+        let whole = self.split_cycles.iter().sum::<u64>().max(1);
+        for (share, acc) in self.split.iter_mut().zip(self.split_cycles) {
+            *share = (acc << 16) / whole;
         }
     }
 }
@@ -409,19 +487,152 @@ impl Pipeline {
 #[inline(never)]
 fn parse_burst<F: Frame>(frames: &mut [F], pkts: &mut [Pkt], verdicts: &mut [Verdict], in_port: u8) {
     for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
-        let len = f.pkt_len();
-        let csum = f.rx_checksum();
-        // The route stage fills in the rest of `Out`.
-        *v = match parse::parse_into(f.bytes_mut(), len, in_port, csum, &mut p.meta) {
-            Ok(Kind::Ip) => Verdict::Out {
-                port: 0,
-                prio: Priority::P3,
-                class: 0,
-                ect: false,
-            },
-            Ok(Kind::Arp) => Verdict::Control,
-            Err(r) => Verdict::Drop(r),
-        };
+        *v = parse_one(f, p, in_port);
+    }
+}
+
+#[inline(always)]
+fn parse_one<F: Frame>(f: &mut F, p: &mut Pkt, in_port: u8) -> Verdict {
+    let len = f.pkt_len();
+    let csum = f.rx_checksum();
+    // The route stage fills in the rest of `Out`.
+    match parse::parse_into(f.bytes_mut(), len, in_port, csum, &mut p.meta) {
+        Ok(Kind::Ip) => Verdict::Out {
+            port: 0,
+            prio: Priority::P3,
+            class: 0,
+            ect: false,
+        },
+        Ok(Kind::Arp) => Verdict::Control,
+        Err(r) => Verdict::Drop(r),
+    }
+}
+
+/// Packet mode after parsing, in one pass per packet: classify, shape, route, mark.
+/// (Parsing is a pass of its own: reading the metadata back right after it was written
+/// stalls on store forwarding.) Returns the packets that reached shape, route and mark.
+#[inline(never)]
+fn finish_packet_mode<F: Frame>(
+    t: &Tables,
+    meters: &mut [Meter],
+    frames: &mut [F],
+    pkts: &mut [Pkt],
+    verdicts: &mut [Verdict],
+    now: u64,
+    c: &WorkerCounters,
+) -> [u64; 3] {
+    let every = t.classifier.without_rules().map(|c| c.0 as u8);
+    let mut counts = Counts::default();
+    let mut run = ClassRun::new(c);
+    for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
+        if matches!(v, Verdict::Out { .. }) {
+            p.class = every.unwrap_or_else(|| classify(t, &p.meta));
+            counts.live += 1;
+            after_classify(t, None, meters, f, p, v, now, &mut run, &mut counts);
+        }
+    }
+    run.flush();
+    [counts.live, counts.routed, counts.marked]
+}
+
+/// Flow mode after parse/classify, in one pass per packet: shape, route, mark. Returns
+/// the packets routed and marked.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn finish_flow_mode<F: Frame>(
+    t: &Tables,
+    flows: &mut FlowTable,
+    meters: &mut [Meter],
+    frames: &mut [F],
+    pkts: &mut [Pkt],
+    verdicts: &mut [Verdict],
+    now: u64,
+    c: &WorkerCounters,
+) -> [u64; 2] {
+    let mut counts = Counts::default();
+    let mut run = ClassRun::new(c);
+    for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
+        if matches!(v, Verdict::Out { .. }) {
+            after_classify(t, Some(&mut *flows), meters, f, p, v, now, &mut run, &mut counts);
+        }
+    }
+    run.flush();
+    [counts.routed, counts.marked]
+}
+
+#[derive(Default)]
+struct Counts {
+    live: u64,
+    routed: u64,
+    marked: u64,
+}
+
+/// Shape, route and mark of one classified packet still going (`flows` in flow mode).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn after_classify<F: Frame>(
+    t: &Tables,
+    flows: Option<&mut FlowTable>,
+    meters: &mut [Meter],
+    f: &mut F,
+    p: &mut Pkt,
+    v: &mut Verdict,
+    now: u64,
+    run: &mut ClassRun,
+    counts: &mut Counts,
+) {
+    shape_one(t, meters, f.pkt_len(), p, v, now, run);
+    if !matches!(v, Verdict::Out { .. }) {
+        return;
+    }
+    counts.routed += 1;
+    let mut flows = flows;
+    route_one(t, flows.as_deref_mut(), f, p, v);
+    if matches!(v, Verdict::Out { .. } | Verdict::Hold { .. }) {
+        counts.marked += 1;
+        mark_one(flows, f, p);
+    }
+}
+
+/// Per-class counts go to the shared block once per run of equal (class, colour), not
+/// once per packet: a burst is usually one run.
+struct ClassRun<'a> {
+    c: &'a WorkerCounters,
+    class: usize,
+    colour: Colour,
+    packets: u64,
+    bytes: u64,
+}
+
+impl<'a> ClassRun<'a> {
+    #[inline(always)]
+    fn new(c: &'a WorkerCounters) -> ClassRun<'a> {
+        ClassRun {
+            c,
+            class: usize::MAX,
+            colour: Colour::Green,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, class: usize, colour: Colour, len: u32) {
+        if (self.class, self.colour) != (class, colour) {
+            self.flush();
+            (self.class, self.colour) = (class, colour);
+        }
+        self.packets += 1;
+        self.bytes += len as u64;
+    }
+
+    #[inline(always)]
+    fn flush(&mut self) {
+        if self.packets > 0 {
+            self.c
+                .class_packets_add(self.class, self.colour, self.packets, self.bytes);
+            (self.packets, self.bytes) = (0, 0);
+        }
     }
 }
 
@@ -437,90 +648,48 @@ fn shape_burst<F: Frame>(
     now: u64,
     c: &WorkerCounters,
 ) {
-    if shape_unmetered_burst(t, meters, frames, pkts, verdicts, c) {
-        return;
-    }
-    // Per-class counts go to the shared block once per run of equal (class, colour),
-    // not once per packet: a burst is usually one run.
-    let mut run = (usize::MAX, Colour::Green, 0u64, 0u64);
+    let mut run = ClassRun::new(c);
     for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
-        if !matches!(v, Verdict::Out { .. }) {
-            continue;
-        }
-        let class = &t.classes[p.class as usize];
-        let len = f.pkt_len();
-        let meter = &mut meters[p.class as usize];
-        // Colour-blind meters ignore the incoming colour: do not work it out.
-        let pre = if meter.colour_aware {
-            pre_colour(p.meta.dscp())
-        } else {
-            Colour::Green
-        };
-        let colour = meter.colour(now, len, pre);
-        if (run.0, run.1) != (p.class as usize, colour) {
-            if run.2 > 0 {
-                c.class_packets_add(run.0, run.1, run.2, run.3);
-            }
-            run = (p.class as usize, colour, 0, 0);
-        }
-        run.2 += 1;
-        run.3 += len as u64;
-        p.prio = class.priority;
-        p.dscp = class.dscp.unwrap_or(KEEP);
-        match class.action(colour) {
-            Action::Transmit => {}
-            Action::Drop => {
-                *v = Verdict::Drop(if colour == Colour::Red {
-                    DropReason::MeterViolate
-                } else {
-                    DropReason::MeterExceed
-                })
-            }
-            Action::Remark(d) => p.dscp = d,
-            Action::Demote(pr) => p.prio = pr,
+        if matches!(v, Verdict::Out { .. }) {
+            shape_one(t, meters, f.pkt_len(), p, v, now, &mut run);
         }
     }
-    if run.2 > 0 {
-        c.class_packets_add(run.0, run.1, run.2, run.3);
-    }
+    run.flush();
 }
 
-/// The shape stage of a burst whose packets still going are all of one class without a
-/// meter (routing without classes, or a class that only marks): every packet is green and
-/// takes the class's priority and DSCP, and the class's counters grow once. Returns false,
-/// having changed nothing, for any other burst.
+/// Meters one packet of `len` bytes by its class and applies the class's actions.
 #[inline(always)]
-fn shape_unmetered_burst<F: Frame>(
-    t: &Tables,
-    meters: &[Meter],
-    frames: &[F],
-    pkts: &mut [Pkt],
-    verdicts: &[Verdict],
-    c: &WorkerCounters,
-) -> bool {
-    let live = |v: &Verdict| matches!(v, Verdict::Out { .. });
-    let Some(first) = pkts.iter().zip(verdicts).find(|(_, v)| live(v)).map(|(p, _)| p.class) else {
-        return false;
-    };
-    let k = first as usize;
-    if !meters.get(k).is_some_and(Meter::unmetered)
-        || !pkts.iter().zip(verdicts).all(|(p, v)| !live(v) || p.class == first)
-    {
-        return false;
-    }
+fn shape_one(t: &Tables, meters: &mut [Meter], len: u32, p: &mut Pkt, v: &mut Verdict, now: u64, run: &mut ClassRun) {
+    let k = p.class as usize;
     let class = &t.classes[k];
-    let (prio, dscp) = (class.priority, class.dscp.unwrap_or(KEEP));
-    let (mut packets, mut bytes) = (0u64, 0u64);
-    for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts) {
-        if live(v) {
-            packets += 1;
-            bytes += f.pkt_len() as u64;
-            p.prio = prio;
-            p.dscp = dscp;
-        }
+    let meter = &mut meters[k];
+    p.prio = class.priority;
+    p.dscp = class.dscp.unwrap_or(KEEP);
+    if meter.unmetered() {
+        // Green, and a green packet is transmitted as it is.
+        run.add(k, Colour::Green, len);
+        return;
     }
-    c.class_packets_add(k, Colour::Green, packets, bytes);
-    true
+    // Colour-blind meters ignore the incoming colour: do not work it out.
+    let pre = if meter.colour_aware {
+        pre_colour(p.meta.dscp())
+    } else {
+        Colour::Green
+    };
+    let colour = meter.colour(now, len, pre);
+    run.add(k, colour, len);
+    match class.action(colour) {
+        Action::Transmit => {}
+        Action::Drop => {
+            *v = Verdict::Drop(if colour == Colour::Red {
+                DropReason::MeterViolate
+            } else {
+                DropReason::MeterExceed
+            })
+        }
+        Action::Remark(d) => p.dscp = d,
+        Action::Demote(pr) => p.prio = pr,
+    }
 }
 
 /// Routes every packet still going (by its flow's path, or by its own in packet mode),
@@ -535,14 +704,23 @@ fn route_burst<F: Frame>(
     verdicts: &mut [Verdict],
 ) -> u64 {
     let mut routed = 0u64;
+    let mut flows = (!stateless).then_some(flows);
     for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
-        if !matches!(v, Verdict::Out { .. }) {
-            continue;
+        if matches!(v, Verdict::Out { .. }) {
+            routed += 1;
+            route_one(t, flows.as_deref_mut(), f, p, v);
         }
-        routed += 1;
-        let path = if stateless {
-            t.resolve_path(&p.meta, || p.meta.key.hash(), PATH_NO_ROUTE, p.class)
-        } else {
+    }
+    routed
+}
+
+/// Routes one packet (by its flow's path when `flows` is given), rewrites its MACs and
+/// TTL; the verdict becomes where it goes.
+#[inline(always)]
+fn route_one<F: Frame>(t: &Tables, flows: Option<&mut FlowTable>, f: &mut F, p: &Pkt, v: &mut Verdict) {
+    let path = match flows {
+        None => t.resolve_path(&p.meta, || p.meta.key.hash(), PATH_NO_ROUTE, p.class),
+        Some(flows) => {
             let fl = flows.get_mut(p.flow);
             if p.reroute {
                 fl.path = t.resolve_path(&p.meta, || p.hash, fl.path, fl.class);
@@ -551,55 +729,54 @@ fn route_burst<F: Frame>(
                 }
             }
             fl.path
-        };
-        let hop = match path {
-            PATH_NO_ROUTE => Err(DropReason::NoRoute),
-            PATH_NOT_UNICAST => Err(DropReason::NotUnicast),
-            PATH_NONE_USABLE => Err(DropReason::NoPath),
-            PATH_LOCAL => {
-                *v = Verdict::Control;
-                continue;
-            }
-            path => t.hops.get(path as usize).ok_or(DropReason::NoPath),
-        };
-        let hop = match hop {
-            Ok(h) => h,
-            Err(r) => {
-                *v = Verdict::Drop(r);
-                continue;
-            }
-        };
-        let m = &p.meta;
-        if m.ttl <= 1 {
-            *v = Verdict::Drop(DropReason::TtlExpired);
-            continue;
         }
-        if m.ip_len > hop.mtu {
-            *v = Verdict::Drop(DropReason::MtuExceeded);
-            continue;
+    };
+    let hop = match path {
+        PATH_NO_ROUTE => Err(DropReason::NoRoute),
+        PATH_NOT_UNICAST => Err(DropReason::NotUnicast),
+        PATH_NONE_USABLE => Err(DropReason::NoPath),
+        PATH_LOCAL => {
+            *v = Verdict::Control;
+            return;
         }
-        let b = f.bytes_mut();
-        let l3 = m.l3 as usize;
-        if m.is_v6() {
-            b[l3 + 7] -= 1;
-        } else if let Some(h) = b.get_mut(l3..l3 + 12) {
-            h[8] -= 1;
-            let sum = checksum_ttl_decrement(u16::from_be_bytes([h[10], h[11]]));
-            h[10..12].copy_from_slice(&sum.to_be_bytes());
+        path => t.hops.get(path as usize).ok_or(DropReason::NoPath),
+    };
+    let hop = match hop {
+        Ok(h) => h,
+        Err(r) => {
+            *v = Verdict::Drop(r);
+            return;
         }
-        b[..12].copy_from_slice(&hop.macs);
-        *v = if hop.hold {
-            Verdict::Hold { path }
-        } else {
-            Verdict::Out {
-                port: hop.port,
-                prio: p.prio,
-                class: p.class,
-                ect: p.meta.ecn() != 0,
-            }
-        };
+    };
+    let m = &p.meta;
+    if m.ttl <= 1 {
+        *v = Verdict::Drop(DropReason::TtlExpired);
+        return;
     }
-    routed
+    if m.ip_len > hop.mtu {
+        *v = Verdict::Drop(DropReason::MtuExceeded);
+        return;
+    }
+    let b = f.bytes_mut();
+    let l3 = m.l3 as usize;
+    if m.is_v6() {
+        b[l3 + 7] -= 1;
+    } else if let Some(h) = b.get_mut(l3..l3 + 12) {
+        h[8] -= 1;
+        let sum = checksum_ttl_decrement(u16::from_be_bytes([h[10], h[11]]));
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+    }
+    b[..12].copy_from_slice(&hop.macs);
+    *v = if hop.hold {
+        Verdict::Hold { path }
+    } else {
+        Verdict::Out {
+            port: hop.port,
+            prio: p.prio,
+            class: p.class,
+            ect: p.meta.ecn() != 0,
+        }
+    };
 }
 
 /// Sets the DSCP of every packet leaving. Returns the packets marked.
@@ -612,20 +789,26 @@ fn mark_burst<F: Frame>(
     verdicts: &[Verdict],
 ) -> u64 {
     let mut marked = 0u64;
+    let mut flows = (!stateless).then_some(flows);
     for ((f, p), v) in frames.iter_mut().zip(pkts.iter()).zip(verdicts.iter()) {
-        if !matches!(v, Verdict::Out { .. } | Verdict::Hold { .. }) {
-            continue;
-        }
-        marked += 1;
-        let dscp = if p.dscp == KEEP { p.meta.dscp() } else { p.dscp };
-        if !stateless {
-            flows.get_mut(p.flow).dscp_out = dscp;
-        }
-        if dscp != p.meta.dscp() {
-            set_dscp(f.bytes_mut(), &p.meta, dscp);
+        if matches!(v, Verdict::Out { .. } | Verdict::Hold { .. }) {
+            marked += 1;
+            mark_one(flows.as_deref_mut(), f, p);
         }
     }
     marked
+}
+
+/// Sets one packet's DSCP (and remembers it in its flow when `flows` is given).
+#[inline(always)]
+fn mark_one<F: Frame>(flows: Option<&mut FlowTable>, f: &mut F, p: &Pkt) {
+    let dscp = if p.dscp == KEEP { p.meta.dscp() } else { p.dscp };
+    if let Some(flows) = flows {
+        flows.get_mut(p.flow).dscp_out = dscp;
+    }
+    if dscp != p.meta.dscp() {
+        set_dscp(f.bytes_mut(), &p.meta, dscp);
+    }
 }
 
 /// Packet mode's second half of parse/classify: each packet is classified on its own and

@@ -600,6 +600,37 @@ fn mangled_frames_never_crash_and_are_all_accounted() {
     );
 }
 
+/// 32 frames toward every kind of destination (direct route, cloud group and its metered
+/// classes, the appliance, no route), some TTLs at the edge, one in eight mangled.
+fn random_burst(next: &mut impl FnMut() -> u64) -> Vec<Vec<u8>> {
+    (0..32)
+        .map(|_| {
+            let dst = match next() % 6 {
+                0 => format!("198.19.0.{}", next() % 256),
+                1..=3 => format!("198.18.{}.{}", next() % 5, next() % 256),
+                4 => "192.0.2.1".to_string(),
+                _ => format!("203.0.{}.{}", next() % 256, next() % 256),
+            };
+            let mut s = FrameSpec::udp4(
+                "10.0.0.1".parse().unwrap(),
+                dst.parse().unwrap(),
+                60 + next() as usize % 1200,
+            );
+            s.src_port = next() as u16;
+            s.dst_port = [80, 443, 5060, 5061][next() as usize % 4];
+            s.ecn = next() as u8 & 3;
+            s.dscp = next() as u8 & 63;
+            s.ttl = 1 + next() as u8 % 3;
+            let mut f = s.build();
+            if next().is_multiple_of(8) {
+                let i = next() as usize % f.len().min(60);
+                f[i] = next() as u8;
+            }
+            f
+        })
+        .collect()
+}
+
 /// Packet mode decides every packet as flow mode does (class, DSCP, priority, path, every
 /// drop and its reason) and keeps no flows: the same bursts through both, compared verdict
 /// by verdict and byte by byte. Meters are set far above what the test sends, so time
@@ -625,32 +656,7 @@ fn packet_mode_decides_as_flow_mode_does() {
     };
     let mut paths_seen = std::collections::HashSet::new();
     for round in 0..400 {
-        let burst: Vec<Vec<u8>> = (0..32)
-            .map(|_| {
-                let dst = match next() % 6 {
-                    0 => format!("198.19.0.{}", next() % 256),
-                    1..=3 => format!("198.18.{}.{}", next() % 5, next() % 256),
-                    4 => "192.0.2.1".to_string(),
-                    _ => format!("203.0.{}.{}", next() % 256, next() % 256),
-                };
-                let mut s = FrameSpec::udp4(
-                    "10.0.0.1".parse().unwrap(),
-                    dst.parse().unwrap(),
-                    60 + next() as usize % 1200,
-                );
-                s.src_port = next() as u16;
-                s.dst_port = [80, 443, 5060, 5061][next() as usize % 4];
-                s.ecn = next() as u8 & 3;
-                s.dscp = next() as u8 & 63;
-                s.ttl = 1 + next() as u8 % 3;
-                let mut f = s.build();
-                if next() % 8 == 0 {
-                    let i = next() as usize % f.len().min(60);
-                    f[i] = next() as u8;
-                }
-                f
-            })
-            .collect();
+        let burst = random_burst(&mut next);
         let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
         let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
         flow.sync_meters(&t, &shares, rdtsc);
@@ -726,4 +732,138 @@ fn an_unmetered_class_alone_shapes_as_in_a_mixed_burst() {
     assert_eq!((sa.class_packets[0], sb.class_packets[0]), (0, 1));
     assert_eq!(sa.stage_packets[Stage::Shape as usize], 8);
     assert_eq!(sb.stage_packets[Stage::Shape as usize], 9);
+}
+
+/// Bursts timed stage by stage and bursts run in one pass per packet decide and count
+/// alike: the same random bursts through a pipeline that times every burst and one that
+/// times none, in flow mode and in packet mode, compared verdict by verdict, byte by
+/// byte and counter by counter. The meters are those of `CFG` at 8 bit/s (so remarks,
+/// drops and demotions happen), and on a clock said to run at 8 GHz the test's run time
+/// refills a fraction of a byte: as packets are whole bytes, both see the same colours.
+#[test]
+fn fused_bursts_decide_as_staged_bursts_do() {
+    let text = CFG.replace("rate = \"8kbit\"", "rate = \"8bit\"");
+    let sys = numa::FakeTree::new("pipeline-fused").online_cpus("0-1").system();
+    let cfg = Config::parse(&text, "t.toml", &sys).unwrap();
+    let t = tables(&cfg, 1, None);
+    let timeouts = crate::flow::Timeouts::from_config(&cfg.flows);
+    let shares = Shares::new(1);
+    for packet_mode in [false, true] {
+        let new = |every| {
+            let p = Pipeline::new(1 << 16, timeouts, 0, qos::meter::MAX_TSC_HZ).stage_timing_every(every);
+            let mut p = if packet_mode { p.packet_mode() } else { p };
+            p.sync_meters(&t, &shares, rdtsc);
+            p
+        };
+        let (mut staged, mut fused) = (new(1), new(0));
+        let (cs, cf): (Box<WorkerCounters>, Box<WorkerCounters>) = (Box::default(), Box::default());
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..300 {
+            let burst = random_burst(&mut next);
+            let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
+            let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
+            staged.process(&t, &mut a, 0, &cs, &mut |_| {});
+            fused.process(&t, &mut b, 0, &cf, &mut |_| {});
+            for i in 0..32 {
+                let at = format!("packet mode {packet_mode}, round {round}, packet {i}");
+                assert_eq!(staged.verdicts()[i], fused.verdicts()[i], "{at}");
+                assert_eq!(a[i].0, b[i].0, "{at}: bytes out");
+            }
+        }
+        assert_eq!(staged.flows.len(), fused.flows.len());
+        let (ss, sf) = (cs.snapshot(2), cf.snapshot(2));
+        assert_eq!(ss.stage_packets, sf.stage_packets);
+        assert_eq!(ss.stage_bursts, sf.stage_bursts);
+        assert_eq!(ss.class_packets, sf.class_packets);
+        assert_eq!(ss.class_bytes, sf.class_bytes);
+        for r in DropReason::ALL {
+            assert_eq!(ss.drop_count(r), sf.drop_count(r), "{}", r.name());
+        }
+        // Every action of the tight meters happened.
+        for r in [DropReason::MeterExceed, DropReason::NoRoute, DropReason::TtlExpired] {
+            assert!(ss.drop_count(r) > 0, "{}", r.name());
+        }
+        assert!(
+            ss.class_packets.iter().skip(1).step_by(3).any(|&n| n > 0),
+            "no yellow packets"
+        );
+        // Timed bursts split their cycles between the stages; the others, never timed
+        // stage by stage, leave them all unsplit.
+        assert!(ss.stage_cycles[..4].iter().all(|&c| c > 0), "{:?}", ss.stage_cycles);
+        assert_eq!(sf.stage_cycles[..4], [0, 0, 0, 0]);
+    }
+}
+
+/// A burst between the timed ones has its cycles split between the stages in the
+/// proportions the timed bursts measured.
+#[test]
+fn untimed_bursts_take_the_timed_split() {
+    let mut r = Rig::new();
+    r.p = Pipeline::new(4096, r.p.flows.timeouts, 0, 1_000_000_000).stage_timing_every(2);
+    let frames: Vec<F> = (1..=32).map(|i| F(udp4(&format!("198.19.0.{i}"), 80))).collect();
+    r.run(&mut frames.clone());
+    let timed = r.c.snapshot(2);
+    let split = r.p.split;
+    assert!(split.iter().all(|&s| s > 0), "{split:?}");
+    assert!(split.iter().sum::<u64>() <= 1 << 16);
+    r.run(&mut frames.clone());
+    let both = r.c.snapshot(2);
+    assert_eq!(r.p.split, split, "an untimed burst does not move the split");
+    assert_eq!(both.stage_packets[..4], [64, 64, 64, 64]);
+    let d: Vec<u64> = (0..4).map(|i| both.stage_cycles[i] - timed.stage_cycles[i]).collect();
+    let whole: u64 = d.iter().sum();
+    assert!(whole > 0);
+    for i in 0..4 {
+        let want = (whole * split[i]) >> 16;
+        assert!(d[i].abs_diff(want) <= 4, "stage {i}: {d:?} against split {split:?}");
+    }
+}
+
+/// A group whose choice is one path still keeps flows on another path they may stay on
+/// (the primary recovered; flows that failed over stay). With `recovery = "rebalance"`
+/// nothing else may be kept and every flow goes back to the primary.
+#[test]
+fn a_one_path_choice_keeps_flows_on_kept_paths() {
+    for rebalance in [false, true] {
+        let mut text = CFG.replace(
+            "policy = \"active-active\"\ntolerance_pct = 50",
+            "policy = \"lowest-latency\"",
+        );
+        if rebalance {
+            text.push_str("[probes]\nrecovery = \"rebalance\"\n");
+        }
+        let sys = numa::FakeTree::new("pipeline-one-path").online_cpus("0-1").system();
+        let cfg = Config::parse(&text, "t.toml", &sys).unwrap();
+        let mut r = Rig::new();
+        let mut status: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
+        status[0].health = Health::Down;
+        r.t = tables(&cfg, 2, Some(status));
+        r.p.sync_meters(&r.t, &r.shares, rdtsc);
+        for i in 0..50u16 {
+            let (_, f) = r.one(udp4("198.18.9.9", 1000 + i));
+            assert_eq!(&f[..6], &[2, 0, 0, 0, 0x0b, 2], "aws down: flow {i} on gcp");
+        }
+        // aws is back: the choice is aws alone.
+        let mut t = tables(&cfg, 3, None);
+        t.follow(&r.t);
+        r.t = t;
+        let (want, on) = if rebalance { (0, "aws") } else { (1, "gcp") };
+        for i in 0..50u16 {
+            let (_, f) = r.one(udp4("198.18.9.9", 1000 + i));
+            assert_eq!(
+                r.p.flows.get(r.p.pkts[0].flow).path,
+                want,
+                "rebalance {rebalance}: flow {i} on {on}"
+            );
+            assert_eq!(f[5], want as u8 + 1);
+        }
+        let (_, f) = r.one(udp4("198.18.9.9", 5000));
+        assert_eq!(f[5], 1, "a new flow takes aws");
+    }
 }
