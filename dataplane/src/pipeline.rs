@@ -373,11 +373,10 @@ impl Pipeline {
     ///
     /// Most bursts are parsed in a pass of their own, then go through shape, route and
     /// mark (in packet mode classify too) in one pass per packet, and only the whole is
-    /// timed. One burst in
-    /// `STAGE_TIMING_EVERY` runs the same per-packet steps stage by stage with a TSC read
-    /// between stages; the other bursts' cycles are split between the stages in the
-    /// proportions those bursts measured. Packets, bursts and drops per stage are
-    /// counted exactly in both ways.
+    /// timed. One burst in `STAGE_TIMING_EVERY` runs the same per-packet steps stage by
+    /// stage with a TSC read between stages; the other bursts' cycles are split between
+    /// the stages in the proportions those bursts measured. Packets, bursts and drops
+    /// per stage are counted exactly in both ways.
     #[inline]
     pub fn process<F: Frame>(
         &mut self,
@@ -479,9 +478,9 @@ impl Pipeline {
     }
 }
 
-// Each stage is a function of its own, called once per burst: its loop keeps the
-// burst's arrays and the tables it reads in registers instead of sharing them with the
-// other stages' values in one large function.
+// On a timed burst each stage is a function of its own, called once per burst; the
+// others run the same per-packet steps (`parse_one`, `shape_one`, `route_one`,
+// `mark_one`) in fewer passes.
 
 /// Parses every frame of the burst into its `Pkt`; the verdict says what it is.
 #[inline(never)]

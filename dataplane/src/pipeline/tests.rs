@@ -684,9 +684,8 @@ fn packet_mode_decides_as_flow_mode_does() {
     }
 }
 
-/// A burst whose live packets are all of one class without a meter takes the shape
-/// stage's short way; the same packets in a burst with another class take the general
-/// one. Both must decide and count alike.
+/// A burst whose live packets are all of one class without a meter, and the same packets
+/// in a burst with another class among them, decide and count alike.
 #[test]
 fn an_unmetered_class_alone_shapes_as_in_a_mixed_burst() {
     let voice = |i: u8| {
