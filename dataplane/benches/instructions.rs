@@ -12,7 +12,6 @@
 
 mod common;
 
-use dataplane::pipeline::{Verdict, BURST};
 use dataplane::stats::WorkerCounters;
 
 fn main() {
@@ -27,13 +26,7 @@ fn main() {
         for (w, f) in work.iter_mut().zip(&frames) {
             w.0.copy_from_slice(&f.0);
         }
-        for chunk in work.chunks_mut(BURST) {
-            p.process(&tables, chunk, 0, &c, &mut |_| {});
-            out += p.verdicts()[..chunk.len()]
-                .iter()
-                .filter(|v| matches!(v, Verdict::Out { .. }))
-                .count();
-        }
+        out += common::run_bursts(&mut p, &tables, &mut work, &c);
     }
     // Every packet of every pass went out: the count is of real forwarding.
     assert_eq!(out, passes * frames.len(), "{variant}: drops {:?}", c.snapshot(1).drops);

@@ -12,7 +12,7 @@ mod common;
 use common::VecFrame as F;
 use dataplane::builder::FrameSpec;
 use dataplane::flow::{FlowKey, FlowTable, Timeouts};
-use dataplane::pipeline::{Pipeline, Shares, Stage, Verdict, BURST};
+use dataplane::pipeline::{Pipeline, Shares, Stage};
 use dataplane::stats::WorkerCounters;
 use std::time::Instant;
 
@@ -44,14 +44,7 @@ fn main() {
             }
             let c = WorkerCounters::default();
             let t = Instant::now();
-            let mut out = 0;
-            for chunk in work.chunks_mut(BURST) {
-                p.process(&tables, chunk, 0, &c, &mut |_| {});
-                out += p.verdicts()[..chunk.len()]
-                    .iter()
-                    .filter(|v| matches!(v, Verdict::Out { .. }))
-                    .count();
-            }
+            let out = common::run_bursts(&mut p, &tables, &mut work, &c);
             let ns = t.elapsed().as_nanos() as f64 / flows as f64;
             assert_eq!(out, flows);
             if pass > 0 {

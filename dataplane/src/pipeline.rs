@@ -410,9 +410,8 @@ impl Pipeline {
         let pkts = &mut pkts[..n];
         let verdicts = &mut verdicts[..n];
 
-        let counts;
-        let end;
-        if staged {
+        // Cycles of parse/classify, shape, route and mark.
+        let (counts, cycles, end) = if staged {
             // ---- parse / classify
             parse_burst(frames, pkts, verdicts, in_port);
             let live = if stateless {
@@ -429,16 +428,12 @@ impl Pipeline {
             let t3 = rdtsc();
             // ---- mark
             let marked = mark_burst(flows, stateless, frames, pkts, verdicts);
-            end = rdtsc();
-            counts = [n as u64, live, routed, marked];
-            let cycles = [t1 - t0, t2 - t1, t3 - t2, end - t3];
-            for (i, s) in [Stage::Classify, Stage::Shape, Stage::Route, Stage::Mark]
-                .into_iter()
-                .enumerate()
-            {
-                c.stage(s, cycles[i], counts[i]);
-            }
-            self.learn_split(cycles);
+            let end = rdtsc();
+            (
+                [n as u64, live, routed, marked],
+                [t1 - t0, t2 - t1, t3 - t2, end - t3],
+                end,
+            )
         } else {
             parse_burst(frames, pkts, verdicts, in_port);
             let [live, routed, marked] = if stateless {
@@ -448,15 +443,22 @@ impl Pipeline {
                 let [routed, marked] = finish_flow_mode(t, flows, meters, frames, pkts, verdicts, t0, c);
                 [live, routed, marked]
             };
-            end = rdtsc();
-            counts = [n as u64, live, routed, marked];
+            let end = rdtsc();
             let whole = end - t0;
-            for (i, s) in [Stage::Classify, Stage::Shape, Stage::Route, Stage::Mark]
-                .into_iter()
-                .enumerate()
-            {
-                c.stage(s, (whole * self.split[i]) >> 16, counts[i]);
-            }
+            (
+                [n as u64, live, routed, marked],
+                self.split.map(|share| (whole * share) >> 16),
+                end,
+            )
+        };
+        if staged {
+            self.learn_split(cycles);
+        }
+        for (i, s) in [Stage::Classify, Stage::Shape, Stage::Route, Stage::Mark]
+            .into_iter()
+            .enumerate()
+        {
+            c.stage(s, cycles[i], counts[i]);
         }
         self.done_tsc = end;
         for v in self.verdicts[..n].iter() {
@@ -508,6 +510,8 @@ fn parse_one<F: Frame>(f: &mut F, p: &mut Pkt, in_port: u8) -> Verdict {
 }
 
 /// Packet mode after parsing, in one pass per packet: classify, shape, route, mark.
+/// (This and `finish_flow_mode` stay two functions: one with the mode as a const
+/// parameter ran 8–12 more instructions a packet in `scripts/instructions.sh`.)
 /// (Parsing is a pass of its own: reading the metadata back right after it was written
 /// stalls on store forwarding.) Returns the packets that reached shape, route and mark.
 #[inline(never)]

@@ -5,8 +5,9 @@
 
 use dataplane::builder::{FrameSpec, PROTO_TCP};
 use dataplane::dpdk::Eal;
-use dataplane::pipeline::Pipeline;
 pub use dataplane::pipeline::VecFrame;
+use dataplane::pipeline::{Pipeline, Verdict, BURST};
+use dataplane::stats::WorkerCounters;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// xorshift64: deterministic, no dependency.
@@ -161,4 +162,18 @@ pub fn pipeline(variant: &str) -> (Pipeline, dataplane::tables::Tables) {
     }
     p.sync_meters(&tables, &dataplane::pipeline::Shares::new(1), || 0);
     (p, tables)
+}
+
+/// Runs `work` through `p` burst by burst, as a worker would; returns the packets that
+/// went out.
+pub fn run_bursts(p: &mut Pipeline, t: &dataplane::tables::Tables, work: &mut [VecFrame], c: &WorkerCounters) -> usize {
+    let mut out = 0;
+    for chunk in work.chunks_mut(BURST) {
+        p.process(t, chunk, 0, c, &mut |_| {});
+        out += p.verdicts()[..chunk.len()]
+            .iter()
+            .filter(|v| matches!(v, Verdict::Out { .. }))
+            .count();
+    }
+    out
 }

@@ -366,11 +366,9 @@ fn packets_wait_for_a_next_hop_being_resolved() {
 #[test]
 fn dscp_rewrite_matches_full_recomputation() {
     // Random headers: the incremental checksum equals a full recomputation.
-    let mut x = 0x1234_5678_9abc_def0u64;
+    let mut next = xorshift(0x1234_5678_9abc_def0);
     for _ in 0..2000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = next();
         let mut s = FrameSpec::udp4(
             std::net::Ipv4Addr::from(x as u32),
             std::net::Ipv4Addr::from((x >> 32) as u32),
@@ -521,13 +519,7 @@ fn reload_keeps_paths_by_name() {
 #[test]
 fn mangled_frames_never_crash_and_are_all_accounted() {
     let mut r = Rig::new();
-    let mut x = 0x0123_4567_89ab_cdefu64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x0123_4567_89ab_cdef);
     let bases: Vec<Vec<u8>> = vec![
         udp4("198.19.0.9", 80),
         udp4("198.18.1.1", 5060),
@@ -566,8 +558,12 @@ fn mangled_frames_never_crash_and_are_all_accounted() {
                     // Random bytes of a random length, with an IP EtherType half the time.
                     3 => {
                         f = (0..next() % 200).map(|_| next() as u8).collect();
-                        if f.len() > 14 && next() % 2 == 0 {
-                            f[12..14].copy_from_slice(if next() % 2 == 0 { &[8, 0] } else { &[0x86, 0xdd] });
+                        if f.len() > 14 && next().is_multiple_of(2) {
+                            f[12..14].copy_from_slice(if next().is_multiple_of(2) {
+                                &[8, 0]
+                            } else {
+                                &[0x86, 0xdd]
+                            });
                         }
                     }
                     // Unchanged.
@@ -598,6 +594,16 @@ fn mangled_frames_never_crash_and_are_all_accounted() {
         "out {out}, dropped {}",
         s.total_drops()
     );
+}
+
+/// xorshift64 from `seed`: deterministic random numbers for the random-burst tests.
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
 }
 
 /// 32 frames toward every kind of destination (direct route, cloud group and its metered
@@ -647,13 +653,7 @@ fn packet_mode_decides_as_flow_mode_does() {
     let mut packet = Pipeline::new(1 << 16, timeouts, 0, 1_000_000_000).packet_mode();
     assert!(packet.is_packet_mode() && !flow.is_packet_mode());
     let (cf, cp): (Box<WorkerCounters>, Box<WorkerCounters>) = (Box::default(), Box::default());
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut paths_seen = std::collections::HashSet::new();
     for round in 0..400 {
         let burst = random_burst(&mut next);
@@ -756,13 +756,7 @@ fn fused_bursts_decide_as_staged_bursts_do() {
         };
         let (mut staged, mut fused) = (new(1), new(0));
         let (cs, cf): (Box<WorkerCounters>, Box<WorkerCounters>) = (Box::default(), Box::default());
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..300 {
             let burst = random_burst(&mut next);
             let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
@@ -809,8 +803,10 @@ fn untimed_bursts_take_the_timed_split() {
     r.run(&mut frames.clone());
     let timed = r.c.snapshot(2);
     let split = r.p.split;
-    assert!(split.iter().all(|&s| s > 0), "{split:?}");
-    assert!(split.iter().sum::<u64>() <= 1 << 16);
+    // The shares add up to the whole, less rounding. (One may be 0: a thread preempted
+    // inside one stage leaves the others a tiny share.)
+    let shares: u64 = split.iter().sum();
+    assert!(((1 << 16) - 4..=1 << 16).contains(&shares), "{split:?}");
     r.run(&mut frames.clone());
     let both = r.c.snapshot(2);
     assert_eq!(r.p.split, split, "an untimed burst does not move the split");
@@ -818,9 +814,14 @@ fn untimed_bursts_take_the_timed_split() {
     let d: Vec<u64> = (0..4).map(|i| both.stage_cycles[i] - timed.stage_cycles[i]).collect();
     let whole: u64 = d.iter().sum();
     assert!(whole > 0);
+    // `whole` is the sum of the parts, short of the burst's cycles by the rounding of
+    // the shares (at most 4 in 65536).
     for i in 0..4 {
         let want = (whole * split[i]) >> 16;
-        assert!(d[i].abs_diff(want) <= 4, "stage {i}: {d:?} against split {split:?}");
+        assert!(
+            d[i].abs_diff(want) <= 4 + whole / 10_000,
+            "stage {i}: {d:?} against split {split:?}"
+        );
     }
 }
 
