@@ -181,18 +181,11 @@ fn fast_v4(frame: &[u8], pkt_len: u32, in_port: u8, csum: RxChecksum, m: &mut Me
         RxChecksum::Good => true,
         RxChecksum::Bad => false,
         RxChecksum::Unknown => {
-            // The one's-complement sum in the machine's byte order: byte-swapping every
-            // word swaps the sum's bytes, and 0xffff reads the same either way.
-            let mut sum = 0u64;
-            for w in 0..5 {
+            let word = |w: usize| {
                 let at = 14 + 4 * w;
-                sum += u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]) as u64;
-            }
-            sum = (sum & 0xffff_ffff) + (sum >> 32);
-            sum = (sum & 0xffff) + (sum >> 16);
-            sum = (sum & 0xffff) + (sum >> 16);
-            sum = (sum & 0xffff) + (sum >> 16);
-            sum == 0xffff
+                u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+            };
+            sums_to_ones([word(0), word(1), word(2), word(3), word(4)])
         }
     };
     let payload = total - 20;
@@ -231,6 +224,21 @@ fn fast_v4(frame: &[u8], pkt_len: u32, in_port: u8, csum: RxChecksum, m: &mut Me
         flags: if tcp_end { meta_flag::TCP_END } else { 0 },
     };
     Some(Kind::Ip)
+}
+
+/// Whether the one's-complement sum of a 20-byte IPv4 header, given as five 32-bit words
+/// read in the machine's byte order, is 0xffff (the header checksum is right). The byte
+/// order does not matter: byte-swapping every word swaps the sum's bytes, and 0xffff
+/// reads the same either way.
+#[inline(always)]
+pub(crate) fn sums_to_ones(words: [u32; 5]) -> bool {
+    let sum: u64 = words.iter().map(|&w| w as u64).sum();
+    // Folded to 32 bits without the end-around carry: the high part is at most 4, so when
+    // the fold carries, what is left is at most 3 and the true sum at most 4, and neither
+    // is 0xffff. Then to 16 bits: the word plus itself rotated by 16 holds the
+    // one's-complement sum of its halves, end-around carry included, in its top half.
+    let s32 = (sum as u32).wrapping_add((sum >> 32) as u32);
+    s32.wrapping_add(s32.rotate_left(16)) >> 16 == 0xffff
 }
 
 #[inline(always)]
