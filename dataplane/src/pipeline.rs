@@ -263,6 +263,8 @@ pub struct Pipeline {
     pub burst_tsc: u64,
     /// When the last burst left the last stage (the tx stage starts there).
     pub done_tsc: u64,
+    /// See `one_port`.
+    one_port: Option<u16>,
     /// One burst in `stage_every` runs the stages one after another with a TSC read
     /// between them; the others run them in one pass per packet (0: never).
     stage_every: u32,
@@ -294,6 +296,7 @@ impl Pipeline {
             verdicts: [Verdict::Control; BURST],
             burst_tsc: 0,
             done_tsc: 0,
+            one_port: None,
             stage_every: STAGE_TIMING_EVERY,
             until_staged: 0,
             split_cycles: [0; 4],
@@ -461,11 +464,27 @@ impl Pipeline {
             c.stage(s, cycles[i], counts[i]);
         }
         self.done_tsc = end;
+        // One pass over the verdicts: drops are counted, and whether every packet leaves
+        // by one port (ports that agree in every bit set and every bit clear are equal).
+        let (mut out, mut any, mut every) = (0usize, 0u16, u16::MAX);
         for v in self.verdicts[..n].iter() {
-            if let Verdict::Drop(r) = v {
-                c.drop_packet(*r);
+            match *v {
+                Verdict::Out { port, .. } => {
+                    out += 1;
+                    any |= port;
+                    every &= port;
+                }
+                Verdict::Drop(r) => c.drop_packet(r),
+                Verdict::Control | Verdict::Hold { .. } => {}
             }
         }
+        self.one_port = (n > 0 && out == n && any == every).then_some(every);
+    }
+
+    /// The port every packet of the last `process` call leaves by, when they all do
+    /// (no drop, nothing for the control thread): the burst can go out as it is.
+    pub fn one_port(&self) -> Option<u16> {
+        self.one_port
     }
 
     /// Takes a timed burst's cycles per stage into the split used for the others.

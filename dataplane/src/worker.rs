@@ -226,14 +226,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             pipe.process(&tables, rx.as_mut_slice(), in_port as u8, &c, &mut ended);
 
             let t0 = pipe.done_tsc;
-            let v = pipe.verdicts();
-            let whole = match v[0] {
-                Verdict::Out { port, .. } if eg.sched[port as usize].is_none() => v[1..n]
-                    .iter()
-                    .all(|x| matches!(x, Verdict::Out { port: p, .. } if *p == port))
-                    .then_some(port as usize),
-                _ => None,
-            };
+            let whole = pipe.one_port().map(|p| p as usize).filter(|&p| eg.sched[p].is_none());
             if let Some(p) = whole {
                 // The common case: the whole burst leaves by one port, as it is. What is
                 // already waiting for that port goes first, to keep order.

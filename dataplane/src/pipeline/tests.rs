@@ -867,3 +867,51 @@ fn a_one_path_choice_keeps_flows_on_kept_paths() {
         assert_eq!(f[5], 1, "a new flow takes aws");
     }
 }
+
+/// `one_port` names a port exactly when every packet of the burst leaves by it: on random
+/// bursts (drops, control traffic, two ports), on bursts all to port a or all to port b,
+/// on a burst of both and on a burst of one port with one packet dropped.
+#[test]
+fn one_port_only_when_every_packet_leaves_by_it() {
+    let reference = |v: &[Verdict]| {
+        let ports: Vec<Option<u16>> = v
+            .iter()
+            .map(|v| match v {
+                Verdict::Out { port, .. } => Some(*port),
+                _ => None,
+            })
+            .collect();
+        match ports[0] {
+            Some(p) if ports.iter().all(|&q| q == Some(p)) => Some(p),
+            _ => None,
+        }
+    };
+    let mut r = Rig::new();
+    let mut next = xorshift(0x0f1e_2d3c_4b5a_6978);
+    let mut seen = [0usize; 3];
+    let to = |dst: &str, i: u16| {
+        let mut s = FrameSpec::udp4("10.0.0.1".parse().unwrap(), dst.parse().unwrap(), 64);
+        s.src_port = 1000 + i;
+        F(s.build())
+    };
+    for round in 0..300 {
+        let mut burst: Vec<F> = match round % 5 {
+            0 | 1 => random_burst(&mut next).into_iter().map(F).collect(),
+            2 => (0..32).map(|i| to(&format!("198.19.0.{i}"), i)).collect(),
+            3 => (0..32).map(|i| to(&format!("198.18.0.{i}"), i)).collect(),
+            _ => (0..32).map(|i| to(&format!("198.1{}.0.{i}", 8 + i % 2), i)).collect(),
+        };
+        if round % 10 == 2 {
+            burst[7].0[22] = 1; // TTL 1, and the checksum no longer fits: dropped
+        }
+        let v = r.run(&mut burst);
+        let want = reference(&v);
+        assert_eq!(r.p.one_port(), want, "round {round}: {v:?}");
+        seen[match want {
+            None => 0,
+            Some(0) => 1,
+            Some(_) => 2,
+        }] += 1;
+    }
+    assert!(seen.iter().all(|&k| k >= 30), "{seen:?}");
+}
