@@ -886,22 +886,9 @@ fn track_flows<F: Frame>(
         let found = flows.lookup_or_insert_from(p.candidate, &p.meta.key, p.hash, now_ms, ended);
         let fl = flows.get_mut(found.index);
         p.flow = found.index;
-        if found.new || fl.generation != t.generation {
-            let m = &p.meta;
-            fl.class = classify(t, m);
-            if found.new {
-                fl.dscp_in = m.dscp();
-            }
-            // The path it had, in these tables' numbering (or none), for the route stage.
-            fl.path = if found.new {
-                PATH_NO_ROUTE
-            } else {
-                t.carry_path(fl.generation, fl.path)
-            };
-            fl.generation = t.generation;
-            p.reroute = true;
-        } else {
-            p.reroute = false;
+        p.reroute = found.new || fl.generation != t.generation;
+        if p.reroute {
+            decide_flow(t, fl, &p.meta, found.new);
         }
         fl.packets = fl.packets.wrapping_add(1);
         fl.bytes += f.pkt_len() as u64;
@@ -921,6 +908,24 @@ fn track_flows<F: Frame>(
         }
     }
     live
+}
+
+/// A new flow, or one whose decisions are from an older snapshot: classified by these
+/// tables, with the path it had carried into their numbering (none for a new flow) for
+/// the route stage to keep or replace. Out of line: most packets' flows need none of it.
+#[cold]
+#[inline(never)]
+fn decide_flow(t: &Tables, fl: &mut crate::flow::Flow, m: &Meta, new: bool) {
+    fl.class = classify(t, m);
+    if new {
+        fl.dscp_in = m.dscp();
+    }
+    fl.path = if new {
+        PATH_NO_ROUTE
+    } else {
+        t.carry_path(fl.generation, fl.path)
+    };
+    fl.generation = t.generation;
 }
 
 /// A packet's class by the snapshot's rules.
