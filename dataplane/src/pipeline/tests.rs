@@ -91,11 +91,16 @@ const MAC_A: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [2, 0xbb, 0, 0, 0, 2];
 
 fn config() -> Config {
+    config_from(CFG)
+}
+
+/// A configuration a test derived from `CFG`, on the same two-CPU machine.
+fn config_from(text: &str) -> Config {
     static TREE: std::sync::OnceLock<numa::FakeTree> = std::sync::OnceLock::new();
     let sys = TREE
         .get_or_init(|| numa::FakeTree::new("pipeline-test").online_cpus("0-1"))
         .system();
-    Config::parse(CFG, "t.toml", &sys).unwrap()
+    Config::parse(text, "t.toml", &sys).unwrap()
 }
 
 fn tables(cfg: &Config, generation: u32, status: Option<Vec<PathStatus>>) -> Tables {
@@ -482,8 +487,7 @@ fn reload_keeps_paths_by_name() {
             "next_hop_mac = \"02:00:00:00:0b:02\"",
             1,
         );
-    let sys = numa::FakeTree::new("pipeline-reload").online_cpus("0-1");
-    let cfg2 = Config::parse(&swapped, "t.toml", &sys.system()).unwrap();
+    let cfg2 = config_from(&swapped);
     assert_eq!(cfg2.paths[0].name, "gcp");
     let mut t2 = tables(&cfg2, 2, None);
     t2.follow(&r.t);
@@ -511,7 +515,6 @@ fn reload_keeps_paths_by_name() {
         crate::tables::PATH_NO_ROUTE,
         "two renumberings ago: chosen again"
     );
-    let _ = std::fs::remove_dir_all(sys.root());
 }
 
 /// Mangled and random frames through the whole pipeline: no panic, every packet gets a
@@ -644,8 +647,7 @@ fn random_burst(next: &mut impl FnMut() -> u64) -> Vec<Vec<u8>> {
 #[test]
 fn packet_mode_decides_as_flow_mode_does() {
     let text = CFG.replace("rate = \"8kbit\"", "rate = \"100Gbit\"");
-    let sys = numa::FakeTree::new("pipeline-packet-mode").online_cpus("0-1").system();
-    let cfg = Config::parse(&text, "t.toml", &sys).unwrap();
+    let cfg = config_from(&text);
     let t = tables(&cfg, 1, None);
     let timeouts = crate::flow::Timeouts::from_config(&cfg.flows);
     let shares = Shares::new(1);
@@ -742,8 +744,7 @@ fn an_unmetered_class_alone_shapes_as_in_a_mixed_burst() {
 #[test]
 fn fused_bursts_decide_as_staged_bursts_do() {
     let text = CFG.replace("rate = \"8kbit\"", "rate = \"8bit\"");
-    let sys = numa::FakeTree::new("pipeline-fused").online_cpus("0-1").system();
-    let cfg = Config::parse(&text, "t.toml", &sys).unwrap();
+    let cfg = config_from(&text);
     let t = tables(&cfg, 1, None);
     let timeouts = crate::flow::Timeouts::from_config(&cfg.flows);
     let shares = Shares::new(1);
@@ -838,8 +839,7 @@ fn a_one_path_choice_keeps_flows_on_kept_paths() {
         if rebalance {
             text.push_str("[probes]\nrecovery = \"rebalance\"\n");
         }
-        let sys = numa::FakeTree::new("pipeline-one-path").online_cpus("0-1").system();
-        let cfg = Config::parse(&text, "t.toml", &sys).unwrap();
+        let cfg = config_from(&text);
         let mut r = Rig::new();
         let mut status: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
         status[0].health = Health::Down;
