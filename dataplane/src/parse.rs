@@ -166,6 +166,59 @@ pub fn parse_into(frame: &[u8], pkt_len: u32, in_port: u8, csum: RxChecksum, m: 
 /// `None` and takes the general path, which decides it.
 #[inline(always)]
 fn fast_v4(frame: &[u8], pkt_len: u32, in_port: u8, csum: RxChecksum, m: &mut Meta) -> Option<Kind> {
+    let h = plain_v4(frame, pkt_len, csum)?;
+    *m = Meta {
+        key: h.key(in_port),
+        l3: 14,
+        l4: 34,
+        ip_len: h.total,
+        tos: h.tos,
+        ttl: h.ttl,
+        flags: if h.tcp_end { meta_flag::TCP_END } else { 0 },
+    };
+    Some(Kind::Ip)
+}
+
+/// The headers of a frame in the common case (see `plain_v4`), as read from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlainV4 {
+    pub src: u32,
+    pub dst: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    /// IP total length.
+    pub total: u16,
+    pub tos: u8,
+    pub ttl: u8,
+    /// TCP with FIN or RST.
+    pub tcp_end: bool,
+}
+
+impl PlainV4 {
+    /// The flow key `parse` gives such a packet received on `in_port`.
+    #[inline(always)]
+    pub fn key(&self, in_port: u8) -> FlowKey {
+        FlowKey {
+            src: self.src as u128,
+            dst: self.dst as u128,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            vlan: 0,
+            proto: self.proto,
+            in_port,
+            family: 4,
+        }
+    }
+}
+
+/// The common case's headers: an untagged IPv4 header of 20 bytes (IP at offset 14, L4 at
+/// 34), not a fragment, carrying UDP or TCP, with every length consistent and the header
+/// checksum right (or vouched for by the driver). `None` for everything else, which
+/// `parse_into`'s general path decides. For such a frame `parse_into` gives exactly these
+/// fields, so a caller may act on them without parsing again.
+#[inline(always)]
+pub fn plain_v4(frame: &[u8], pkt_len: u32, csum: RxChecksum) -> Option<PlainV4> {
     // Ethernet (14) + IPv4 (20) + TCP (20): a minimum-size frame holds them all.
     let h: &[u8; 54] = frame.get(..54)?.try_into().ok()?;
     if be16(h, 12) != ETHERTYPE_IPV4 || h[14] != 0x45 {
@@ -204,26 +257,17 @@ fn fast_v4(frame: &[u8], pkt_len: u32, in_port: u8, csum: RxChecksum, m: &mut Me
     if !valid {
         return None;
     }
-    let tcp_end = proto == PROTO_TCP && h[47] & 0x05 != 0;
-    *m = Meta {
-        key: FlowKey {
-            src: be32(h, 26) as u128,
-            dst: be32(h, 30) as u128,
-            src_port: be16(h, 34),
-            dst_port: be16(h, 36),
-            vlan: 0,
-            proto,
-            in_port,
-            family: 4,
-        },
-        l3: 14,
-        l4: 34,
-        ip_len: total as u16,
+    Some(PlainV4 {
+        src: be32(h, 26),
+        dst: be32(h, 30),
+        src_port: be16(h, 34),
+        dst_port: be16(h, 36),
+        proto,
+        total: total as u16,
         tos: h[15],
         ttl: h[22],
-        flags: if tcp_end { meta_flag::TCP_END } else { 0 },
-    };
-    Some(Kind::Ip)
+        tcp_end: proto == PROTO_TCP && h[47] & 0x05 != 0,
+    })
 }
 
 /// Whether the one's-complement sum of a 20-byte IPv4 header, given as five 32-bit words

@@ -5,6 +5,8 @@
 //! bursts are counted per burst; every drop is counted by reason. One burst in
 //! `STAGE_TIMING_EVERY` runs the stages one after another, timed between them; the others
 //! run shape, route and mark in one pass per packet, timed as a whole (see `process`).
+//! In packet mode with nothing per packet to classify, shape or mark, the common packet
+//! goes through all of it in one pass of its own (`plain`).
 //!
 //! Generic over `Frame` so the same code runs on mbufs in a worker and on byte vectors in
 //! tests. Worker-local state (flow table, meters) lives in `Pipeline`; shared state
@@ -265,6 +267,8 @@ pub struct Pipeline {
     pub done_tsc: u64,
     /// See `one_port`.
     one_port: Option<u16>,
+    /// See `bytes`.
+    bytes: u64,
     /// One burst in `stage_every` runs the stages one after another with a TSC read
     /// between them; the others run them in one pass per packet (0: never).
     stage_every: u32,
@@ -279,7 +283,7 @@ pub struct Pipeline {
 }
 
 /// One burst in this many is timed stage by stage.
-pub const STAGE_TIMING_EVERY: u32 = 16;
+pub const STAGE_TIMING_EVERY: u32 = 64;
 
 impl Pipeline {
     pub fn new(flow_capacity: usize, timeouts: Timeouts, worker: usize, tsc_hz: u64) -> Pipeline {
@@ -297,6 +301,7 @@ impl Pipeline {
             burst_tsc: 0,
             done_tsc: 0,
             one_port: None,
+            bytes: 0,
             stage_every: STAGE_TIMING_EVERY,
             until_staged: 0,
             split_cycles: [0; 4],
@@ -379,7 +384,9 @@ impl Pipeline {
     /// timed. One burst in `STAGE_TIMING_EVERY` runs the same per-packet steps stage by
     /// stage with a TSC read between stages; the other bursts' cycles are split between
     /// the stages in the proportions those bursts measured. Packets, bursts and drops
-    /// per stage are counted exactly in both ways.
+    /// per stage are counted exactly in both ways. In packet mode without rules and with
+    /// the one class unmetered, the untimed bursts take the plain pass (`plain`), which
+    /// decides as the general steps do.
     #[inline]
     pub fn process<F: Frame>(
         &mut self,
@@ -391,6 +398,8 @@ impl Pipeline {
     ) {
         let n = frames.len().min(BURST);
         let t0 = rdtsc();
+        let bytes: u64 = frames[..n].iter().map(|f| f.pkt_len() as u64).sum();
+        self.bytes = bytes;
         self.burst_tsc = t0;
         let now_ms = self.now_ms(t0);
         let staged = self.until_staged == 0;
@@ -438,10 +447,15 @@ impl Pipeline {
                 end,
             )
         } else {
-            parse_burst(frames, pkts, verdicts, in_port);
             let [live, routed, marked] = if stateless {
-                finish_packet_mode(t, meters, frames, pkts, verdicts, t0, c)
+                if let Some(class) = plain::PlainClass::of(t, meters) {
+                    plain::forward_burst(t, meters, class, frames, pkts, verdicts, in_port, bytes, t0, c)
+                } else {
+                    parse_burst(frames, pkts, verdicts, in_port);
+                    finish_packet_mode(t, meters, frames, pkts, verdicts, t0, c)
+                }
             } else {
+                parse_burst(frames, pkts, verdicts, in_port);
                 let live = track_flows(t, flows, frames, pkts, verdicts, now_ms, ended);
                 let [routed, marked] = finish_flow_mode(t, flows, meters, frames, pkts, verdicts, t0, c);
                 [live, routed, marked]
@@ -485,6 +499,11 @@ impl Pipeline {
     /// (no drop, nothing for the control thread): the burst can go out as it is.
     pub fn one_port(&self) -> Option<u16> {
         self.one_port
+    }
+
+    /// The bytes of the packets the last `process` call was given (as received).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Takes a timed burst's cycles per stage into the split used for the others.
@@ -987,6 +1006,8 @@ pub fn set_ce(b: &mut [u8], m: &Meta) {
         h[10..12].copy_from_slice(&sum.to_be_bytes());
     }
 }
+
+mod plain;
 
 #[cfg(test)]
 mod tests;

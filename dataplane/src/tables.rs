@@ -53,6 +53,10 @@ pub struct Tables {
     /// when none does (the class then uses `groups`).
     pub sla_groups: Vec<Vec<Option<Selection>>>,
     pub hops: Vec<Hop>,
+    /// By group: the hop of the group's path when it has exactly one and its next hop is
+    /// known (then a packet of a class without an SLA needs no choosing: route straight
+    /// to it); `None` otherwise. Derived from `groups` and `hops`.
+    direct: Vec<Option<Hop>>,
     pub paths: Vec<Path>,
     /// Path indices mean the same path in every generation since `numbered_since`; a flow
     /// decided from `prev_numbered_since` up to then finds its path through `remap` (by
@@ -85,7 +89,7 @@ impl Tables {
             }
             s
         };
-        let groups = cfg
+        let groups: Vec<Selection> = cfg
             .groups
             .iter()
             .map(|g| compile(g, select_or_hold(g, &cfg.paths, status, cfg.site), &Sla::default()))
@@ -140,7 +144,8 @@ impl Tables {
                     hold: st.mac.is_none(),
                 }
             })
-            .collect();
+            .collect::<Vec<Hop>>();
+        let direct = direct_hops(&groups, &hops);
         Ok(Tables {
             generation,
             classifier,
@@ -152,6 +157,7 @@ impl Tables {
             class_profile,
             sla_groups,
             hops,
+            direct,
             paths: cfg.paths.clone(),
             numbered_since: generation,
             prev_numbered_since: 0,
@@ -230,6 +236,27 @@ impl Tables {
         } else {
             self.v4.lookup(m.key.dst as u32)
         };
+        self.resolve_route(route, flow_hash, current, class)
+    }
+
+    /// The IPv4 route to `dst`: a group index, or a value no group has (for the
+    /// appliance's own addresses and for destinations never routed). `None`: no route.
+    #[inline(always)]
+    pub fn route_v4(&self, dst: u32) -> Option<u32> {
+        self.v4.lookup(dst)
+    }
+
+    /// The hop every packet routed to `group` takes when neither its class (which must
+    /// have no SLA) nor its flow has a choice to make: the group's only path, with its
+    /// next hop known. `None` when there is a choice, or no such group.
+    #[inline(always)]
+    pub fn direct_hop(&self, group: u32) -> Option<&Hop> {
+        self.direct.get(group as usize)?.as_ref()
+    }
+
+    /// `resolve_path` after the route lookup, which gave `route`.
+    #[inline(always)]
+    pub fn resolve_route(&self, route: Option<u32>, flow_hash: impl FnOnce() -> u64, current: u16, class: u8) -> u16 {
         let g = match route {
             None => return PATH_NO_ROUTE,
             Some(LPM_LOCAL) => return PATH_LOCAL,
@@ -257,6 +284,17 @@ impl Tables {
             p => p,
         }
     }
+}
+
+/// See `Tables::direct`.
+fn direct_hops(groups: &[Selection], hops: &[Hop]) -> Vec<Option<Hop>> {
+    groups
+        .iter()
+        .map(|g| match g.members[..] {
+            [(only, _)] => hops.get(only as usize).filter(|h| !h.hold).copied(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The parts of the tables that can fail to compile (classifier, LPM): what

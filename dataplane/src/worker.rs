@@ -211,6 +211,9 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         }
         pipe.sync_meters(&tables, &shared.shares, rdtsc);
         let mut got = 0;
+        // When the last burst left (a TSC read costs as much as tens of instructions: the
+        // poll's clock below is this one when there was a burst).
+        let mut last_tx = None;
         for (in_port, q) in plan.rx.iter_mut() {
             let n = q.rx(&mut rx);
             if n == 0 {
@@ -220,10 +223,10 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             let in_port = *in_port;
             // Headers of the whole burst start loading while the first packets are parsed.
             rx.prefetch_all();
-            let bytes: u64 = rx.as_mut_slice().iter().map(|m| m.pkt_len() as u64).sum();
+            pipe.process(&tables, rx.as_mut_slice(), in_port as u8, &c, &mut ended);
+            let bytes = pipe.bytes();
             bump(&c.rx_packets[in_port], n as u64);
             bump(&c.rx_bytes[in_port], bytes);
-            pipe.process(&tables, rx.as_mut_slice(), in_port as u8, &c, &mut ended);
 
             let t0 = pipe.done_tsc;
             let whole = pipe.one_port().map(|p| p as usize).filter(|&p| eg.sched[p].is_none());
@@ -284,12 +287,13 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                 }
             }
             let t1 = rdtsc();
+            last_tx = Some(t1);
             c.stage(Stage::Tx, t1 - t0, n as u64);
             if whole.is_some() {
                 c.latency(t1 - pipe.burst_tsc, n as u64);
             }
         }
-        let now = rdtsc();
+        let now = last_tx.unwrap_or_else(rdtsc);
         eg.drain_queues(now, &c);
         eg.flush_all(&mut plan.tx, &c);
         if waiting_n > 0 {

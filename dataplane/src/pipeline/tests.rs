@@ -915,3 +915,171 @@ fn one_port_only_when_every_packet_leaves_by_it() {
     }
     assert!(seen.iter().all(|&k| k >= 30), "{seen:?}");
 }
+
+/// Plain forwarding (packet mode, no rules, an unmetered class) decides every packet as
+/// the general steps do: the same random bursts, with TCP, IPv6, VLAN-tagged, multicast
+/// and mangled frames among them, through a pipeline that takes the plain pass and one
+/// timed stage by stage on every burst (which never does), compared verdict by verdict,
+/// byte by byte (also after the egress scheduler's CE mark) and counter by counter. For a
+/// class that marks, one that does not, and one with an SLA that picks another path than
+/// its group's only one; with every path up, with one down (a group of one path) and with
+/// one being resolved (held).
+#[test]
+fn plain_forwarding_decides_as_the_general_steps_do() {
+    // Without rules every packet is in class 0, `default`: the implicit one (no DSCP), or
+    // `CFG`'s voice class renamed (p0, EF).
+    let unmarked = format!(
+        "{}{}",
+        &CFG[..CFG.find("[[rules]]").unwrap()],
+        &CFG[CFG.find("[[paths]]").unwrap()..]
+    );
+    let marking = unmarked.replacen("name = \"voice\"", "name = \"default\"", 1);
+    // The cheapest path (aws) is the group's choice; as measured (below), only the other
+    // meets the SLA.
+    let sla = marking
+        .replacen("dscp = \"ef\"\n", "dscp = \"ef\"\nsla = { latency_ms = 11.5 }\n", 1)
+        .replacen("latency_ms = 10\n", "latency_ms = 10\ncost_per_gb = 0.01\n", 1)
+        .replacen("latency_ms = 11\n", "latency_ms = 11\ncost_per_gb = 0.09\n", 1)
+        .replacen(
+            "policy = \"active-active\"\ntolerance_pct = 50\n",
+            "policy = \"lowest-cost\"\n",
+            1,
+        );
+    let mut kinds_seen = std::collections::HashSet::new();
+    for (name, text) in [("marking", &marking), ("unmarked", &unmarked), ("sla", &sla)] {
+        let cfg = config_from(text);
+        for status in ["up", "one down", "held"] {
+            let mut st: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
+            for (s, ms) in st.iter_mut().zip([12.0, 11.0]) {
+                let us = ms * 1000.0;
+                s.figures = Some(routing::health::Figures {
+                    rtt_ewma_us: us,
+                    rtt_min_us: us,
+                    rtt_avg_us: us,
+                    rtt_max_us: us,
+                    jitter_us: 0.0,
+                    loss_ppm: 0,
+                    rounds_in_window: 10,
+                    answered_in_window: 10,
+                });
+            }
+            match status {
+                "one down" => st[1].health = Health::Down,
+                "held" => {
+                    st[0].mac = None;
+                    st[0].resolving = true;
+                    st[1].health = Health::Down;
+                }
+                _ => {}
+            }
+            let t = tables(&cfg, 1, Some(st));
+            let timeouts = crate::flow::Timeouts::from_config(&cfg.flows);
+            let shares = Shares::new(1);
+            let new = |every| {
+                let mut p = Pipeline::new(16, timeouts, 0, 1_000_000_000)
+                    .packet_mode()
+                    .stage_timing_every(every);
+                p.sync_meters(&t, &shares, rdtsc);
+                p
+            };
+            let (mut general, mut plain) = (new(1), new(0));
+            let class = plain::PlainClass::of(&t, &plain.meters).expect("a plain configuration");
+            assert_eq!(class.sla, name == "sla");
+            assert_eq!(class.dscp.is_some(), name != "unmarked");
+            let (cg, cp): (Box<WorkerCounters>, Box<WorkerCounters>) = (Box::default(), Box::default());
+            let mut next = xorshift(0x6a09_e667_f3bc_c909);
+            for round in 0..150 {
+                let burst = varied_burst(&mut next);
+                let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
+                let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
+                general.process(&t, &mut a, 0, &cg, &mut |_| {});
+                plain.process(&t, &mut b, 0, &cp, &mut |_| {});
+                assert_eq!(general.bytes(), plain.bytes());
+                for i in 0..32 {
+                    let at = format!("{name}, {status}, round {round}, packet {i}");
+                    let v = general.verdicts()[i];
+                    assert_eq!(v, plain.verdicts()[i], "{at}");
+                    assert_eq!(a[i].0, b[i].0, "{at}: bytes out");
+                    if let Verdict::Out { .. } = v {
+                        set_ce(&mut a[i].0, general.meta(i));
+                        set_ce(&mut b[i].0, plain.meta(i));
+                        assert_eq!(a[i].0, b[i].0, "{at}: bytes after a CE mark");
+                    }
+                    let kind = match v {
+                        Verdict::Out { port, .. } => format!("out {port} {:?}", &a[i].0[..6]),
+                        other => format!("{other:?}"),
+                    };
+                    if name == "sla" && status == "up" && a[i].0[12..14] == [8, 0] && a[i].0[30..32] == [198, 18] {
+                        kinds_seen.insert(format!("sla: {kind}"));
+                    }
+                    kinds_seen.insert(kind);
+                }
+            }
+            let (sg, sp) = (cg.snapshot(2), cp.snapshot(2));
+            assert_eq!(sg.stage_packets, sp.stage_packets, "{name}, {status}");
+            assert_eq!(sg.stage_bursts, sp.stage_bursts, "{name}, {status}");
+            assert_eq!(sg.class_packets, sp.class_packets, "{name}, {status}");
+            assert_eq!(sg.class_bytes, sp.class_bytes, "{name}, {status}");
+            for r in DropReason::ALL {
+                assert_eq!(sg.drop_count(r), sp.drop_count(r), "{name}, {status}: {}", r.name());
+            }
+        }
+    }
+    // Every way out was taken: both cloud paths, the direct route, the held path, the
+    // control thread and the drops the bursts provoke.
+    for want in [
+        "out 1 [2, 0, 0, 0, 11, 1]",
+        "out 1 [2, 0, 0, 0, 11, 2]",
+        "sla: out 1 [2, 0, 0, 0, 11, 2]",
+        "out 0 [2, 0, 0, 0, 10, 1]",
+        "Hold { path: 0 }",
+        "Control",
+        "Drop(NoRoute)",
+        "Drop(NotUnicast)",
+        "Drop(TtlExpired)",
+        "Drop(MtuExceeded)",
+        "Drop(BadChecksum)",
+    ] {
+        assert!(kinds_seen.contains(want), "{want} not seen in {kinds_seen:?}");
+    }
+}
+
+/// `random_burst` with one frame in four replaced by TCP (some ending), IPv6, a
+/// VLAN-tagged frame or multicast.
+fn varied_burst(next: &mut impl FnMut() -> u64) -> Vec<Vec<u8>> {
+    let mut burst = random_burst(next);
+    for f in burst.iter_mut() {
+        let n = next();
+        if !n.is_multiple_of(4) {
+            continue;
+        }
+        let mut s = FrameSpec::udp4(
+            "10.0.0.2".parse().unwrap(),
+            format!("198.{}.{}.{}", 18 + n % 2, n % 5, (n >> 8) % 256)
+                .parse()
+                .unwrap(),
+            60 + (n >> 16) as usize % 200,
+        );
+        s.ttl = 2 + (n >> 24) as u8 % 3;
+        s.src_port = (n >> 32) as u16;
+        match (n >> 4) % 4 {
+            0 => s.proto = parse::PROTO_TCP,
+            1 => {
+                s = FrameSpec::udp6(
+                    "2001:db8::9".parse().unwrap(),
+                    format!("2001:db8:100::{}", n % 1000).parse().unwrap(),
+                    80,
+                );
+                s.ttl = 2;
+            }
+            2 => s.vlan = Some(7),
+            _ => s.src = crate::builder::IpAddrPair::V4("10.0.0.2".parse().unwrap(), "224.0.0.5".parse().unwrap()),
+        }
+        *f = s.build();
+        if s.proto == parse::PROTO_TCP && (n >> 40).is_multiple_of(2) {
+            // FIN.
+            f[47] |= 0x01;
+        }
+    }
+    burst
+}

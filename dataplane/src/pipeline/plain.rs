@@ -1,0 +1,197 @@
+//! Plain forwarding: packet mode when nothing is left for classify, shape and mark to
+//! decide per packet (no rules, the one class unmetered). Then a packet's fate depends
+//! only on its headers and the routes, and the common packet (untagged IPv4 UDP or TCP,
+//! see `parse::plain_v4`) is parsed, routed and rewritten in one pass that keeps its
+//! headers in registers, as l3fwd does. Every other packet, and every packet that would
+//! not simply leave (no route, a local or unresolved next hop, TTL, MTU), takes the
+//! general steps, which decide it exactly as they decide any packet; the plain pass only
+//! ever produces `Verdict::Out`, with the same bytes the general steps would write.
+
+use super::{
+    after_classify, checksum_ttl_decrement, parse_one, set_dscp, ClassRun, Counts, Frame, Pkt, Verdict, BURST,
+};
+use crate::parse::{self, Meta, RxChecksum};
+use crate::stats::WorkerCounters;
+use crate::tables::{Hop, Tables, PATH_NO_ROUTE};
+use qos::class::Priority;
+use qos::meter::{Colour, Meter};
+
+/// What plain forwarding needs to know of the one class every packet is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PlainClass {
+    pub id: u8,
+    pub prio: Priority,
+    /// DSCP to leave with (`None`: the packet's own).
+    pub dscp: Option<u8>,
+    /// The class has an SLA: its paths are chosen among those meeting it.
+    pub sla: bool,
+}
+
+impl PlainClass {
+    /// The class, when this snapshot and these meters leave classify, shape and mark
+    /// nothing to decide per packet: no rules, and the class unmetered.
+    #[inline(always)]
+    pub fn of(t: &Tables, meters: &[Meter]) -> Option<PlainClass> {
+        let id = t.classifier.without_rules()?.0 as usize;
+        let class = t.classes.get(id)?;
+        meters.get(id).filter(|m| m.unmetered())?;
+        Some(PlainClass {
+            id: id as u8,
+            prio: class.priority,
+            dscp: class.dscp,
+            sla: t.class_profile.get(id).is_some_and(|&p| p != 0),
+        })
+    }
+}
+
+/// Parse, classify, shape, route and mark of a burst of `bytes` bytes in packet mode for
+/// `class` (see the module's note). Returns the packets that reached shape, route and
+/// mark, as `finish_packet_mode` does.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(super) fn forward_burst<F: Frame>(
+    t: &Tables,
+    meters: &mut [Meter],
+    class: PlainClass,
+    frames: &mut [F],
+    pkts: &mut [Pkt],
+    verdicts: &mut [Verdict],
+    in_port: u8,
+    bytes: u64,
+    now: u64,
+    c: &WorkerCounters,
+) -> [u64; 3] {
+    // The plain packets, in a loop that holds nothing else (one without marking when the
+    // class keeps the packets' DSCP); the others are marked in `rest` (bit i: packet i)
+    // for the general steps after it.
+    let rest = if class.dscp.is_some() {
+        plain_pass::<F, true>(t, class, frames, pkts, verdicts, in_port)
+    } else {
+        plain_pass::<F, false>(t, class, frames, pkts, verdicts, in_port)
+    };
+    let plain = (frames.len() - rest.count_ones() as usize) as u64;
+    let mut rest_bytes = 0u64;
+    each_bit(rest, |i| rest_bytes += frames[i].pkt_len() as u64);
+    if plain > 0 {
+        c.class_packets_add(class.id as usize, Colour::Green, plain, bytes - rest_bytes);
+    }
+    if rest == 0 {
+        return [plain; 3];
+    }
+    // The general steps, parsing in a pass of its own as `parse_burst` does.
+    each_bit(rest, |i| verdicts[i] = parse_one(&mut frames[i], &mut pkts[i], in_port));
+    let mut counts = Counts::default();
+    let mut run = ClassRun::new(c);
+    each_bit(rest, |i| {
+        let (f, p, v) = (&mut frames[i], &mut pkts[i], &mut verdicts[i]);
+        if matches!(v, Verdict::Out { .. }) {
+            p.class = class.id;
+            counts.live += 1;
+            after_classify(t, None, meters, f, p, v, now, &mut run, &mut counts);
+        }
+    });
+    run.flush();
+    [counts.live + plain, counts.routed + plain, counts.marked + plain]
+}
+
+/// Forwards the plain packets of a burst (`MARK`: setting the class's DSCP); returns the
+/// others as a bit set.
+#[inline(always)]
+fn plain_pass<F: Frame, const MARK: bool>(
+    t: &Tables,
+    class: PlainClass,
+    frames: &mut [F],
+    pkts: &mut [Pkt],
+    verdicts: &mut [Verdict],
+    in_port: u8,
+) -> u32 {
+    const { assert!(BURST <= 32) };
+    let mut rest = 0u32;
+    for (i, ((f, p), v)) in frames
+        .iter_mut()
+        .zip(pkts.iter_mut())
+        .zip(verdicts.iter_mut())
+        .enumerate()
+    {
+        match forward_one::<F, MARK>(t, class, f, in_port, &mut p.meta) {
+            Some(out) => *v = out,
+            None => rest |= 1 << i,
+        }
+    }
+    rest
+}
+
+/// Calls `step` with the index of every bit set in `bits`, lowest first.
+#[inline(always)]
+fn each_bit(mut bits: u32, mut step: impl FnMut(usize)) {
+    while bits != 0 {
+        step(bits.trailing_zeros() as usize);
+        bits &= bits - 1;
+    }
+}
+
+/// One packet, when it is plain and simply leaves: routed and rewritten, its verdict
+/// returned. `None` leaves the frame untouched. Of the metadata only what the egress
+/// scheduler reads (where the IP header is, and that it is IPv4) is written.
+#[inline(always)]
+fn forward_one<F: Frame, const MARK: bool>(
+    t: &Tables,
+    class: PlainClass,
+    f: &mut F,
+    in_port: u8,
+    meta: &mut Meta,
+) -> Option<Verdict> {
+    let len = f.pkt_len();
+    let csum = f.rx_checksum();
+    let b = f.bytes_mut();
+    let h = parse::plain_v4(b, len, csum)?;
+    // A group with one path, for a class without an SLA, is a single load from the route.
+    // The special routes (local, not unicast) are no group's and go the general way.
+    let g = t.route_v4(h.dst)?;
+    let hop = match t.direct_hop(g) {
+        Some(hop) if !class.sla => hop,
+        _ => chosen_hop(t, g, b, len, csum, in_port, class.id)?,
+    };
+    if h.ttl <= 1 || h.total > hop.mtu {
+        return None;
+    }
+    // The same rewrites, in the same order, as `route_one` and `mark_one`.
+    b[22] -= 1;
+    let sum = checksum_ttl_decrement(u16::from_be_bytes([b[24], b[25]]));
+    b[24..26].copy_from_slice(&sum.to_be_bytes());
+    b[..12].copy_from_slice(&hop.macs);
+    meta.l3 = 14;
+    meta.flags = 0;
+    if MARK {
+        if let Some(d) = class.dscp.filter(|&d| d != h.tos >> 2) {
+            set_dscp(b, meta, d);
+        }
+    }
+    Some(Verdict::Out {
+        port: hop.port,
+        prio: class.prio,
+        class: class.id,
+        ect: h.tos & 3 != 0,
+    })
+}
+
+/// The hop of a packet routed to group `g` when there is a choice to make (several paths,
+/// or a class with an SLA): as the general route step chooses it. `None` when that gives
+/// no hop, or one still being resolved.
+/// (The frame's key is read again here, so that the common case keeps no more of it than
+/// it needs.)
+#[cold]
+#[inline(never)]
+fn chosen_hop<'t>(
+    t: &'t Tables,
+    g: u32,
+    frame: &[u8],
+    len: u32,
+    csum: RxChecksum,
+    in_port: u8,
+    class: u8,
+) -> Option<&'t Hop> {
+    let key = parse::plain_v4(frame, len, csum)?.key(in_port);
+    let path = t.resolve_route(Some(g), || key.hash(), PATH_NO_ROUTE, class);
+    t.hops.get(path as usize).filter(|hop| !hop.hold)
+}
