@@ -267,6 +267,9 @@ pub struct Pipeline {
     pub done_tsc: u64,
     /// See `one_port`.
     one_port: Option<u16>,
+    /// When the last burst took the plain pass: the packets it left to the general steps
+    /// (bit i: packet i), whose metadata `meta` gives; the others' is `PLAIN_META`.
+    plain_rest: Option<u32>,
     /// See `bytes`.
     bytes: u64,
     /// One burst in `stage_every` runs the stages one after another with a TSC read
@@ -301,6 +304,7 @@ impl Pipeline {
             burst_tsc: 0,
             done_tsc: 0,
             one_port: None,
+            plain_rest: None,
             bytes: 0,
             stage_every: STAGE_TIMING_EVERY,
             until_staged: 0,
@@ -373,7 +377,11 @@ impl Pipeline {
 
     /// What the last `process` call parsed of packet `i` (meaningful for `Verdict::Out`).
     pub fn meta(&self, i: usize) -> &Meta {
-        &self.pkts[i].meta
+        match self.plain_rest {
+            // The plain pass writes no metadata: its packets' is all alike.
+            Some(rest) if rest & (1 << i) == 0 => &plain::PLAIN_META,
+            _ => &self.pkts[i].meta,
+        }
     }
 
     /// Runs the stages over a burst received on `in_port`; verdicts are left in
@@ -422,6 +430,8 @@ impl Pipeline {
         let pkts = &mut pkts[..n];
         let verdicts = &mut verdicts[..n];
 
+        // What the plain pass did, when it ran.
+        let mut plain = None;
         // Cycles of parse/classify, shape, route and mark.
         let (counts, cycles, end) = if staged {
             // ---- parse / classify
@@ -449,7 +459,9 @@ impl Pipeline {
         } else {
             let [live, routed, marked] = if stateless {
                 if let Some(class) = plain::PlainClass::of(t, meters) {
-                    plain::forward_burst(t, meters, class, frames, pkts, verdicts, in_port, bytes, t0, c)
+                    let b = plain::forward_burst(t, meters, class, frames, pkts, verdicts, in_port, bytes, t0, c);
+                    plain = Some(b);
+                    b.counts
                 } else {
                     parse_burst(frames, pkts, verdicts, in_port);
                     finish_packet_mode(t, meters, frames, pkts, verdicts, t0, c)
@@ -478,6 +490,12 @@ impl Pipeline {
             c.stage(s, cycles[i], counts[i]);
         }
         self.done_tsc = end;
+        self.plain_rest = plain.map(|b| b.rest);
+        if let Some(b) = plain.filter(|b| b.rest == 0 && n > 0) {
+            // Every packet left by the plain pass, which saw their ports.
+            self.one_port = (b.any_port == b.every_port).then_some(b.every_port);
+            return;
+        }
         // One pass over the verdicts: drops are counted, and whether every packet leaves
         // by one port (ports that agree in every bit set and every bit clear are equal).
         let (mut out, mut any, mut every) = (0usize, 0u16, u16::MAX);

@@ -44,9 +44,41 @@ impl PlainClass {
     }
 }
 
+/// What the plain pass did with a burst.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PlainBurst {
+    /// The packets that reached shape, route and mark, as `finish_packet_mode` counts.
+    pub counts: [u64; 3],
+    /// The packets left to the general steps (bit i: packet i).
+    pub rest: u32,
+    /// The ports of the packets the plain pass sent, or-ed and and-ed together.
+    pub any_port: u16,
+    pub every_port: u16,
+}
+
+/// The metadata of every packet the plain pass sent, as far as it is read afterwards
+/// (the egress scheduler's CE mark): IPv4, the IP header at 14.
+pub(super) const PLAIN_META: Meta = Meta {
+    key: crate::flow::FlowKey {
+        src: 0,
+        dst: 0,
+        src_port: 0,
+        dst_port: 0,
+        vlan: 0,
+        proto: 0,
+        in_port: 0,
+        family: 4,
+    },
+    l3: 14,
+    l4: 34,
+    ip_len: 0,
+    tos: 0,
+    ttl: 0,
+    flags: 0,
+};
+
 /// Parse, classify, shape, route and mark of a burst of `bytes` bytes in packet mode for
-/// `class` (see the module's note). Returns the packets that reached shape, route and
-/// mark, as `finish_packet_mode` does.
+/// `class` (see the module's note).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(super) fn forward_burst<F: Frame>(
@@ -60,14 +92,14 @@ pub(super) fn forward_burst<F: Frame>(
     bytes: u64,
     now: u64,
     c: &WorkerCounters,
-) -> [u64; 3] {
+) -> PlainBurst {
     // The plain packets, in a loop that holds nothing else (one without marking when the
     // class keeps the packets' DSCP); the others are marked in `rest` (bit i: packet i)
     // for the general steps after it.
-    let rest = if class.dscp.is_some() {
-        plain_pass::<F, true>(t, class, frames, pkts, verdicts, in_port)
+    let (rest, any_port, every_port) = if class.dscp.is_some() {
+        plain_pass::<F, true>(t, class, frames, verdicts, in_port)
     } else {
-        plain_pass::<F, false>(t, class, frames, pkts, verdicts, in_port)
+        plain_pass::<F, false>(t, class, frames, verdicts, in_port)
     };
     let plain = (frames.len() - rest.count_ones() as usize) as u64;
     let mut rest_bytes = 0u64;
@@ -75,8 +107,14 @@ pub(super) fn forward_burst<F: Frame>(
     if plain > 0 {
         c.class_packets_add(class.id as usize, Colour::Green, plain, bytes - rest_bytes);
     }
+    let mut b = PlainBurst {
+        counts: [plain; 3],
+        rest,
+        any_port,
+        every_port,
+    };
     if rest == 0 {
-        return [plain; 3];
+        return b;
     }
     // The general steps, parsing in a pass of its own as `parse_burst` does.
     each_bit(rest, |i| verdicts[i] = parse_one(&mut frames[i], &mut pkts[i], in_port));
@@ -91,34 +129,38 @@ pub(super) fn forward_burst<F: Frame>(
         }
     });
     run.flush();
-    [counts.live + plain, counts.routed + plain, counts.marked + plain]
+    b.counts = [counts.live + plain, counts.routed + plain, counts.marked + plain];
+    b
 }
 
-/// Forwards the plain packets of a burst (`MARK`: setting the class's DSCP); returns the
-/// others as a bit set.
+/// Forwards the plain packets of a burst (`MARK`: setting the class's DSCP). Returns the
+/// others as a bit set, and the ports taken or-ed and and-ed together.
 #[inline(always)]
 fn plain_pass<F: Frame, const MARK: bool>(
     t: &Tables,
     class: PlainClass,
     frames: &mut [F],
-    pkts: &mut [Pkt],
     verdicts: &mut [Verdict],
     in_port: u8,
-) -> u32 {
+) -> (u32, u16, u16) {
     const { assert!(BURST <= 32) };
-    let mut rest = 0u32;
-    for (i, ((f, p), v)) in frames
-        .iter_mut()
-        .zip(pkts.iter_mut())
-        .zip(verdicts.iter_mut())
-        .enumerate()
-    {
-        match forward_one::<F, MARK>(t, class, f, in_port, &mut p.meta) {
-            Some(out) => *v = out,
+    let (mut rest, mut any, mut every) = (0u32, 0u16, u16::MAX);
+    for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+        match forward_one::<F, MARK>(t, class, f, in_port) {
+            Some((port, ect)) => {
+                any |= port;
+                every &= port;
+                *v = Verdict::Out {
+                    port,
+                    prio: class.prio,
+                    class: class.id,
+                    ect,
+                };
+            }
             None => rest |= 1 << i,
         }
     }
-    rest
+    (rest, any, every)
 }
 
 /// Calls `step` with the index of every bit set in `bits`, lowest first.
@@ -130,17 +172,15 @@ fn each_bit(mut bits: u32, mut step: impl FnMut(usize)) {
     }
 }
 
-/// One packet, when it is plain and simply leaves: routed and rewritten, its verdict
-/// returned. `None` leaves the frame untouched. Of the metadata only what the egress
-/// scheduler reads (where the IP header is, and that it is IPv4) is written.
+/// One packet, when it is plain and simply leaves: routed and rewritten; returned are its
+/// egress port and whether it is ECN-capable. `None` leaves the frame untouched.
 #[inline(always)]
 fn forward_one<F: Frame, const MARK: bool>(
     t: &Tables,
     class: PlainClass,
     f: &mut F,
     in_port: u8,
-    meta: &mut Meta,
-) -> Option<Verdict> {
+) -> Option<(u16, bool)> {
     let len = f.pkt_len();
     let csum = f.rx_checksum();
     let b = f.bytes_mut();
@@ -160,19 +200,12 @@ fn forward_one<F: Frame, const MARK: bool>(
     let sum = checksum_ttl_decrement(u16::from_be_bytes([b[24], b[25]]));
     b[24..26].copy_from_slice(&sum.to_be_bytes());
     b[..12].copy_from_slice(&hop.macs);
-    meta.l3 = 14;
-    meta.flags = 0;
     if MARK {
         if let Some(d) = class.dscp.filter(|&d| d != h.tos >> 2) {
-            set_dscp(b, meta, d);
+            set_dscp(b, &PLAIN_META, d);
         }
     }
-    Some(Verdict::Out {
-        port: hop.port,
-        prio: class.prio,
-        class: class.id,
-        ect: h.tos & 3 != 0,
-    })
+    Some((hop.port, h.tos & 3 != 0))
 }
 
 /// The hop of a packet routed to group `g` when there is a choice to make (several paths,

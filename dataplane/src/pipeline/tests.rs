@@ -920,7 +920,8 @@ fn one_port_only_when_every_packet_leaves_by_it() {
 /// the general steps do: the same random bursts, with TCP, IPv6, VLAN-tagged, multicast
 /// and mangled frames among them, through a pipeline that takes the plain pass and one
 /// timed stage by stage on every burst (which never does), compared verdict by verdict,
-/// byte by byte (also after the egress scheduler's CE mark) and counter by counter. For a
+/// byte by byte (also after the egress scheduler's CE mark), by the port the whole burst
+/// leaves by and counter by counter. For a
 /// class that marks, one that does not, and one with an SLA that picks another path than
 /// its group's only one; with every path up, with one down (a group of one path) and with
 /// one being resolved (held).
@@ -989,12 +990,23 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
             let (cg, cp): (Box<WorkerCounters>, Box<WorkerCounters>) = (Box::default(), Box::default());
             let mut next = xorshift(0x6a09_e667_f3bc_c909);
             for round in 0..150 {
-                let burst = varied_burst(&mut next);
+                // One burst in five is all plain: to one port, or to both.
+                let burst = match round % 5 {
+                    3 | 4 => (0..32)
+                        .map(|i| {
+                            let net = if round % 5 == 4 && i == 31 { 18 } else { 19 };
+                            udp4(&format!("198.{net}.0.{}", next() % 256), 80)
+                        })
+                        .collect(),
+                    _ => varied_burst(&mut next),
+                };
                 let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
                 let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
                 general.process(&t, &mut a, 0, &cg, &mut |_| {});
                 plain.process(&t, &mut b, 0, &cp, &mut |_| {});
                 assert_eq!(general.bytes(), plain.bytes());
+                assert_eq!(general.one_port(), plain.one_port(), "{name}, {status}, round {round}");
+                kinds_seen.insert(format!("one port {:?}", plain.one_port()));
                 for i in 0..32 {
                     let at = format!("{name}, {status}, round {round}, packet {i}");
                     let v = general.verdicts()[i];
@@ -1039,6 +1051,8 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
         "Drop(TtlExpired)",
         "Drop(MtuExceeded)",
         "Drop(BadChecksum)",
+        "one port Some(0)",
+        "one port None",
     ] {
         assert!(kinds_seen.contains(want), "{want} not seen in {kinds_seen:?}");
     }
