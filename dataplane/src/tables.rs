@@ -246,12 +246,12 @@ impl Tables {
         self.v4.lookup(dst)
     }
 
-    /// The hop every packet routed to `group` takes when neither its class (which must
-    /// have no SLA) nor its flow has a choice to make: the group's only path, with its
-    /// next hop known. `None` when there is a choice, or no such group.
+    /// By group: the hop every packet routed to the group takes when neither its class
+    /// (which must have no SLA) nor its flow has a choice to make: the group's only path,
+    /// with its next hop known. `None` when there is a choice.
     #[inline(always)]
-    pub fn direct_hop(&self, group: u32) -> Option<&Hop> {
-        self.direct.get(group as usize)?.as_ref()
+    pub fn direct_hops(&self) -> &[Option<Hop>] {
+        &self.direct
     }
 
     /// `resolve_path` after the route lookup, which gave `route`.

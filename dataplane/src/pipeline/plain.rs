@@ -145,8 +145,10 @@ fn plain_pass<F: Frame, const MARK: bool>(
 ) -> (u32, u16, u16) {
     const { assert!(BURST <= 32) };
     let (mut rest, mut any, mut every) = (0u32, 0u16, u16::MAX);
+    // A class with an SLA has a choice to make for every group: no direct hops.
+    let direct = if class.sla { &[] } else { t.direct_hops() };
     for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
-        match forward_one::<F, MARK>(t, class, f, in_port) {
+        match forward_one::<F, MARK>(t, direct, class, f, in_port) {
             Some((port, ect)) => {
                 any |= port;
                 every &= port;
@@ -177,6 +179,7 @@ fn each_bit(mut bits: u32, mut step: impl FnMut(usize)) {
 #[inline(always)]
 fn forward_one<F: Frame, const MARK: bool>(
     t: &Tables,
+    direct: &[Option<Hop>],
     class: PlainClass,
     f: &mut F,
     in_port: u8,
@@ -185,11 +188,10 @@ fn forward_one<F: Frame, const MARK: bool>(
     let csum = f.rx_checksum();
     let b = f.bytes_mut();
     let h = parse::plain_v4(b, len, csum)?;
-    // A group with one path, for a class without an SLA, is a single load from the route.
-    // The special routes (local, not unicast) are no group's and go the general way.
+    // A group with one path (`direct`) is a single load from the route. The special routes (local, not unicast) are no group's and go the general way.
     let g = t.route_v4(h.dst)?;
-    let hop = match t.direct_hop(g) {
-        Some(hop) if !class.sla => hop,
+    let hop = match direct.get(g as usize) {
+        Some(Some(hop)) => hop,
         _ => chosen_hop(t, g, b, len, csum, in_port, class.id)?,
     };
     if h.ttl <= 1 || h.total > hop.mtu {
