@@ -272,6 +272,13 @@ pub struct Pipeline {
     plain_rest: Option<u32>,
     /// See `bytes`.
     bytes: u64,
+    /// What the verdicts of the packets the plain pass sent need.
+    plain_slots: [plain::SentSlot; BURST],
+    /// The ports (bit p: port p) the caller sends a burst to whole when `one_port` names
+    /// them, without reading `verdicts`: the plain pass then leaves them unwritten.
+    whole_ports: u64,
+    /// Whether `verdicts` holds the last burst's.
+    verdicts_written: bool,
     /// One burst in `stage_every` runs the stages one after another with a TSC read
     /// between them; the others run them in one pass per packet (0: never).
     stage_every: u32,
@@ -306,6 +313,9 @@ impl Pipeline {
             one_port: None,
             plain_rest: None,
             bytes: 0,
+            plain_slots: [0; BURST],
+            whole_ports: 0,
+            verdicts_written: true,
             stage_every: STAGE_TIMING_EVERY,
             until_staged: 0,
             split_cycles: [0; 4],
@@ -335,6 +345,14 @@ impl Pipeline {
     pub fn packet_mode(mut self) -> Pipeline {
         self.flows = FlowTable::new(1, self.flows.timeouts);
         self.stateless = true;
+        self
+    }
+
+    /// Says that whenever `one_port` names a port in `ports` (bit p: port p) the caller
+    /// sends the burst as it is, by that port, without reading `verdicts`: a burst that
+    /// takes the plain pass then has its verdicts left unwritten.
+    pub fn sends_whole(mut self, ports: u64) -> Pipeline {
+        self.whole_ports = ports;
         self
     }
 
@@ -370,9 +388,16 @@ impl Pipeline {
         self.meters_for = (t.generation, sg);
     }
 
-    /// The verdicts of the last `process` call.
+    /// The verdicts of the last `process` call. Not for a burst sent whole by a port
+    /// given to `sends_whole` (a programming error: panics).
     pub fn verdicts(&self) -> &[Verdict] {
+        assert!(self.verdicts_written, "verdicts of a burst sent whole are not written");
         &self.verdicts
+    }
+
+    /// Whether `verdicts` may be read (see `sends_whole`).
+    pub fn has_verdicts(&self) -> bool {
+        self.verdicts_written
     }
 
     /// What the last `process` call parsed of packet `i` (meaningful for `Verdict::Out`).
@@ -406,8 +431,7 @@ impl Pipeline {
     ) {
         let n = frames.len().min(BURST);
         let t0 = rdtsc();
-        let bytes: u64 = frames[..n].iter().map(|f| f.pkt_len() as u64).sum();
-        self.bytes = bytes;
+        let sum_bytes = |frames: &[F]| frames[..n].iter().map(|f| f.pkt_len() as u64).sum();
         self.burst_tsc = t0;
         let now_ms = self.now_ms(t0);
         let staged = self.until_staged == 0;
@@ -422,6 +446,7 @@ impl Pipeline {
             pkts,
             verdicts,
             stateless,
+            plain_slots,
             ..
         } = self;
         let stateless = *stateless;
@@ -433,7 +458,9 @@ impl Pipeline {
         // What the plain pass did, when it ran.
         let mut plain = None;
         // Cycles of parse/classify, shape, route and mark.
+        let bytes;
         let (counts, cycles, end) = if staged {
+            bytes = sum_bytes(frames);
             // ---- parse / classify
             parse_burst(frames, pkts, verdicts, in_port);
             let live = if stateless {
@@ -459,14 +486,17 @@ impl Pipeline {
         } else {
             let [live, routed, marked] = if stateless {
                 if let Some(class) = plain::PlainClass::of(t, meters) {
-                    let b = plain::forward_burst(t, meters, class, frames, pkts, verdicts, in_port, bytes, t0, c);
+                    let b = plain::forward_burst(t, meters, class, frames, pkts, verdicts, plain_slots, in_port, t0, c);
                     plain = Some(b);
+                    bytes = b.bytes;
                     b.counts
                 } else {
+                    bytes = sum_bytes(frames);
                     parse_burst(frames, pkts, verdicts, in_port);
                     finish_packet_mode(t, meters, frames, pkts, verdicts, t0, c)
                 }
             } else {
+                bytes = sum_bytes(frames);
                 parse_burst(frames, pkts, verdicts, in_port);
                 let live = track_flows(t, flows, frames, pkts, verdicts, now_ms, ended);
                 let [routed, marked] = finish_flow_mode(t, flows, meters, frames, pkts, verdicts, t0, c);
@@ -490,11 +520,24 @@ impl Pipeline {
             c.stage(s, cycles[i], counts[i]);
         }
         self.done_tsc = end;
+        self.bytes = bytes;
         self.plain_rest = plain.map(|b| b.rest);
-        if let Some(b) = plain.filter(|b| b.rest == 0 && n > 0) {
-            // Every packet left by the plain pass, which saw their ports.
-            self.one_port = (b.any_port == b.every_port).then_some(b.every_port);
-            return;
+        self.verdicts_written = true;
+        if let Some(b) = plain {
+            let sent = b.sent;
+            if b.rest == 0 && n > 0 {
+                // Every packet left by the plain pass, which saw their ports.
+                let one = sent.any_port == sent.every_port;
+                self.one_port = one.then_some(sent.every_port);
+                let whole = one && self.whole_ports & 1u64.checked_shl(sent.every_port as u32).unwrap_or(0) != 0;
+                if whole {
+                    self.verdicts_written = false;
+                } else {
+                    sent.verdicts(&self.plain_slots, &mut self.verdicts);
+                }
+                return;
+            }
+            sent.verdicts(&self.plain_slots, &mut self.verdicts);
         }
         // One pass over the verdicts: drops are counted, and whether every packet leaves
         // by one port (ports that agree in every bit set and every bit clear are equal).
@@ -822,8 +865,8 @@ fn route_one<F: Frame>(t: &Tables, flows: Option<&mut FlowTable>, f: &mut F, p: 
         b[l3 + 7] -= 1;
     } else if let Some(h) = b.get_mut(l3..l3 + 12) {
         h[8] -= 1;
-        let sum = checksum_ttl_decrement(u16::from_be_bytes([h[10], h[11]]));
-        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        let sum = checksum_ttl_decrement_le(u16::from_le_bytes([h[10], h[11]]));
+        h[10..12].copy_from_slice(&sum.to_le_bytes());
     }
     b[..12].copy_from_slice(&hop.macs);
     *v = if hop.hold {
@@ -982,13 +1025,23 @@ fn classify(t: &Tables, m: &Meta) -> u8 {
     class.0 as u8
 }
 
-/// The IPv4 header checksum after the TTL went down by one: the 16-bit word holding TTL
-/// fell by 0x0100, so by RFC 1624 (eqn. 3) HC' = ~(~HC + ~m + m') = ~(~HC + 0xfeff).
+/// The IPv4 header checksum after the TTL went down by one, on the checksum's two bytes
+/// read as a little-endian word (`u16::from_le_bytes`), giving the new bytes the same
+/// way. The 16-bit word holding TTL fell by 0x0100, so by RFC 1624 (eqn. 3) the
+/// big-endian checksum becomes HC' = ~(~HC + 0xfeff), which is HC + 0x0100 in
+/// one's-complement arithmetic. That arithmetic does not care about byte order (RFC
+/// 1071): adding 0x0100 to the big-endian word is adding 1 to the little-endian one,
+/// with the carry out of the top wrapping round, and no byte swap is needed. Zero is
+/// written 0x0000, never 0xffff, as eqn. 3 and a full recomputation write it.
 #[inline(always)]
-pub fn checksum_ttl_decrement(hc: u16) -> u16 {
-    let mut sum = (!hc as u32) + 0xfeff;
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
+pub fn checksum_ttl_decrement_le(hc: u16) -> u16 {
+    let sum = hc as u32 + 1;
+    let sum = (sum + (sum >> 16)) as u16;
+    if sum == 0xffff {
+        0
+    } else {
+        sum
+    }
 }
 
 /// Rewrites the six DSCP bits, leaving ECN alone; IPv4's checksum is updated (RFC 1624).

@@ -171,6 +171,9 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
     if plan.packet_mode {
         pipe = pipe.packet_mode();
     }
+    // A burst leaving by one port without a link rate goes out whole, as it is (below).
+    let unshaped = plan.shaping.iter().enumerate().filter(|(p, s)| *p < 64 && s.is_none());
+    pipe = pipe.sends_whole(unshaped.fold(0, |m, (p, _)| m | 1 << p));
     let mut rx = Burst::<BURST>::new();
     let now = rdtsc();
     let mut tables = shared.tables.load();

@@ -178,6 +178,10 @@ impl Lpm4 {
     #[inline(always)]
     pub fn lookup(&self, addr: u32) -> Option<u32> {
         let e = self.trie.top[(addr >> 8) as usize];
+        // The common case, a prefix of /24 or shorter, in one test.
+        if e & (VALID | EXTENDED) == VALID {
+            return Some(e & PAYLOAD);
+        }
         let e = if e & EXTENDED != 0 {
             self.trie.groups[(e & PAYLOAD) as usize * GROUP + (addr & 0xff) as usize]
         } else {

@@ -8,7 +8,7 @@
 //! ever produces `Verdict::Out`, with the same bytes the general steps would write.
 
 use super::{
-    after_classify, checksum_ttl_decrement, parse_one, set_dscp, ClassRun, Counts, Frame, Pkt, Verdict, BURST,
+    after_classify, checksum_ttl_decrement_le, parse_one, set_dscp, ClassRun, Counts, Frame, Pkt, Verdict, BURST,
 };
 use crate::parse::{self, Meta, RxChecksum};
 use crate::stats::WorkerCounters;
@@ -49,11 +49,43 @@ impl PlainClass {
 pub(super) struct PlainBurst {
     /// The packets that reached shape, route and mark, as `finish_packet_mode` counts.
     pub counts: [u64; 3],
-    /// The packets left to the general steps (bit i: packet i).
+    /// The packets left to the general steps (bit i: packet i), whose verdicts are
+    /// written. The others' are not (see `Sent::verdicts`).
     pub rest: u32,
-    /// The ports of the packets the plain pass sent, or-ed and and-ed together.
+    /// The packets the plain pass sent.
+    pub sent: Sent,
+    /// The bytes of the whole burst.
+    pub bytes: u64,
+}
+
+/// The packets the plain pass sent, whose verdicts are not written until asked for (a
+/// burst that leaves whole by one port never needs them).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sent {
+    /// Bit i: packet i was sent.
+    pub mask: u32,
+    /// Their ports, or-ed and and-ed together: equal when they all leave by one port.
     pub any_port: u16,
     pub every_port: u16,
+    pub class: PlainClass,
+}
+
+/// What the plain pass keeps of a packet it sent, for its verdict: the egress port in
+/// the low 16 bits, the IP header's TOS byte above.
+pub(super) type SentSlot = u32;
+
+impl Sent {
+    /// Writes the verdicts of the packets sent, from their `slots`.
+    pub fn verdicts(&self, slots: &[SentSlot; BURST], verdicts: &mut [Verdict]) {
+        each_bit(self.mask, |i| {
+            verdicts[i] = Verdict::Out {
+                port: slots[i] as u16,
+                prio: self.class.prio,
+                class: self.class.id,
+                ect: (slots[i] >> 16) & 3 != 0,
+            }
+        });
+    }
 }
 
 /// The metadata of every packet the plain pass sent, as far as it is read afterwards
@@ -77,8 +109,9 @@ pub(super) const PLAIN_META: Meta = Meta {
     flags: 0,
 };
 
-/// Parse, classify, shape, route and mark of a burst of `bytes` bytes in packet mode for
-/// `class` (see the module's note).
+/// Parse, classify, shape, route and mark of a burst in packet mode for `class` (see
+/// the module's note). What the verdicts of the packets sent need goes to `slots`; the
+/// verdicts of the others are written, theirs are not (`Sent::verdicts` writes them).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(super) fn forward_burst<F: Frame>(
@@ -88,30 +121,31 @@ pub(super) fn forward_burst<F: Frame>(
     frames: &mut [F],
     pkts: &mut [Pkt],
     verdicts: &mut [Verdict],
+    slots: &mut [SentSlot; BURST],
     in_port: u8,
-    bytes: u64,
     now: u64,
     c: &WorkerCounters,
 ) -> PlainBurst {
     // The plain packets, in a loop that holds nothing else (one without marking when the
     // class keeps the packets' DSCP); the others are marked in `rest` (bit i: packet i)
     // for the general steps after it.
-    let (rest, any_port, every_port) = if class.dscp.is_some() {
-        plain_pass::<F, true>(t, class, frames, verdicts, in_port)
+    let pass = if class.dscp.is_some() {
+        plain_pass::<F, true>(t, class, frames, slots, in_port)
     } else {
-        plain_pass::<F, false>(t, class, frames, verdicts, in_port)
+        plain_pass::<F, false>(t, class, frames, slots, in_port)
     };
-    let plain = (frames.len() - rest.count_ones() as usize) as u64;
+    let rest = pass.rest;
+    let plain = pass.sent.mask.count_ones() as u64;
     let mut rest_bytes = 0u64;
     each_bit(rest, |i| rest_bytes += frames[i].pkt_len() as u64);
     if plain > 0 {
-        c.class_packets_add(class.id as usize, Colour::Green, plain, bytes - rest_bytes);
+        c.class_packets_add(class.id as usize, Colour::Green, plain, pass.bytes);
     }
     let mut b = PlainBurst {
         counts: [plain; 3],
         rest,
-        any_port,
-        every_port,
+        sent: pass.sent,
+        bytes: pass.bytes + rest_bytes,
     };
     if rest == 0 {
         return b;
@@ -133,36 +167,51 @@ pub(super) fn forward_burst<F: Frame>(
     b
 }
 
-/// Forwards the plain packets of a burst (`MARK`: setting the class's DSCP). Returns the
-/// others as a bit set, and the ports taken or-ed and and-ed together.
+/// What `plain_pass` did.
+struct Pass {
+    sent: Sent,
+    /// The packets left to the general steps.
+    rest: u32,
+    /// The bytes of the packets sent.
+    bytes: u64,
+}
+
+/// Forwards the plain packets of a burst (`MARK`: setting the class's DSCP), keeping
+/// what their verdicts need in `slots`.
 #[inline(always)]
 fn plain_pass<F: Frame, const MARK: bool>(
     t: &Tables,
     class: PlainClass,
     frames: &mut [F],
-    verdicts: &mut [Verdict],
+    slots: &mut [SentSlot; BURST],
     in_port: u8,
-) -> (u32, u16, u16) {
+) -> Pass {
     const { assert!(BURST <= 32) };
-    let (mut rest, mut any, mut every) = (0u32, 0u16, u16::MAX);
+    let (mut rest, mut any, mut every, mut bytes) = (0u32, 0u16, u16::MAX, 0u64);
     // A class with an SLA has a choice to make for every group: no direct hops.
     let direct = if class.sla { &[] } else { t.direct_hops() };
-    for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
-        match forward_one::<F, MARK>(t, direct, class, f, in_port) {
-            Some((port, ect)) => {
-                any |= port;
-                every &= port;
-                *v = Verdict::Out {
-                    port,
-                    prio: class.prio,
-                    class: class.id,
-                    ect,
-                };
-            }
-            None => rest |= 1 << i,
+    for (i, (f, slot)) in frames.iter_mut().zip(slots.iter_mut()).enumerate() {
+        let len = f.pkt_len();
+        if let Some((port, tos)) = forward_one::<F, MARK>(t, direct, class, f, len, in_port) {
+            *slot = port as u32 | (tos as u32) << 16;
+            any |= port;
+            every &= port;
+            bytes += len as u64;
+        } else {
+            rest |= 1 << i;
         }
     }
-    (rest, any, every)
+    let all = u32::MAX.checked_shr(32 - frames.len() as u32).unwrap_or(0);
+    Pass {
+        sent: Sent {
+            mask: all & !rest,
+            any_port: any,
+            every_port: every,
+            class,
+        },
+        rest,
+        bytes,
+    }
 }
 
 /// Calls `step` with the index of every bit set in `bits`, lowest first.
@@ -175,16 +224,16 @@ fn each_bit(mut bits: u32, mut step: impl FnMut(usize)) {
 }
 
 /// One packet, when it is plain and simply leaves: routed and rewritten; returned are its
-/// egress port and whether it is ECN-capable. `None` leaves the frame untouched.
+/// egress port and its TOS byte as received. `None` leaves the frame untouched.
 #[inline(always)]
 fn forward_one<F: Frame, const MARK: bool>(
     t: &Tables,
     direct: &[Option<Hop>],
     class: PlainClass,
     f: &mut F,
+    len: u32,
     in_port: u8,
-) -> Option<(u16, bool)> {
-    let len = f.pkt_len();
+) -> Option<(u16, u8)> {
     let csum = f.rx_checksum();
     let b = f.bytes_mut();
     let h = parse::plain_v4(b, len, csum)?;
@@ -200,15 +249,15 @@ fn forward_one<F: Frame, const MARK: bool>(
     }
     // The same rewrites, in the same order, as `route_one` and `mark_one`.
     b[22] -= 1;
-    let sum = checksum_ttl_decrement(u16::from_be_bytes([b[24], b[25]]));
-    b[24..26].copy_from_slice(&sum.to_be_bytes());
+    let sum = checksum_ttl_decrement_le(u16::from_le_bytes([b[24], b[25]]));
+    b[24..26].copy_from_slice(&sum.to_le_bytes());
     b[..12].copy_from_slice(&hop.macs);
     if MARK {
         if let Some(d) = class.dscp.filter(|&d| d != h.tos >> 2) {
             set_dscp(b, &PLAIN_META, d);
         }
     }
-    Some((hop.port, h.tos & 3 != 0))
+    Some((hop.port, h.tos))
 }
 
 /// The hop of a packet routed to group `g` when there is a choice to make (several paths,

@@ -414,12 +414,35 @@ fn ttl_decrement_checksum_matches_recomputation() {
             s.ttl = ttl;
             s.dscp = (x >> 3) as u8 & 63;
             let mut f = s.build();
-            let hc = u16::from_be_bytes([f[24], f[25]]);
+            let hc = u16::from_le_bytes([f[24], f[25]]);
             f[22] -= 1;
-            f[24..26].copy_from_slice(&checksum_ttl_decrement(hc).to_be_bytes());
+            f[24..26].copy_from_slice(&checksum_ttl_decrement_le(hc).to_le_bytes());
             assert_eq!(ones_complement_sum(&f[14..34]), 0xffff, "ttl {ttl}");
         }
     }
+}
+
+/// RFC 1624's eqn. 3 for a TTL decrement, on the big-endian checksum as the RFC writes
+/// it: HC' = ~(~HC + ~m + m'), where the word m holding TTL fell by 0x0100.
+fn rfc1624_ttl_decrement(hc: u16) -> u16 {
+    let mut sum = (!hc as u32) + 0xfeff;
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+#[test]
+fn ttl_decrement_checksum_is_rfc1624s() {
+    // Every checksum value: the little-endian form writes the bytes the RFC's form
+    // writes, including which of the two zeros.
+    for hc in 0..=u16::MAX {
+        let be = rfc1624_ttl_decrement(hc).to_be_bytes();
+        let le = checksum_ttl_decrement_le(u16::from_le_bytes(hc.to_be_bytes())).to_le_bytes();
+        assert_eq!(le, be, "checksum {hc:#06x}");
+    }
+    // The one case with two ways to write the result: zero is written 0x0000, as a full
+    // recomputation (the complement of a sum that is never zero) writes it.
+    assert_eq!(rfc1624_ttl_decrement(0xfeff), 0x0000);
+    assert_eq!(checksum_ttl_decrement_le(0xfffe), 0x0000);
 }
 
 /// A table of 1 024 flows flooded with bursts of 32 new flows in the same millisecond:
@@ -980,34 +1003,72 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
                 p
             };
             let (mut general, mut plain) = (new(1), new(0));
+            // As a worker sends bursts by one port (port 1 has a link rate, say): its
+            // verdicts are left unwritten when the burst leaves whole by port 0.
+            let mut whole = new(0).sends_whole(1);
             let class = plain::PlainClass::of(&t, &plain.meters).expect("a plain configuration");
             assert_eq!(class.sla, name == "sla");
             assert_eq!(class.dscp.is_some(), name != "unmarked");
-            let (cg, cp): (Box<WorkerCounters>, Box<WorkerCounters>) = (Box::default(), Box::default());
+            let (cg, cp, cw): (Box<WorkerCounters>, Box<WorkerCounters>, Box<WorkerCounters>) =
+                (Box::default(), Box::default(), Box::default());
             let mut next = xorshift(0x6a09_e667_f3bc_c909);
             for round in 0..150 {
-                // One burst in five is all plain: to one port, or to both.
-                let burst = match round % 5 {
-                    3 | 4 => (0..32)
+                // Half the bursts leave by one port or two: all plain to port 0 or to
+                // both ports, all plain to port 1, or to port 0 with one VLAN-tagged
+                // frame (which the general steps decide).
+                let burst = match round % 6 {
+                    3..=5 => (0..32)
                         .map(|i| {
-                            let net = if round % 5 == 4 && i == 31 { 18 } else { 19 };
-                            udp4(&format!("198.{net}.0.{}", next() % 256), 80)
+                            let kind = (round % 6, round % 12 == 5);
+                            let net = if kind == (4, false) && i == 31 || kind == (5, true) {
+                                18
+                            } else {
+                                19
+                            };
+                            let dst = format!("198.{net}.0.{}", next() % 256);
+                            if kind == (5, false) && i == 7 {
+                                let mut s = FrameSpec::udp4("10.0.0.2".parse().unwrap(), dst.parse().unwrap(), 60);
+                                s.vlan = Some(7);
+                                s.build()
+                            } else {
+                                udp4(&dst, 80)
+                            }
                         })
                         .collect(),
                     _ => varied_burst(&mut next),
                 };
                 let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
                 let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
+                let mut w: Vec<F> = burst.iter().cloned().map(F).collect();
                 general.process(&t, &mut a, 0, &cg, &mut |_| {});
                 plain.process(&t, &mut b, 0, &cp, &mut |_| {});
+                whole.process(&t, &mut w, 0, &cw, &mut |_| {});
                 assert_eq!(general.bytes(), plain.bytes());
+                assert_eq!(general.bytes(), whole.bytes());
                 assert_eq!(general.one_port(), plain.one_port(), "{name}, {status}, round {round}");
-                kinds_seen.insert(format!("one port {:?}", plain.one_port()));
+                assert_eq!(general.one_port(), whole.one_port(), "{name}, {status}, round {round}");
+                assert!(plain.has_verdicts());
+                // Unwritten exactly for the bursts all plain to port 0.
+                match round % 6 {
+                    3 => assert!(!whole.has_verdicts(), "{name}, {status}, round {round}"),
+                    5 => assert!(whole.has_verdicts(), "{name}, {status}, round {round}"),
+                    _ if whole.one_port() != Some(0) => assert!(whole.has_verdicts()),
+                    _ => {}
+                }
+                kinds_seen.insert(format!(
+                    "one port {:?}, verdicts {}",
+                    plain.one_port(),
+                    whole.has_verdicts()
+                ));
                 for i in 0..32 {
                     let at = format!("{name}, {status}, round {round}, packet {i}");
                     let v = general.verdicts()[i];
                     assert_eq!(v, plain.verdicts()[i], "{at}");
                     assert_eq!(a[i].0, b[i].0, "{at}: bytes out");
+                    assert_eq!(a[i].0, w[i].0, "{at}: bytes out");
+                    if whole.has_verdicts() {
+                        assert_eq!(v, whole.verdicts()[i], "{at}");
+                    }
                     if let Verdict::Out { .. } = v {
                         set_ce(&mut a[i].0, general.meta(i));
                         set_ce(&mut b[i].0, plain.meta(i));
@@ -1023,13 +1084,15 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
                     kinds_seen.insert(kind);
                 }
             }
-            let (sg, sp) = (cg.snapshot(2), cp.snapshot(2));
-            assert_eq!(sg.stage_packets, sp.stage_packets, "{name}, {status}");
-            assert_eq!(sg.stage_bursts, sp.stage_bursts, "{name}, {status}");
-            assert_eq!(sg.class_packets, sp.class_packets, "{name}, {status}");
-            assert_eq!(sg.class_bytes, sp.class_bytes, "{name}, {status}");
-            for r in DropReason::ALL {
-                assert_eq!(sg.drop_count(r), sp.drop_count(r), "{name}, {status}: {}", r.name());
+            let sg = cg.snapshot(2);
+            for sp in [cp.snapshot(2), cw.snapshot(2)] {
+                assert_eq!(sg.stage_packets, sp.stage_packets, "{name}, {status}");
+                assert_eq!(sg.stage_bursts, sp.stage_bursts, "{name}, {status}");
+                assert_eq!(sg.class_packets, sp.class_packets, "{name}, {status}");
+                assert_eq!(sg.class_bytes, sp.class_bytes, "{name}, {status}");
+                for r in DropReason::ALL {
+                    assert_eq!(sg.drop_count(r), sp.drop_count(r), "{name}, {status}: {}", r.name());
+                }
             }
         }
     }
@@ -1047,8 +1110,10 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
         "Drop(TtlExpired)",
         "Drop(MtuExceeded)",
         "Drop(BadChecksum)",
-        "one port Some(0)",
-        "one port None",
+        "one port Some(0), verdicts false",
+        "one port Some(0), verdicts true",
+        "one port Some(1), verdicts true",
+        "one port None, verdicts true",
     ] {
         assert!(kinds_seen.contains(want), "{want} not seen in {kinds_seen:?}");
     }
