@@ -1,10 +1,11 @@
 //! The fast path's stages over one burst, stage by stage so each stage's code and tables
 //! stay hot: parse/classify (parse, flow lookup with prefetch, classify new flows),
 //! shape (meters and exceed/violate actions), route (path by flow, MAC rewrite, TTL),
-//! mark (DSCP). The worker adds the last stage, tx. Every stage's cycles, packets and
-//! bursts are counted per burst; every drop is counted by reason. One burst in
-//! `STAGE_TIMING_EVERY` runs the stages one after another, timed between them; the others
-//! run shape, route and mark in one pass per packet, timed as a whole (see `process`).
+//! mark (DSCP). The worker adds the last stage, tx, and says when it is done (`sent`).
+//! Every stage's cycles, packets and bursts are counted per burst; every drop is counted
+//! by reason. One burst in `STAGE_TIMING_EVERY` runs the stages one after another, timed
+//! between them; the others run shape, route and mark in one pass per packet, timed as a
+//! whole from `process` to `sent` (see `process`).
 //! In packet mode with nothing per packet to classify, shape or mark, the common packet
 //! goes through all of it in one pass of its own (`plain`).
 //!
@@ -263,8 +264,9 @@ pub struct Pipeline {
     verdicts: [Verdict; BURST],
     /// When the last burst started through the stages (its arrival, for latency).
     pub burst_tsc: u64,
-    /// When the last burst left the last stage (the tx stage starts there).
-    pub done_tsc: u64,
+    /// When the last burst, if timed stage by stage, left the last stage (the tx stage
+    /// starts there), and its cycles per stage.
+    timed: Option<(u64, [u64; 4])>,
     /// See `one_port`.
     one_port: Option<u16>,
     /// When the last burst took the plain pass: the packets it left to the general steps
@@ -284,12 +286,12 @@ pub struct Pipeline {
     stage_every: u32,
     /// Bursts until the next one timed stage by stage.
     until_staged: u32,
-    /// Cycles per stage of the timed bursts (parse/classify, shape, route, mark): a
-    /// moving sum in which each timed burst counts 7/8 of the one after it.
-    split_cycles: [u64; 4],
-    /// `split_cycles` as shares of the whole, in 1/65536: how a fused burst's cycles are
-    /// split between the stages.
-    split: [u64; 4],
+    /// Cycles per stage of the timed bursts (parse/classify, shape, route, mark and tx):
+    /// a moving sum in which each timed burst counts 7/8 of the one after it.
+    split_cycles: [u64; Stage::COUNT],
+    /// `split_cycles` as shares of the whole, in 1/65536: how an untimed burst's cycles
+    /// are split between the stages.
+    split: [u64; Stage::COUNT],
 }
 
 /// One burst in this many is timed stage by stage.
@@ -309,7 +311,7 @@ impl Pipeline {
             pkts: [Pkt::default(); BURST],
             verdicts: [Verdict::Control; BURST],
             burst_tsc: 0,
-            done_tsc: 0,
+            timed: None,
             one_port: None,
             plain_rest: None,
             bytes: 0,
@@ -318,8 +320,8 @@ impl Pipeline {
             verdicts_written: true,
             stage_every: STAGE_TIMING_EVERY,
             until_staged: 0,
-            split_cycles: [0; 4],
-            split: [0; 4],
+            split_cycles: [0; Stage::COUNT],
+            split: [0; Stage::COUNT],
         }
     }
 
@@ -414,10 +416,10 @@ impl Pipeline {
     ///
     /// Most bursts are parsed in a pass of their own, then go through shape, route and
     /// mark (in packet mode classify too) in one pass per packet, and only the whole is
-    /// timed. One burst in `STAGE_TIMING_EVERY` runs the same per-packet steps stage by
-    /// stage with a TSC read between stages; the other bursts' cycles are split between
-    /// the stages in the proportions those bursts measured. Packets, bursts and drops
-    /// per stage are counted exactly in both ways. In packet mode without rules and with
+    /// timed, up to `sent`. One burst in `STAGE_TIMING_EVERY` runs the same per-packet
+    /// steps stage by stage with a TSC read between stages; the other bursts' cycles are
+    /// split between the stages in the proportions those bursts measured (in `sent`).
+    /// Packets, bursts and drops per stage are counted exactly in both ways. In packet mode without rules and with
     /// the one class unmetered, the untimed bursts take the plain pass (`plain`), which
     /// decides as the general steps do.
     #[inline]
@@ -457,9 +459,9 @@ impl Pipeline {
 
         // What the plain pass did, when it ran.
         let mut plain = None;
-        // Cycles of parse/classify, shape, route and mark.
         let bytes;
-        let (counts, cycles, end) = if staged {
+        // Packets through parse/classify, shape, route and mark.
+        let counts = if staged {
             bytes = sum_bytes(frames);
             // ---- parse / classify
             parse_burst(frames, pkts, verdicts, in_port);
@@ -478,11 +480,12 @@ impl Pipeline {
             // ---- mark
             let marked = mark_burst(flows, stateless, frames, pkts, verdicts);
             let end = rdtsc();
-            (
-                [n as u64, live, routed, marked],
-                [t1 - t0, t2 - t1, t3 - t2, end - t3],
-                end,
-            )
+            let cycles = [t1 - t0, t2 - t1, t3 - t2, end - t3];
+            for (i, s) in Stage::ALL[..4].iter().enumerate() {
+                c.stage_cycles_add(*s, cycles[i]);
+            }
+            self.timed = Some((end, cycles));
+            [n as u64, live, routed, marked]
         } else {
             let [live, routed, marked] = if stateless {
                 if let Some(class) = plain::PlainClass::of(t, meters) {
@@ -502,24 +505,13 @@ impl Pipeline {
                 let [routed, marked] = finish_flow_mode(t, flows, meters, frames, pkts, verdicts, t0, c);
                 [live, routed, marked]
             };
-            let end = rdtsc();
-            let whole = end - t0;
-            (
-                [n as u64, live, routed, marked],
-                self.split.map(|share| (whole * share) >> 16),
-                end,
-            )
+            // Timed as a whole, with the tx stage, when sent (`sent`).
+            self.timed = None;
+            [n as u64, live, routed, marked]
         };
-        if staged {
-            self.learn_split(cycles);
+        for (i, s) in Stage::ALL[..4].iter().enumerate() {
+            c.stage_packets_add(*s, counts[i]);
         }
-        for (i, s) in [Stage::Classify, Stage::Shape, Stage::Route, Stage::Mark]
-            .into_iter()
-            .enumerate()
-        {
-            c.stage(s, cycles[i], counts[i]);
-        }
-        self.done_tsc = end;
         self.bytes = bytes;
         self.plain_rest = plain.map(|b| b.rest);
         self.verdicts_written = true;
@@ -567,8 +559,29 @@ impl Pipeline {
         self.bytes
     }
 
+    /// Counts the tx stage of the last burst, whose `packets` were sent (or queued, or
+    /// dropped) by `now`, and its cycles: a timed burst's own, for each stage, the
+    /// others' from `process` to `now` as a whole, split between the stages in the
+    /// proportions the timed bursts measured. So an untimed burst costs two TSC reads.
+    pub fn sent(&mut self, now: u64, packets: u64, c: &WorkerCounters) {
+        c.stage_packets_add(Stage::Tx, packets);
+        match self.timed.take() {
+            Some((done, [c0, c1, c2, c3])) => {
+                let tx = now.wrapping_sub(done);
+                c.stage_cycles_add(Stage::Tx, tx);
+                self.learn_split([c0, c1, c2, c3, tx]);
+            }
+            None => {
+                let whole = now.wrapping_sub(self.burst_tsc);
+                for (s, share) in Stage::ALL.into_iter().zip(self.split) {
+                    c.stage_cycles_add(s, (whole * share) >> 16);
+                }
+            }
+        }
+    }
+
     /// Takes a timed burst's cycles per stage into the split used for the others.
-    fn learn_split(&mut self, cycles: [u64; 4]) {
+    fn learn_split(&mut self, cycles: [u64; Stage::COUNT]) {
         for (acc, c) in self.split_cycles.iter_mut().zip(cycles) {
             *acc = *acc - (*acc >> 3) + c;
         }

@@ -109,10 +109,20 @@ impl WorkerCounters {
 
     #[inline(always)]
     pub fn stage(&self, s: Stage, cycles: u64, packets: u64) {
-        let i = s as usize;
-        bump(&self.stage_cycles[i], cycles);
-        bump(&self.stage_packets[i], packets);
-        bump(&self.stage_bursts[i], 1);
+        self.stage_cycles_add(s, cycles);
+        self.stage_packets_add(s, packets);
+    }
+
+    /// A burst of `packets` through stage `s`, its cycles counted apart.
+    #[inline(always)]
+    pub fn stage_packets_add(&self, s: Stage, packets: u64) {
+        bump(&self.stage_packets[s as usize], packets);
+        bump(&self.stage_bursts[s as usize], 1);
+    }
+
+    #[inline(always)]
+    pub fn stage_cycles_add(&self, s: Stage, cycles: u64) {
+        bump(&self.stage_cycles[s as usize], cycles);
     }
 
     #[inline(always)]

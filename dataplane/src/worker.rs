@@ -9,7 +9,7 @@
 use crate::dpdk::{flags, lcore_id, rdtsc, Burst, Mbuf, RxQueue, TxQueue};
 use crate::flow::{FlowRecord, Timeouts};
 use crate::parse::RxChecksum;
-use crate::pipeline::{set_ce, DropReason, Frame, Pipeline, Shares, Stage, Verdict, BURST};
+use crate::pipeline::{set_ce, DropReason, Frame, Pipeline, Shares, Verdict, BURST};
 use crate::stats::{bump, set, WorkerCounters};
 use crate::tables::Published;
 use qos::scheduler::{EgressScheduler, Enqueued};
@@ -231,7 +231,6 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             bump(&c.rx_packets[in_port], n as u64);
             bump(&c.rx_bytes[in_port], bytes);
 
-            let t0 = pipe.done_tsc;
             let whole = pipe.one_port().map(|p| p as usize).filter(|&p| eg.sched[p].is_none());
             if let Some(p) = whole {
                 // The common case: the whole burst leaves by one port, as it is. What is
@@ -291,7 +290,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             }
             let t1 = rdtsc();
             last_tx = Some(t1);
-            c.stage(Stage::Tx, t1 - t0, n as u64);
+            pipe.sent(t1, n as u64, &c);
             if whole.is_some() {
                 c.latency(t1 - pipe.burst_tsc, n as u64);
             }

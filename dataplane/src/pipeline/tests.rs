@@ -134,6 +134,8 @@ impl Rig {
     fn run(&mut self, frames: &mut [F]) -> Vec<Verdict> {
         self.p.sync_meters(&self.t, &self.shares, rdtsc);
         self.p.process(&self.t, frames, 0, &self.c, &mut |_| {});
+        // Sent at once, as a worker sends them (`sent` counts the tx stage).
+        self.p.sent(rdtsc(), frames.len() as u64, &self.c);
         self.p.verdicts()[..frames.len()].to_vec()
     }
 
@@ -171,7 +173,7 @@ fn routes_rewrites_and_keeps_checksums_valid() {
     // Default class: DSCP and ECN untouched.
     assert_eq!(f[15], 1);
     let s = r.c.snapshot(2);
-    assert_eq!(s.stage_packets, vec![1, 1, 1, 1, 0]);
+    assert_eq!(s.stage_packets, vec![1, 1, 1, 1, 1]);
     assert_eq!(s.stage_bursts[0], 1);
 }
 
@@ -817,8 +819,8 @@ fn fused_bursts_decide_as_staged_bursts_do() {
     }
 }
 
-/// A burst between the timed ones has its cycles split between the stages in the
-/// proportions the timed bursts measured.
+/// A burst between the timed ones has its cycles, from `process` to `sent`, split
+/// between the stages (tx included) in the proportions the timed bursts measured.
 #[test]
 fn untimed_bursts_take_the_timed_split() {
     let mut r = Rig::new();
@@ -834,13 +836,16 @@ fn untimed_bursts_take_the_timed_split() {
     r.run(&mut frames.clone());
     let both = r.c.snapshot(2);
     assert_eq!(r.p.split, split, "an untimed burst does not move the split");
-    assert_eq!(both.stage_packets[..4], [64, 64, 64, 64]);
-    let d: Vec<u64> = (0..4).map(|i| both.stage_cycles[i] - timed.stage_cycles[i]).collect();
+    assert_eq!(both.stage_packets, [64; Stage::COUNT]);
+    assert_eq!(both.stage_bursts, [2; Stage::COUNT]);
+    let d: Vec<u64> = (0..Stage::COUNT)
+        .map(|i| both.stage_cycles[i] - timed.stage_cycles[i])
+        .collect();
     let whole: u64 = d.iter().sum();
     assert!(whole > 0);
     // `whole` is the sum of the parts, short of the burst's cycles by the rounding of
     // the shares (at most 4 in 65536).
-    for i in 0..4 {
+    for i in 0..Stage::COUNT {
         let want = (whole * split[i]) >> 16;
         assert!(
             d[i].abs_diff(want) <= 4 + whole / 10_000,
