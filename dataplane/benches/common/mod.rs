@@ -166,6 +166,19 @@ pub fn pipeline(variant: &str) -> (Pipeline, dataplane::tables::Tables) {
     (p, tables)
 }
 
+/// How many of the last burst's `n` packets go out, as a worker finds it: all of them
+/// when the burst leaves by one port (its verdicts are then not written), else those
+/// whose verdict says so.
+pub fn packets_out(p: &Pipeline, n: usize) -> usize {
+    match p.one_port() {
+        Some(_) => n,
+        None => p.verdicts()[..n]
+            .iter()
+            .filter(|v| matches!(v, Verdict::Out { .. }))
+            .count(),
+    }
+}
+
 /// Runs `work` through `p` burst by burst, as a worker would; returns the packets that
 /// went out.
 pub fn run_bursts(p: &mut Pipeline, t: &dataplane::tables::Tables, work: &mut [VecFrame], c: &WorkerCounters) -> usize {
@@ -174,13 +187,7 @@ pub fn run_bursts(p: &mut Pipeline, t: &dataplane::tables::Tables, work: &mut [V
         p.process(t, chunk, 0, c, &mut |_| {});
         // Nothing to send here: the tx stage is the call itself.
         p.sent(dataplane::dpdk::rdtsc(), chunk.len() as u64, c);
-        out += match p.one_port() {
-            Some(_) => chunk.len(),
-            None => p.verdicts()[..chunk.len()]
-                .iter()
-                .filter(|v| matches!(v, Verdict::Out { .. }))
-                .count(),
-        };
+        out += packets_out(p, chunk.len());
     }
     out
 }
