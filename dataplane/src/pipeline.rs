@@ -419,9 +419,9 @@ impl Pipeline {
     /// timed, up to `sent`. One burst in `STAGE_TIMING_EVERY` runs the same per-packet
     /// steps stage by stage with a TSC read between stages; the other bursts' cycles are
     /// split between the stages in the proportions those bursts measured (in `sent`).
-    /// Packets, bursts and drops per stage are counted exactly in both ways. In packet mode without rules and with
-    /// the one class unmetered, the untimed bursts take the plain pass (`plain`), which
-    /// decides as the general steps do.
+    /// Packets, bursts and drops per stage are counted exactly in both ways. In packet
+    /// mode without rules and with the one class unmetered, the untimed bursts take the
+    /// plain pass (`plain`), which decides as the general steps do.
     #[inline]
     pub fn process<F: Frame>(
         &mut self,
