@@ -350,9 +350,9 @@ impl Pipeline {
         self
     }
 
-    /// Says that whenever `one_port` names a port in `ports` (bit p: port p) the caller
-    /// sends the burst as it is, by that port, without reading `verdicts`: a burst that
-    /// takes the plain pass then has its verdicts left unwritten.
+    /// The ports (bit p: port p) by which the caller sends a burst as it is, without
+    /// reading `verdicts`, whenever every packet leaves by one of them (`whole_port`): a
+    /// burst that takes the plain pass then has its verdicts left unwritten.
     pub fn sends_whole(mut self, ports: u64) -> Pipeline {
         self.whole_ports = ports;
         self
@@ -516,20 +516,18 @@ impl Pipeline {
         self.plain_rest = plain.map(|b| b.rest);
         self.verdicts_written = true;
         if let Some(b) = plain {
-            let sent = b.sent;
+            let s = b.sent;
             if b.rest == 0 && n > 0 {
-                // Every packet left by the plain pass, which saw their ports.
-                let one = sent.any_port == sent.every_port;
-                self.one_port = one.then_some(sent.every_port);
-                let whole = one && self.whole_ports & 1u64.checked_shl(sent.every_port as u32).unwrap_or(0) != 0;
-                if whole {
-                    self.verdicts_written = false;
-                } else {
-                    sent.verdicts(&self.plain_slots, &mut self.verdicts);
+                // Every packet left by the plain pass, which saw their ports. A burst the
+                // caller sends whole needs no verdicts.
+                self.one_port = (s.any_port == s.every_port).then_some(s.every_port);
+                self.verdicts_written = self.whole_port().is_none();
+                if self.verdicts_written {
+                    s.verdicts(&self.plain_slots, &mut self.verdicts);
                 }
                 return;
             }
-            sent.verdicts(&self.plain_slots, &mut self.verdicts);
+            s.verdicts(&self.plain_slots, &mut self.verdicts);
         }
         // One pass over the verdicts: drops are counted, and whether every packet leaves
         // by one port (ports that agree in every bit set and every bit clear are equal).
@@ -552,6 +550,13 @@ impl Pipeline {
     /// (no drop, nothing for the control thread): the burst can go out as it is.
     pub fn one_port(&self) -> Option<u16> {
         self.one_port
+    }
+
+    /// `one_port` when it is one of the ports given to `sends_whole`: the caller sends the
+    /// burst as it is, and may not read its verdicts.
+    pub fn whole_port(&self) -> Option<u16> {
+        self.one_port
+            .filter(|&p| self.whole_ports & 1u64.checked_shl(p as u32).unwrap_or(0) != 0)
     }
 
     /// The bytes of the packets the last `process` call was given (as received).

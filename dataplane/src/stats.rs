@@ -107,12 +107,6 @@ impl WorkerCounters {
         bump(&self.drops[r as usize], 1);
     }
 
-    #[inline(always)]
-    pub fn stage(&self, s: Stage, cycles: u64, packets: u64) {
-        self.stage_cycles_add(s, cycles);
-        self.stage_packets_add(s, packets);
-    }
-
     /// A burst of `packets` through stage `s`, its cycles counted apart.
     #[inline(always)]
     pub fn stage_packets_add(&self, s: Stage, packets: u64) {
@@ -230,7 +224,8 @@ mod tests {
         bump(&c.rx_packets[1], 3);
         c.drop_packet(DropReason::NoRoute);
         c.drop_packet(DropReason::NoRoute);
-        c.stage(Stage::Route, 100, 32);
+        c.stage_cycles_add(Stage::Route, 100);
+        c.stage_packets_add(Stage::Route, 32);
         c.class_packets_add(2, Colour::Yellow, 1, 64);
         c.latency(1000, 32);
         c.latency(1003, 1);

@@ -171,7 +171,8 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
     if plan.packet_mode {
         pipe = pipe.packet_mode();
     }
-    // A burst leaving by one port without a link rate goes out whole, as it is (below).
+    // A burst leaving by one port without a link rate goes out whole, as it is (below):
+    // the pipeline says which (`whole_port`).
     let unshaped = plan.shaping.iter().enumerate().filter(|(p, s)| *p < 64 && s.is_none());
     pipe = pipe.sends_whole(unshaped.fold(0, |m, (p, _)| m | 1 << p));
     let mut rx = Burst::<BURST>::new();
@@ -231,7 +232,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             bump(&c.rx_packets[in_port], n as u64);
             bump(&c.rx_bytes[in_port], bytes);
 
-            let whole = pipe.one_port().map(|p| p as usize).filter(|&p| eg.sched[p].is_none());
+            let whole = pipe.whole_port().map(|p| p as usize);
             if let Some(p) = whole {
                 // The common case: the whole burst leaves by one port, as it is. What is
                 // already waiting for that port goes first, to keep order.

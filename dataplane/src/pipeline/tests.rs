@@ -1053,6 +1053,8 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
                 assert_eq!(general.one_port(), plain.one_port(), "{name}, {status}, round {round}");
                 assert_eq!(general.one_port(), whole.one_port(), "{name}, {status}, round {round}");
                 assert!(plain.has_verdicts());
+                assert_eq!(plain.whole_port(), None);
+                assert_eq!(whole.whole_port(), whole.one_port().filter(|&p| p == 0));
                 // Unwritten exactly for the bursts all plain to port 0.
                 match round % 6 {
                     3 => assert!(!whole.has_verdicts(), "{name}, {status}, round {round}"),
