@@ -51,7 +51,7 @@ fn main() {
                 runs.push(ns);
                 let s = c.snapshot(1);
                 stages.push(
-                    Stage::ALL[..4]
+                    Stage::PROCESSED
                         .iter()
                         .map(|&st| s.stage_cycles[st as usize] as f64 / s.stage_packets[st as usize].max(1) as f64)
                         .collect::<Vec<_>>(),
@@ -60,7 +60,7 @@ fn main() {
         }
         runs.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let mid = runs.len() / 2;
-        let per: Vec<String> = Stage::ALL[..4]
+        let per: Vec<String> = Stage::PROCESSED
             .iter()
             .enumerate()
             .map(|(k, st)| {

@@ -5,10 +5,11 @@
 //! a leading-zero count, a shift and one store, with nothing allocated. The control thread
 //! reads them, takes differences and turns slots into percentiles or Prometheus buckets.
 //!
-//! What a sample is: the time from a burst's arrival (when the pipeline starts on it) to
-//! the moment its packets were handed to the driver, counted once per packet sent. Time
-//! spent waiting in a rate-limited port's priority queues is not processing time and is
-//! not sampled (the queues' depths are exported instead).
+//! What a sample is: the time from a burst's arrival (the start of the poll that received
+//! it: the rx stage, see `pipeline::Stage`) to the moment its packets were handed to the
+//! driver, counted once per packet sent. Time spent waiting in a rate-limited port's
+//! priority queues is not processing time and is not sampled (the queues' depths are
+//! exported instead).
 
 /// Sub-slots per power of two above the first 256 values.
 const HALF: u64 = 128;

@@ -91,7 +91,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     ("sluice_drops", "Packets dropped, by the stage and reason"),
     ("sluice_stage_packets", "Packets through a fast-path stage"),
-    ("sluice_stage_cycles", "TSC cycles spent in a fast-path stage (each burst timed whole, arrival to the end of tx; the split between the stages measured on one burst in 64)"),
+    ("sluice_stage_cycles", "TSC cycles spent in a fast-path stage (each burst timed whole, from the poll that received it to the end of tx; the split between the stages measured on one burst in 64)"),
     (
         "sluice_class_conform_packets",
         "Packets of a class its meter found conforming (green)",
@@ -237,7 +237,7 @@ const HISTOGRAMS: &[(&str, &str)] = &[
     ),
     (
         "sluice_worker_latency_seconds",
-        "Time from a burst's arrival to its packets' hand-over to the driver, per packet",
+        "Time from the start of the poll that received a burst to its packets' hand-over to the driver, per packet",
     ),
 ];
 
@@ -278,7 +278,7 @@ pub struct View<'a> {
 /// series, the top flows' coverage, exported and dropped for 4 sink signals. Per port:
 /// info, 8 driver counters, link up and speed, 5 queue xstats per queue, 4 priorities x 4
 /// egress-queue series. Per worker: info, rx/tx packets/bytes per port, polls, busy polls,
-/// busy ratio, 5 stages x 3, the latency histogram (12 buckets, +Inf, sum and count). Per
+/// busy ratio, 6 stages x 3, the latency histogram (12 buckets, +Inf, sum and count). Per
 /// class: 3 colours x packets and bytes. Per path: 5 gauges, 4 counters, and the RTT (13
 /// buckets) and jitter (12 buckets) histograms with +Inf, sum and count. The top flows are
 /// set at most once a second and a flow's series expires 3 s after it leaves the list, so
@@ -964,8 +964,8 @@ mod tests {
     #[test]
     fn the_bound_counts_each_family() {
         // One port of one queue, one worker, nothing else: fixed 42, the port 27 + 5, the
-        // worker 34 + 4.
-        assert_eq!(series_bound(1, 1, 1, 0, 0, 0, 0, 0), 42 + 32 + 38);
+        // worker 37 + 4 (6 stages).
+        assert_eq!(series_bound(1, 1, 1, 0, 0, 0, 0, 0), 42 + 32 + 41);
         // Each path adds 40, each top flow 4 (lists that linger).
         assert_eq!(
             series_bound(1, 1, 1, 0, 1, 0, 0, 0) - series_bound(1, 1, 1, 0, 0, 0, 0, 0),

@@ -1,11 +1,12 @@
 //! The fast path's stages over one burst, stage by stage so each stage's code and tables
 //! stay hot: parse/classify (parse, flow lookup with prefetch, classify new flows),
 //! shape (meters and exceed/violate actions), route (path by flow, MAC rewrite, TTL),
-//! mark (DSCP). The worker adds the last stage, tx, and says when it is done (`sent`).
+//! mark (DSCP). The worker adds the stages before and after, rx and tx: it says when it
+//! began to receive the burst (`process`) and when the burst was sent (`sent`).
 //! Every stage's cycles, packets and bursts are counted per burst; every drop is counted
 //! by reason. One burst in `STAGE_TIMING_EVERY` runs the stages one after another, timed
 //! between them; the others run shape, route and mark in one pass per packet, timed as a
-//! whole from `process` to `sent` (see `process`).
+//! whole from rx to `sent` (see `process`).
 //! In packet mode with nothing per packet to classify, shape or mark, the common packet
 //! goes through all of it in one pass of its own (`plain`).
 //!
@@ -129,11 +130,15 @@ impl DropReason {
     }
 }
 
-/// The stages, for cycle accounting.
+/// The stages, for cycle accounting. `Rx` is the worker's receive: from its last clock
+/// read before the burst (the end of the burst before, or of the last poll that found
+/// nothing) to the start of parse/classify, the driver's receive and the poll's own
+/// housekeeping included, as VPP's `dpdk-input` counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Stage {
-    Classify = 0,
+    Rx = 0,
+    Classify,
     Shape,
     Route,
     Mark,
@@ -141,10 +146,19 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const COUNT: usize = 5;
-    pub const ALL: [Stage; 5] = [Stage::Classify, Stage::Shape, Stage::Route, Stage::Mark, Stage::Tx];
+    pub const COUNT: usize = 6;
+    pub const ALL: [Stage; 6] = [
+        Stage::Rx,
+        Stage::Classify,
+        Stage::Shape,
+        Stage::Route,
+        Stage::Mark,
+        Stage::Tx,
+    ];
+    /// The stages `Pipeline::process` runs.
+    pub const PROCESSED: [Stage; 4] = [Stage::Classify, Stage::Shape, Stage::Route, Stage::Mark];
     pub fn name(self) -> &'static str {
-        ["parse_classify", "shape", "route", "mark", "tx"][self as usize]
+        ["rx", "parse_classify", "shape", "route", "mark", "tx"][self as usize]
     }
 }
 
@@ -262,11 +276,11 @@ pub struct Pipeline {
     meters_for: (u32, u32),
     pkts: [Pkt; BURST],
     verdicts: [Verdict; BURST],
-    /// When the last burst started through the stages (its arrival, for latency).
+    /// When the worker began to receive the last burst (its arrival, for latency).
     pub burst_tsc: u64,
     /// When the last burst, if timed stage by stage, left the last stage (the tx stage
-    /// starts there), and its cycles per stage.
-    timed: Option<(u64, [u64; 4])>,
+    /// starts there), and its cycles per stage from rx to mark.
+    timed: Option<(u64, [u64; 5])>,
     /// See `one_port`.
     one_port: Option<u16>,
     /// When the last burst took the plain pass: the packets it left to the general steps
@@ -286,8 +300,8 @@ pub struct Pipeline {
     stage_every: u32,
     /// Bursts until the next one timed stage by stage.
     until_staged: u32,
-    /// Cycles per stage of the timed bursts (parse/classify, shape, route, mark and tx):
-    /// a moving sum in which each timed burst counts 7/8 of the one after it.
+    /// Cycles per stage of the timed bursts (rx, parse/classify, shape, route, mark and
+    /// tx): a moving sum in which each timed burst counts 7/8 of the one after it.
     split_cycles: [u64; Stage::COUNT],
     /// `split_cycles` as shares of the whole, in 1/65536: how an untimed burst's cycles
     /// are split between the stages.
@@ -412,36 +426,40 @@ impl Pipeline {
     }
 
     /// Runs the stages over a burst received on `in_port`; verdicts are left in
-    /// `verdicts()`. Flows that end (evicted here) go to `ended`.
+    /// `verdicts()`. `polled` is the TSC the worker read last before it received the
+    /// burst: the rx stage starts there. Flows that end (evicted here) go to `ended`.
     ///
     /// Most bursts are parsed in a pass of their own, then go through shape, route and
     /// mark (in packet mode classify too) in one pass per packet, and only the whole is
-    /// timed, up to `sent`. One burst in `STAGE_TIMING_EVERY` runs the same per-packet
-    /// steps stage by stage with a TSC read between stages; the other bursts' cycles are
-    /// split between the stages in the proportions those bursts measured (in `sent`).
-    /// Packets, bursts and drops per stage are counted exactly in both ways. In packet
-    /// mode without rules and with the one class unmetered, the untimed bursts take the
-    /// plain pass (`plain`), which decides as the general steps do.
+    /// timed, from `polled` to `sent`: one TSC read per burst, the worker's own. One
+    /// burst in `STAGE_TIMING_EVERY` runs the same per-packet steps stage by stage with
+    /// a TSC read between stages; the other bursts' cycles are split between the stages
+    /// in the proportions those bursts measured (in `sent`). Packets, bursts and drops
+    /// per stage are counted exactly in both ways. In packet mode without rules and with
+    /// the one class unmetered, the untimed bursts take the plain pass (`plain`), which
+    /// decides as the general steps do.
     #[inline]
     pub fn process<F: Frame>(
         &mut self,
         t: &Tables,
         frames: &mut [F],
         in_port: u8,
+        polled: u64,
         c: &WorkerCounters,
         ended: &mut impl FnMut(FlowRecord),
     ) {
         let n = frames.len().min(BURST);
-        let t0 = rdtsc();
         let sum_bytes = |frames: &[F]| frames[..n].iter().map(|f| f.pkt_len() as u64).sum();
-        self.burst_tsc = t0;
-        let now_ms = self.now_ms(t0);
+        self.burst_tsc = polled;
         let staged = self.until_staged == 0;
         self.until_staged = if staged {
             self.stage_every.wrapping_sub(1)
         } else {
             self.until_staged - 1
         };
+        // The clock of the stages: on a timed burst, the end of rx.
+        let t0 = if staged { rdtsc() } else { polled };
+        let now_ms = self.now_ms(t0);
         let Pipeline {
             flows,
             meters,
@@ -480,9 +498,9 @@ impl Pipeline {
             // ---- mark
             let marked = mark_burst(flows, stateless, frames, pkts, verdicts);
             let end = rdtsc();
-            let cycles = [t1 - t0, t2 - t1, t3 - t2, end - t3];
-            for (i, s) in Stage::ALL[..4].iter().enumerate() {
-                c.stage_cycles_add(*s, cycles[i]);
+            let cycles = [t0.wrapping_sub(polled), t1 - t0, t2 - t1, t3 - t2, end - t3];
+            for (s, cycles) in Stage::ALL.into_iter().zip(cycles) {
+                c.stage_cycles_add(s, cycles);
             }
             self.timed = Some((end, cycles));
             [n as u64, live, routed, marked]
@@ -509,8 +527,9 @@ impl Pipeline {
             self.timed = None;
             [n as u64, live, routed, marked]
         };
-        for (i, s) in Stage::ALL[..4].iter().enumerate() {
-            c.stage_packets_add(*s, counts[i]);
+        c.stage_packets_add(Stage::Rx, n as u64);
+        for (s, packets) in Stage::PROCESSED.into_iter().zip(counts) {
+            c.stage_packets_add(s, packets);
         }
         self.bytes = bytes;
         self.plain_rest = plain.map(|b| b.rest);
@@ -566,15 +585,16 @@ impl Pipeline {
 
     /// Counts the tx stage of the last burst, whose `packets` were sent (or queued, or
     /// dropped) by `now`, and its cycles: a timed burst's own, for each stage, the
-    /// others' from `process` to `now` as a whole, split between the stages in the
-    /// proportions the timed bursts measured. So an untimed burst costs two TSC reads.
+    /// others' from `polled` (see `process`) to `now` as a whole, split between the
+    /// stages in the proportions the timed bursts measured. So an untimed burst costs
+    /// one TSC read, `now`, which is also where the next burst's rx begins.
     pub fn sent(&mut self, now: u64, packets: u64, c: &WorkerCounters) {
         c.stage_packets_add(Stage::Tx, packets);
         match self.timed.take() {
-            Some((done, [c0, c1, c2, c3])) => {
+            Some((done, [rx, c0, c1, c2, c3])) => {
                 let tx = now.wrapping_sub(done);
                 c.stage_cycles_add(Stage::Tx, tx);
-                self.learn_split([c0, c1, c2, c3, tx]);
+                self.learn_split([rx, c0, c1, c2, c3, tx]);
             }
             None => {
                 let whole = now.wrapping_sub(self.burst_tsc);

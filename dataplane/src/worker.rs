@@ -177,6 +177,8 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
     pipe = pipe.sends_whole(unshaped.fold(0, |m, (p, _)| m | 1 << p));
     let mut rx = Burst::<BURST>::new();
     let now = rdtsc();
+    // The last TSC read: where the next burst's rx stage begins (see `Pipeline::process`).
+    let mut clock = now;
     let mut tables = shared.tables.load();
     let mins: Vec<u64> = tables.classes.iter().map(|c| c.min_bps).collect();
     let mut eg = Egress {
@@ -215,9 +217,9 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         }
         pipe.sync_meters(&tables, &shared.shares, rdtsc);
         let mut got = 0;
-        // When the last burst left (a TSC read costs as much as tens of instructions: the
-        // poll's clock below is this one when there was a burst).
-        let mut last_tx = None;
+        // A TSC read costs as much as tens of instructions: there is one per burst, after
+        // its tx, and one per poll that found nothing. Each is the poll's clock, and
+        // where the next burst's rx begins.
         for (in_port, q) in plan.rx.iter_mut() {
             let n = q.rx(&mut rx);
             if n == 0 {
@@ -227,7 +229,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             let in_port = *in_port;
             // Headers of the whole burst start loading while the first packets are parsed.
             rx.prefetch_all();
-            pipe.process(&tables, rx.as_mut_slice(), in_port as u8, &c, &mut ended);
+            pipe.process(&tables, rx.as_mut_slice(), in_port as u8, clock, &c, &mut ended);
             let bytes = pipe.bytes();
             bump(&c.rx_packets[in_port], n as u64);
             bump(&c.rx_bytes[in_port], bytes);
@@ -289,14 +291,16 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                     waiting_n += 1;
                 }
             }
-            let t1 = rdtsc();
-            last_tx = Some(t1);
-            pipe.sent(t1, n as u64, &c);
+            clock = rdtsc();
+            pipe.sent(clock, n as u64, &c);
             if whole.is_some() {
-                c.latency(t1 - pipe.burst_tsc, n as u64);
+                c.latency(clock - pipe.burst_tsc, n as u64);
             }
         }
-        let now = last_tx.unwrap_or_else(rdtsc);
+        if got == 0 {
+            clock = rdtsc();
+        }
+        let now = clock;
         eg.drain_queues(now, &c);
         eg.flush_all(&mut plan.tx, &c);
         if waiting_n > 0 {

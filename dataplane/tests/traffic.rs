@@ -214,7 +214,7 @@ fn classes_meters_and_path_groups() {
     assert_eq!(c["bulk"]["violate_packets"].as_u64().unwrap() as usize, count(14));
     assert_eq!(s["flows"]["created"], 40 + 1 + 1 + 8);
     assert_eq!(s["ports"][1]["tx_packets"], got.len() as u64);
-    for st in ["parse_classify", "shape", "route", "mark", "tx"] {
+    for st in ["rx", "parse_classify", "shape", "route", "mark", "tx"] {
         assert!(s["stages"][st]["packets"].as_u64().unwrap() > 0, "{st}");
     }
     assert!(out.stdout.contains("cycles/pkt"), "{}", out.stdout);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 const EXIT_REFUSED: i32 = 1;
 /// The fast path's stages in pipeline order.
-const STAGES: &[&str] = &["parse_classify", "shape", "route", "mark", "tx"];
+const STAGES: &[&str] = &["rx", "parse_classify", "shape", "route", "mark", "tx"];
 const EXIT_USAGE: i32 = 2;
 const EXIT_UNREACHABLE: i32 = 3;
 

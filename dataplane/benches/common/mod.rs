@@ -183,10 +183,13 @@ pub fn packets_out(p: &Pipeline, n: usize) -> usize {
 /// went out.
 pub fn run_bursts(p: &mut Pipeline, t: &dataplane::tables::Tables, work: &mut [VecFrame], c: &WorkerCounters) -> usize {
     let mut out = 0;
+    // The last clock read, where a burst's rx begins.
+    let mut clock = dataplane::dpdk::rdtsc();
     for chunk in work.chunks_mut(BURST) {
-        p.process(t, chunk, 0, c, &mut |_| {});
+        p.process(t, chunk, 0, clock, c, &mut |_| {});
         // Nothing to send here: the tx stage is the call itself.
-        p.sent(dataplane::dpdk::rdtsc(), chunk.len() as u64, c);
+        clock = dataplane::dpdk::rdtsc();
+        p.sent(clock, chunk.len() as u64, c);
         out += packets_out(p, chunk.len());
     }
     out

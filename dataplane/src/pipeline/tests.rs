@@ -133,7 +133,7 @@ impl Rig {
 
     fn run(&mut self, frames: &mut [F]) -> Vec<Verdict> {
         self.p.sync_meters(&self.t, &self.shares, rdtsc);
-        self.p.process(&self.t, frames, 0, &self.c, &mut |_| {});
+        self.p.process(&self.t, frames, 0, rdtsc(), &self.c, &mut |_| {});
         // Sent at once, as a worker sends them (`sent` counts the tx stage).
         self.p.sent(rdtsc(), frames.len() as u64, &self.c);
         self.p.verdicts()[..frames.len()].to_vec()
@@ -173,7 +173,7 @@ fn routes_rewrites_and_keeps_checksums_valid() {
     // Default class: DSCP and ECN untouched.
     assert_eq!(f[15], 1);
     let s = r.c.snapshot(2);
-    assert_eq!(s.stage_packets, vec![1, 1, 1, 1, 1]);
+    assert_eq!(s.stage_packets, vec![1, 1, 1, 1, 1, 1]);
     assert_eq!(s.stage_bursts[0], 1);
 }
 
@@ -468,7 +468,7 @@ fn eviction_within_a_burst_never_mixes_flows() {
                 ))
             })
             .collect();
-        p.process(&t, &mut burst, 0, &c, &mut |_| {});
+        p.process(&t, &mut burst, 0, rdtsc(), &c, &mut |_| {});
         for (i, v) in p.verdicts()[..32].iter().enumerate() {
             if let Verdict::Out { .. } = v {
                 out += 1;
@@ -688,8 +688,8 @@ fn packet_mode_decides_as_flow_mode_does() {
         let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
         flow.sync_meters(&t, &shares, rdtsc);
         packet.sync_meters(&t, &shares, rdtsc);
-        flow.process(&t, &mut a, 0, &cf, &mut |_| {});
-        packet.process(&t, &mut b, 0, &cp, &mut |_| {});
+        flow.process(&t, &mut a, 0, rdtsc(), &cf, &mut |_| {});
+        packet.process(&t, &mut b, 0, rdtsc(), &cp, &mut |_| {});
         for i in 0..32 {
             assert_eq!(flow.verdicts()[i], packet.verdicts()[i], "round {round} packet {i}");
             assert_eq!(a[i].0, b[i].0, "round {round} packet {i}: bytes out");
@@ -787,8 +787,8 @@ fn fused_bursts_decide_as_staged_bursts_do() {
             let burst = random_burst(&mut next);
             let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
             let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
-            staged.process(&t, &mut a, 0, &cs, &mut |_| {});
-            fused.process(&t, &mut b, 0, &cf, &mut |_| {});
+            staged.process(&t, &mut a, 0, rdtsc(), &cs, &mut |_| {});
+            fused.process(&t, &mut b, 0, rdtsc(), &cf, &mut |_| {});
             for i in 0..32 {
                 let at = format!("packet mode {packet_mode}, round {round}, packet {i}");
                 assert_eq!(staged.verdicts()[i], fused.verdicts()[i], "{at}");
@@ -814,12 +814,12 @@ fn fused_bursts_decide_as_staged_bursts_do() {
         );
         // Timed bursts split their cycles between the stages; the others, never timed
         // stage by stage, leave them all unsplit.
-        assert!(ss.stage_cycles[..4].iter().all(|&c| c > 0), "{:?}", ss.stage_cycles);
-        assert_eq!(sf.stage_cycles[..4], [0, 0, 0, 0]);
+        assert!(ss.stage_cycles[..5].iter().all(|&c| c > 0), "{:?}", ss.stage_cycles);
+        assert_eq!(sf.stage_cycles[..5], [0; 5]);
     }
 }
 
-/// A burst between the timed ones has its cycles, from `process` to `sent`, split
+/// A burst between the timed ones has its cycles, from rx to `sent`, split
 /// between the stages (tx included) in the proportions the timed bursts measured.
 #[test]
 fn untimed_bursts_take_the_timed_split() {
@@ -852,6 +852,27 @@ fn untimed_bursts_take_the_timed_split() {
             "stage {i}: {d:?} against split {split:?}"
         );
     }
+}
+
+/// The rx stage runs from the worker's last clock read (`polled`) to the start of
+/// parse/classify, and a burst's arrival, for latency, is that read.
+#[test]
+fn rx_runs_from_the_clock_read_before_the_burst() {
+    let mut r = Rig::new();
+    r.p = Pipeline::new(4096, r.p.flows.timeouts, 0, 1_000_000_000).stage_timing_every(1);
+    let mut frames: Vec<F> = (1..=32).map(|i| F(udp4(&format!("198.19.0.{i}"), 80))).collect();
+    r.p.sync_meters(&r.t, &r.shares, rdtsc);
+    let polled = rdtsc() - 50_000_000;
+    r.p.process(&r.t, &mut frames, 0, polled, &r.c, &mut |_| {});
+    assert_eq!(r.p.burst_tsc, polled);
+    r.p.sent(rdtsc(), 32, &r.c);
+    let s = r.c.snapshot(2);
+    assert_eq!(s.stage_packets[Stage::Rx as usize], 32);
+    assert_eq!(s.stage_bursts[Stage::Rx as usize], 1);
+    let rx = s.stage_cycles[Stage::Rx as usize];
+    assert!(rx >= 50_000_000, "{:?}", s.stage_cycles);
+    // The split the timed burst taught gives rx nearly all of the whole.
+    assert!(r.p.split[Stage::Rx as usize] > 60_000, "{:?}", r.p.split);
 }
 
 /// A group whose choice is one path still keeps flows on another path they may stay on
@@ -1045,9 +1066,9 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
                 let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
                 let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
                 let mut w: Vec<F> = burst.iter().cloned().map(F).collect();
-                general.process(&t, &mut a, 0, &cg, &mut |_| {});
-                plain.process(&t, &mut b, 0, &cp, &mut |_| {});
-                whole.process(&t, &mut w, 0, &cw, &mut |_| {});
+                general.process(&t, &mut a, 0, rdtsc(), &cg, &mut |_| {});
+                plain.process(&t, &mut b, 0, rdtsc(), &cp, &mut |_| {});
+                whole.process(&t, &mut w, 0, rdtsc(), &cw, &mut |_| {});
                 assert_eq!(general.bytes(), plain.bytes());
                 assert_eq!(general.bytes(), whole.bytes());
                 assert_eq!(general.one_port(), plain.one_port(), "{name}, {status}, round {round}");
