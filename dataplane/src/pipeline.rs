@@ -542,11 +542,11 @@ impl Pipeline {
                 self.one_port = (s.any_port == s.every_port).then_some(s.every_port);
                 self.verdicts_written = self.whole_port().is_none();
                 if self.verdicts_written {
-                    s.verdicts(&self.plain_slots, &mut self.verdicts);
+                    s.verdicts(&self.plain_slots, frames, &mut self.verdicts);
                 }
                 return;
             }
-            s.verdicts(&self.plain_slots, &mut self.verdicts);
+            s.verdicts(&self.plain_slots, frames, &mut self.verdicts);
         }
         // One pass over the verdicts: drops are counted, and whether every packet leaves
         // by one port (ports that agree in every bit set and every bit clear are equal).

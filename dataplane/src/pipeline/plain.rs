@@ -70,19 +70,19 @@ pub(super) struct Sent {
     pub class: PlainClass,
 }
 
-/// What the plain pass keeps of a packet it sent, for its verdict: the egress port in
-/// the low 16 bits, the IP header's TOS byte above.
-pub(super) type SentSlot = u32;
+/// What the plain pass keeps of a packet it sent, for its verdict: the egress port. (The
+/// rest is the class's, or in the frame: marking leaves the ECN field as received.)
+pub(super) type SentSlot = u16;
 
 impl Sent {
-    /// Writes the verdicts of the packets sent, from their `slots`.
-    pub fn verdicts(&self, slots: &[SentSlot; BURST], verdicts: &mut [Verdict]) {
+    /// Writes the verdicts of the packets sent, from their `slots` and `frames`.
+    pub fn verdicts<F: Frame>(&self, slots: &[SentSlot; BURST], frames: &mut [F], verdicts: &mut [Verdict]) {
         each_bit(self.mask, |i| {
             verdicts[i] = Verdict::Out {
-                port: slots[i] as u16,
+                port: slots[i],
                 prio: self.class.prio,
                 class: self.class.id,
-                ect: (slots[i] >> 16) & 3 != 0,
+                ect: frames[i].bytes_mut()[PLAIN_META.l3 as usize + 1] & 3 != 0,
             }
         });
     }
@@ -192,8 +192,8 @@ fn plain_pass<F: Frame, const MARK: bool>(
     let direct = if class.sla { &[] } else { t.direct_hops() };
     for (i, (f, slot)) in frames.iter_mut().zip(slots.iter_mut()).enumerate() {
         let len = f.pkt_len();
-        if let Some((port, tos)) = forward_one::<F, MARK>(t, direct, class, f, len, in_port) {
-            *slot = port as u32 | (tos as u32) << 16;
+        if let Some(port) = forward_one::<F, MARK>(t, direct, class, f, len, in_port) {
+            *slot = port;
             any |= port;
             every &= port;
             bytes += len as u64;
@@ -223,8 +223,8 @@ fn each_bit(mut bits: u32, mut step: impl FnMut(usize)) {
     }
 }
 
-/// One packet, when it is plain and simply leaves: routed and rewritten; returned are its
-/// egress port and its TOS byte as received. `None` leaves the frame untouched.
+/// One packet, when it is plain and simply leaves: routed and rewritten; returned is its
+/// egress port. `None` leaves the frame untouched.
 #[inline(always)]
 fn forward_one<F: Frame, const MARK: bool>(
     t: &Tables,
@@ -233,7 +233,7 @@ fn forward_one<F: Frame, const MARK: bool>(
     f: &mut F,
     len: u32,
     in_port: u8,
-) -> Option<(u16, u8)> {
+) -> Option<u16> {
     let csum = f.rx_checksum();
     let b = f.bytes_mut();
     let h = parse::plain_v4(b, len, csum)?;
@@ -244,7 +244,8 @@ fn forward_one<F: Frame, const MARK: bool>(
         Some(Some(hop)) => hop,
         _ => chosen_hop(t, g, b, len, csum, in_port, class.id)?,
     };
-    if h.ttl <= 1 || h.total > hop.mtu {
+    // The TTL read where it is written, not kept from the parse across the route.
+    if b[22] <= 1 || h.total > hop.mtu {
         return None;
     }
     // The same rewrites, in the same order, as `route_one` and `mark_one`.
@@ -257,7 +258,7 @@ fn forward_one<F: Frame, const MARK: bool>(
             set_dscp(b, &PLAIN_META, d);
         }
     }
-    Some((hop.port, h.tos))
+    Some(hop.port)
 }
 
 /// The hop of a packet routed to group `g` when there is a choice to make (several paths,
