@@ -384,13 +384,18 @@ fn run_with_eal(
         let link = p.port.link();
         info!(
             target: "port",
-            "{} ({}, driver {}): MAC {}, {} RX / {} TX queues, link {}{}",
+            "{} ({}, driver {}): MAC {}, {} RX / {} TX queues{}, link {}{}",
             p.name,
             device_name(&p.device),
             p.info.driver,
             fmt_mac(&p.mac),
             p.rx_queues,
             p.tx_queues,
+            if worker::rx_writes_through_cache(&p.info.driver) {
+                " (received headers not prefetched: the driver copies packets in on the polling core)"
+            } else {
+                ""
+            },
             if link.up { "up" } else { "down" },
             if link.up && link.speed_mbps > 0 { format!(" at {} Mb/s", link.speed_mbps) } else { String::new() }
         );
@@ -438,6 +443,10 @@ fn run_with_eal(
             lcore,
             index: w,
             rx,
+            prefetch: ports
+                .iter()
+                .map(|p| !worker::rx_writes_through_cache(&p.info.driver))
+                .collect(),
             tx,
             rings,
             flow_capacity,

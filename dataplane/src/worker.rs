@@ -31,6 +31,9 @@ pub struct WorkerPlan {
     pub index: usize,
     /// (port index, queue) pairs this worker polls.
     pub rx: Vec<(usize, RxQueue)>,
+    /// By port index: whether a received burst's headers are prefetched (see
+    /// `rx_writes_through_cache`).
+    pub prefetch: Vec<bool>,
     /// This worker's TX queue on every port, by port index.
     pub tx: Vec<TxQueue>,
     /// Exception packets, ended flows and largest live flows, for the control thread.
@@ -55,6 +58,17 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Workers that have finished, their last records handed over.
     pub done: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Whether a driver's receive copies each packet into its mbuf on the polling core
+/// itself, inside rx_burst, so that the headers are in this core's cache when the burst
+/// is handed over and prefetching them only costs instructions. So do the drivers that
+/// read packets from a file or a kernel socket: pcap, af_packet, tap. A hardware NIC
+/// writes packets by DMA (to memory or to the shared cache), net_ring hands over mbufs
+/// that another core wrote, memif may run zero-copy, and net_null writes nothing: their
+/// headers are prefetched.
+pub fn rx_writes_through_cache(driver: &str) -> bool {
+    matches!(driver, "net_pcap" | "net_af_packet" | "net_tap")
 }
 
 #[inline(always)]
@@ -227,8 +241,11 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             }
             got += n;
             let in_port = *in_port;
-            // Headers of the whole burst start loading while the first packets are parsed.
-            rx.prefetch_all();
+            // Headers of the whole burst start loading while the first packets are parsed
+            // (unless the driver has just written them with this core).
+            if plan.prefetch[in_port] {
+                rx.prefetch_all();
+            }
             pipe.process(&tables, rx.as_mut_slice(), in_port as u8, clock, &c, &mut ended);
             let bytes = pipe.bytes();
             bump(&c.rx_packets[in_port], n as u64);
@@ -385,6 +402,24 @@ fn publish_flow_counters(pipe: &Pipeline, c: &WorkerCounters) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn headers_are_prefetched_unless_the_driver_copied_them() {
+        for d in ["net_pcap", "net_af_packet", "net_tap"] {
+            assert!(rx_writes_through_cache(d), "{d}");
+        }
+        for d in [
+            "net_ring",
+            "net_memif",
+            "net_null",
+            "net_i40e",
+            "mlx5_pci",
+            "net_ixgbe",
+            "",
+        ] {
+            assert!(!rx_writes_through_cache(d), "{d}");
+        }
+    }
+
     #[test]
     fn checksum_flags() {
         assert_eq!(rx_checksum(0), RxChecksum::Unknown);
