@@ -391,7 +391,7 @@ fn run_with_eal(
             fmt_mac(&p.mac),
             p.rx_queues,
             p.tx_queues,
-            if worker::rx_writes_through_cache(&p.info.driver) {
+            if rx_writes_through_cache(&p.info.driver) {
                 " (received headers not prefetched: the driver copies packets in on the polling core)"
             } else {
                 ""
@@ -432,6 +432,7 @@ fn run_with_eal(
             })
         })
         .collect();
+    let prefetch: Vec<bool> = ports.iter().map(|p| !rx_writes_through_cache(&p.info.driver)).collect();
     for (w, ((tx, rx), rings)) in worker_tx.into_iter().zip(rx_assign).zip(rings).enumerate() {
         let lcore = cfg.eal.workers[w];
         let polled: Vec<String> = rx
@@ -443,10 +444,7 @@ fn run_with_eal(
             lcore,
             index: w,
             rx,
-            prefetch: ports
-                .iter()
-                .map(|p| !worker::rx_writes_through_cache(&p.info.driver))
-                .collect(),
+            prefetch: prefetch.clone(),
             tx,
             rings,
             flow_capacity,
@@ -560,6 +558,17 @@ fn run_with_eal(
 }
 
 type PortQueues = (PortSetup, Vec<crate::dpdk::RxQueue>, Vec<TxQueue>);
+
+/// Whether a driver's receive copies each packet into its mbuf on the polling core
+/// itself, inside rx_burst, so that the headers are in this core's cache when the burst
+/// is handed over and prefetching them only costs instructions. So do the drivers that
+/// read packets from a file or a kernel socket: pcap, af_packet, tap. A hardware NIC
+/// writes packets by DMA (to memory or to the shared cache), net_ring hands over mbufs
+/// that another core wrote, memif may run zero-copy, and net_null writes nothing: their
+/// headers are prefetched.
+fn rx_writes_through_cache(driver: &str) -> bool {
+    matches!(driver, "net_pcap" | "net_af_packet" | "net_tap")
+}
 
 /// (RX, TX) queues of a port, as `setup_port` sets it up: a TX queue per worker and the
 /// control's when the driver has that many; the RX queues asked for, within what the
@@ -1414,4 +1423,27 @@ fn finish(
         }
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_prefetched_unless_the_driver_copied_them() {
+        for d in ["net_pcap", "net_af_packet", "net_tap"] {
+            assert!(rx_writes_through_cache(d), "{d}");
+        }
+        for d in [
+            "net_ring",
+            "net_memif",
+            "net_null",
+            "net_i40e",
+            "mlx5_pci",
+            "net_ixgbe",
+            "",
+        ] {
+            assert!(!rx_writes_through_cache(d), "{d}");
+        }
+    }
 }

@@ -31,8 +31,8 @@ pub struct WorkerPlan {
     pub index: usize,
     /// (port index, queue) pairs this worker polls.
     pub rx: Vec<(usize, RxQueue)>,
-    /// By port index: whether a received burst's headers are prefetched (see
-    /// `rx_writes_through_cache`).
+    /// By port index: whether a received burst's headers are prefetched (not when the
+    /// driver has just copied them in with this core: `app::rx_writes_through_cache`).
     pub prefetch: Vec<bool>,
     /// This worker's TX queue on every port, by port index.
     pub tx: Vec<TxQueue>,
@@ -58,17 +58,6 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Workers that have finished, their last records handed over.
     pub done: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-/// Whether a driver's receive copies each packet into its mbuf on the polling core
-/// itself, inside rx_burst, so that the headers are in this core's cache when the burst
-/// is handed over and prefetching them only costs instructions. So do the drivers that
-/// read packets from a file or a kernel socket: pcap, af_packet, tap. A hardware NIC
-/// writes packets by DMA (to memory or to the shared cache), net_ring hands over mbufs
-/// that another core wrote, memif may run zero-copy, and net_null writes nothing: their
-/// headers are prefetched.
-pub fn rx_writes_through_cache(driver: &str) -> bool {
-    matches!(driver, "net_pcap" | "net_af_packet" | "net_tap")
 }
 
 #[inline(always)]
@@ -402,24 +391,6 @@ fn publish_flow_counters(pipe: &Pipeline, c: &WorkerCounters) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[test]
-    fn headers_are_prefetched_unless_the_driver_copied_them() {
-        for d in ["net_pcap", "net_af_packet", "net_tap"] {
-            assert!(rx_writes_through_cache(d), "{d}");
-        }
-        for d in [
-            "net_ring",
-            "net_memif",
-            "net_null",
-            "net_i40e",
-            "mlx5_pci",
-            "net_ixgbe",
-            "",
-        ] {
-            assert!(!rx_writes_through_cache(d), "{d}");
-        }
-    }
-
     #[test]
     fn checksum_flags() {
         assert_eq!(rx_checksum(0), RxChecksum::Unknown);
