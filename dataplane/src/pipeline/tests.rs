@@ -829,10 +829,12 @@ fn untimed_bursts_take_the_timed_split() {
     r.run(&mut frames.clone());
     let timed = r.c.snapshot(2);
     let split = r.p.split;
-    // The shares add up to the whole, less rounding. (One may be 0: a thread preempted
+    // The shares add up to the whole, less rounding: each of the six is rounded down,
+    // so together they fall short by at most five. (One may be 0: a thread preempted
     // inside one stage leaves the others a tiny share.)
     let shares: u64 = split.iter().sum();
-    assert!(((1 << 16) - 4..=1 << 16).contains(&shares), "{split:?}");
+    let short = Stage::COUNT as u64 - 1;
+    assert!(((1 << 16) - short..=1 << 16).contains(&shares), "{split:?}");
     r.run(&mut frames.clone());
     let both = r.c.snapshot(2);
     assert_eq!(r.p.split, split, "an untimed burst does not move the split");
@@ -844,11 +846,11 @@ fn untimed_bursts_take_the_timed_split() {
     let whole: u64 = d.iter().sum();
     assert!(whole > 0);
     // `whole` is the sum of the parts, short of the burst's cycles by the rounding of
-    // the shares (at most 4 in 65536).
+    // the shares (at most 5 in 65536) and of each part (under 1 cycle each).
     for i in 0..Stage::COUNT {
         let want = (whole * split[i]) >> 16;
         assert!(
-            d[i].abs_diff(want) <= 4 + whole / 10_000,
+            d[i].abs_diff(want) <= Stage::COUNT as u64 + 2 + whole / 8_000,
             "stage {i}: {d:?} against split {split:?}"
         );
     }
@@ -862,7 +864,8 @@ fn rx_runs_from_the_clock_read_before_the_burst() {
     r.p = Pipeline::new(4096, r.p.flows.timeouts, 0, 1_000_000_000).stage_timing_every(1);
     let mut frames: Vec<F> = (1..=32).map(|i| F(udp4(&format!("198.19.0.{i}"), 80))).collect();
     r.p.sync_meters(&r.t, &r.shares, rdtsc);
-    let polled = rdtsc() - 50_000_000;
+    // Far enough back that a preemption inside the other stages cannot outweigh it.
+    let polled = rdtsc() - 1_000_000_000;
     r.p.process(&r.t, &mut frames, 0, polled, &r.c, &mut |_| {});
     assert_eq!(r.p.burst_tsc, polled);
     r.p.sent(rdtsc(), 32, &r.c);
@@ -870,7 +873,7 @@ fn rx_runs_from_the_clock_read_before_the_burst() {
     assert_eq!(s.stage_packets[Stage::Rx as usize], 32);
     assert_eq!(s.stage_bursts[Stage::Rx as usize], 1);
     let rx = s.stage_cycles[Stage::Rx as usize];
-    assert!(rx >= 50_000_000, "{:?}", s.stage_cycles);
+    assert!(rx >= 1_000_000_000, "{:?}", s.stage_cycles);
     // The split the timed burst taught gives rx nearly all of the whole.
     assert!(r.p.split[Stage::Rx as usize] > 60_000, "{:?}", r.p.split);
 }
