@@ -30,7 +30,7 @@ use std::hint::black_box;
 const B: u64 = BURST as u64;
 
 fn meta_of(f: &VecFrame) -> Meta {
-    match parse::parse(&f.0, f.0.len() as u32, 0, RxChecksum::Unknown) {
+    match parse::parse(&f.0, f.0.len() as u32, 0, RxChecksum::UNKNOWN) {
         Ok(Parsed::Ip(m)) => m,
         other => panic!("benchmark frame does not parse as IP: {other:?}"),
     }
@@ -50,7 +50,7 @@ fn parse_stage(c: &mut Criterion) {
         g.bench_function(kind, |b| {
             b.iter(|| {
                 for (f, m) in burst.iter().zip(metas.iter_mut()) {
-                    let r = parse::parse_into(black_box(&f.0), f.0.len() as u32, 0, RxChecksum::Unknown, m);
+                    let r = parse::parse_into(black_box(&f.0), f.0.len() as u32, 0, RxChecksum::UNKNOWN, m);
                     black_box(r).ok();
                 }
             })

@@ -68,13 +68,42 @@ pub enum Parsed {
     Arp,
 }
 
-/// How the driver's checksum offload judged the IPv4 header.
+/// How the driver's checksum offload judged the IPv4 header: the two bits DPDK keeps for
+/// it in an mbuf's offload flags (`RTE_MBUF_F_RX_IP_CKSUM_*`), as they are, so that a
+/// received packet's judgement is one mask and each question about it one bit test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RxChecksum {
-    Good,
-    Bad,
+pub struct RxChecksum(u8);
+
+impl RxChecksum {
+    /// The device found the header checksum right.
+    pub const GOOD: RxChecksum = RxChecksum(Self::GOOD_BIT);
+    /// The device found it wrong.
+    pub const BAD: RxChecksum = RxChecksum(Self::BAD_BIT);
     /// Not checked by the device: verify in software.
-    Unknown,
+    pub const UNKNOWN: RxChecksum = RxChecksum(0);
+    /// Both bits (DPDK's NONE): the header's integrity was verified, the checksum field
+    /// is not meaningful. Taken as good.
+    pub const NONE: RxChecksum = RxChecksum(Self::GOOD_BIT | Self::BAD_BIT);
+    pub const GOOD_BIT: u8 = 0x80;
+    pub const BAD_BIT: u8 = 0x10;
+
+    /// From an mbuf's offload flags (only the two bits above are read).
+    #[inline(always)]
+    pub fn from_ol_flags(flags: u64) -> RxChecksum {
+        RxChecksum(flags as u8 & (Self::GOOD_BIT | Self::BAD_BIT))
+    }
+
+    /// The device vouches for the header (GOOD or NONE).
+    #[inline(always)]
+    pub fn verified(self) -> bool {
+        self.0 & Self::GOOD_BIT != 0
+    }
+
+    /// The device found the checksum wrong.
+    #[inline(always)]
+    pub fn bad(self) -> bool {
+        self.0 == Self::BAD_BIT
+    }
 }
 
 #[inline(always)]
@@ -230,17 +259,11 @@ pub fn plain_v4(frame: &[u8], pkt_len: u32, csum: RxChecksum) -> Option<PlainV4>
     if total < 28 || total > pkt_len - 14 || frag & 0x3fff != 0 {
         return None;
     }
-    let ok = match csum {
-        RxChecksum::Good => true,
-        RxChecksum::Bad => false,
-        RxChecksum::Unknown => {
-            let word = |w: usize| {
-                let at = 14 + 4 * w;
-                u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
-            };
-            sums_to_ones([word(0), word(1), word(2), word(3), word(4)])
-        }
+    let word = |w: usize| {
+        let at = 14 + 4 * w;
+        u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
     };
+    let ok = csum.verified() || !csum.bad() && sums_to_ones([word(0), word(1), word(2), word(3), word(4)]);
     let payload = total - 20;
     let valid = ok
         && match proto {
@@ -309,11 +332,7 @@ fn ipv4(frame: &[u8], l3: usize, avail: u32, csum: RxChecksum, m: &mut Meta) -> 
     if total as u32 > avail {
         return Err(DropReason::Truncated);
     }
-    let ok = match csum {
-        RxChecksum::Good => true,
-        RxChecksum::Bad => false,
-        RxChecksum::Unknown => wire::ones_complement_sum(&ip[..hl]) == 0xffff,
-    };
+    let ok = csum.verified() || !csum.bad() && wire::ones_complement_sum(&ip[..hl]) == 0xffff;
     if !ok {
         return Err(DropReason::BadChecksum);
     }

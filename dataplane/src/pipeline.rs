@@ -207,7 +207,7 @@ impl Frame for VecFrame {
     }
     #[inline(always)]
     fn rx_checksum(&self) -> RxChecksum {
-        RxChecksum::Unknown
+        RxChecksum::UNKNOWN
     }
 }
 
@@ -288,6 +288,9 @@ pub struct Pipeline {
     plain_rest: Option<u32>,
     /// See `bytes`.
     bytes: u64,
+    /// `PlainClass::of` the snapshot and meters of `meters_for` (worked out when they
+    /// change, not per burst).
+    plain_class: Option<plain::PlainClass>,
     /// What the verdicts of the packets the plain pass sent need.
     plain_slots: [plain::SentSlot; BURST],
     /// The ports (bit p: port p) the caller sends a burst to whole when `one_port` names
@@ -306,6 +309,22 @@ pub struct Pipeline {
     /// `split_cycles` as shares of the whole, in 1/65536: how an untimed burst's cycles
     /// are split between the stages.
     split: [u64; Stage::COUNT],
+    /// Stage counts not yet added to the worker's counters (`publish_stages`).
+    tally: Tally,
+}
+
+/// Per-stage counts kept in the pipeline between publications, so that a burst adds to
+/// plain fields rather than to a dozen shared counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    packets: [u64; Stage::COUNT],
+    /// Bursts through rx to mark (`process`) and through tx (`sent`).
+    bursts: u64,
+    tx_bursts: u64,
+    /// The untimed bursts' cycles, from rx to the end of tx, as a whole: split between
+    /// the stages when published, by the split the last timed burst left, which is the
+    /// one in force while they ran.
+    whole: u64,
 }
 
 /// One burst in this many is timed stage by stage.
@@ -329,6 +348,7 @@ impl Pipeline {
             one_port: None,
             plain_rest: None,
             bytes: 0,
+            plain_class: None,
             plain_slots: [0; BURST],
             whole_ports: 0,
             verdicts_written: true,
@@ -336,6 +356,7 @@ impl Pipeline {
             until_staged: 0,
             split_cycles: [0; Stage::COUNT],
             split: [0; Stage::COUNT],
+            tally: Tally::default(),
         }
     }
 
@@ -402,6 +423,7 @@ impl Pipeline {
             }
         }
         self.meters_for = (t.generation, sg);
+        self.plain_class = plain::PlainClass::of(t, &self.meters);
     }
 
     /// The verdicts of the last `process` call. Not for a burst sent whole by a port
@@ -505,8 +527,14 @@ impl Pipeline {
             self.timed = Some((end, cycles));
             [n as u64, live, routed, marked]
         } else {
+            // The plain class as of the last `sync_meters`, when it saw this snapshot.
+            let class = if self.meters_for.0 == t.generation {
+                self.plain_class
+            } else {
+                plain::PlainClass::of(t, meters)
+            };
             let [live, routed, marked] = if stateless {
-                if let Some(class) = plain::PlainClass::of(t, meters) {
+                if let Some(class) = class {
                     let b = plain::forward_burst(t, meters, class, frames, pkts, verdicts, plain_slots, in_port, t0, c);
                     plain = Some(b);
                     bytes = b.bytes;
@@ -527,10 +555,12 @@ impl Pipeline {
             self.timed = None;
             [n as u64, live, routed, marked]
         };
-        c.stage_packets_add(Stage::Rx, n as u64);
+        let tally = &mut self.tally;
+        tally.packets[Stage::Rx as usize] += n as u64;
         for (s, packets) in Stage::PROCESSED.into_iter().zip(counts) {
-            c.stage_packets_add(s, packets);
+            tally.packets[s as usize] += packets;
         }
+        tally.bursts += 1;
         self.bytes = bytes;
         self.plain_rest = plain.map(|b| b.rest);
         self.verdicts_written = true;
@@ -588,20 +618,37 @@ impl Pipeline {
     /// others' from `polled` (see `process`) to `now` as a whole, split between the
     /// stages in the proportions the timed bursts measured. So an untimed burst costs
     /// one TSC read, `now`, which is also where the next burst's rx begins.
+    ///
+    /// The counts reach the worker's counters on each timed burst and on
+    /// `publish_stages`.
     pub fn sent(&mut self, now: u64, packets: u64, c: &WorkerCounters) {
-        c.stage_packets_add(Stage::Tx, packets);
+        self.tally.packets[Stage::Tx as usize] += packets;
+        self.tally.tx_bursts += 1;
         match self.timed.take() {
             Some((done, [rx, c0, c1, c2, c3])) => {
                 let tx = now.wrapping_sub(done);
                 c.stage_cycles_add(Stage::Tx, tx);
+                // The untimed bursts before this one take the split they ran under.
+                self.publish_stages(c);
                 self.learn_split([rx, c0, c1, c2, c3, tx]);
             }
-            None => {
-                let whole = now.wrapping_sub(self.burst_tsc);
-                for (s, share) in Stage::ALL.into_iter().zip(self.split) {
-                    c.stage_cycles_add(s, (whole * share) >> 16);
-                }
-            }
+            None => self.tally.whole += now.wrapping_sub(self.burst_tsc),
+        }
+    }
+
+    /// Adds the stage counts kept since the last call to the worker's counters: packets
+    /// and bursts per stage, and the untimed bursts' cycles split between the stages.
+    /// The worker calls it when a poll finds nothing, every 1024 polls and when it stops;
+    /// `sent` on each timed burst. Cheap when there is nothing to add.
+    pub fn publish_stages(&mut self, c: &WorkerCounters) {
+        if self.tally.bursts == 0 && self.tally.tx_bursts == 0 {
+            return;
+        }
+        let t = std::mem::take(&mut self.tally);
+        for (s, share) in Stage::ALL.into_iter().zip(self.split) {
+            let bursts = if s == Stage::Tx { t.tx_bursts } else { t.bursts };
+            c.stage_packets_add(s, t.packets[s as usize], bursts);
+            c.stage_cycles_add(s, ((t.whole as u128 * share as u128) >> 16) as u64);
         }
     }
 

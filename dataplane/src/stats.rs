@@ -109,9 +109,9 @@ impl WorkerCounters {
 
     /// A burst of `packets` through stage `s`, its cycles counted apart.
     #[inline(always)]
-    pub fn stage_packets_add(&self, s: Stage, packets: u64) {
+    pub fn stage_packets_add(&self, s: Stage, packets: u64, bursts: u64) {
         bump(&self.stage_packets[s as usize], packets);
-        bump(&self.stage_bursts[s as usize], 1);
+        bump(&self.stage_bursts[s as usize], bursts);
     }
 
     #[inline(always)]
@@ -225,7 +225,7 @@ mod tests {
         c.drop_packet(DropReason::NoRoute);
         c.drop_packet(DropReason::NoRoute);
         c.stage_cycles_add(Stage::Route, 100);
-        c.stage_packets_add(Stage::Route, 32);
+        c.stage_packets_add(Stage::Route, 32, 1);
         c.class_packets_add(2, Colour::Yellow, 1, 64);
         c.latency(1000, 32);
         c.latency(1003, 1);

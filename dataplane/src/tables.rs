@@ -37,6 +37,18 @@ pub struct Hop {
     pub hold: bool,
 }
 
+impl Hop {
+    /// No hop: what `Tables::direct_hops` holds for a group with a choice to make. Its
+    /// MTU of 0 (ports have at least `MIN_MTU`) is one no frame fits, so the one test of
+    /// a frame's length against the hop's MTU also finds the groups with a choice.
+    pub const CHOOSE: Hop = Hop {
+        macs: [0; 12],
+        port: u16::MAX,
+        mtu: 0,
+        hold: true,
+    };
+}
+
 pub struct Tables {
     pub generation: u32,
     pub classifier: Classifier,
@@ -55,8 +67,8 @@ pub struct Tables {
     pub hops: Vec<Hop>,
     /// By group: the hop of the group's path when it has exactly one and its next hop is
     /// known (then a packet of a class without an SLA needs no choosing: route straight
-    /// to it); `None` otherwise. Derived from `groups` and `hops`.
-    direct: Vec<Option<Hop>>,
+    /// to it); `Hop::CHOOSE` otherwise. Derived from `groups` and `hops`.
+    direct: Vec<Hop>,
     pub paths: Vec<Path>,
     /// Path indices mean the same path in every generation since `numbered_since`; a flow
     /// decided from `prev_numbered_since` up to then finds its path through `remap` (by
@@ -248,9 +260,9 @@ impl Tables {
 
     /// By group: the hop every packet routed to the group takes when neither its class
     /// (which must have no SLA) nor its flow has a choice to make: the group's only path,
-    /// with its next hop known. `None` when there is a choice.
+    /// with its next hop known. `Hop::CHOOSE` when there is a choice.
     #[inline(always)]
-    pub fn direct_hops(&self) -> &[Option<Hop>] {
+    pub fn direct_hops(&self) -> &[Hop] {
         &self.direct
     }
 
@@ -287,13 +299,14 @@ impl Tables {
 }
 
 /// See `Tables::direct`.
-fn direct_hops(groups: &[Selection], hops: &[Hop]) -> Vec<Option<Hop>> {
+fn direct_hops(groups: &[Selection], hops: &[Hop]) -> Vec<Hop> {
     groups
         .iter()
         .map(|g| match g.members[..] {
             [(only, _)] => hops.get(only as usize).filter(|h| !h.hold).copied(),
             _ => None,
         })
+        .map(|hop| hop.unwrap_or(Hop::CHOOSE))
         .collect()
 }
 

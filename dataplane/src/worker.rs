@@ -60,16 +60,11 @@ pub struct Shared {
     pub done: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-#[inline(always)]
-fn rx_checksum(ol_flags: u64) -> RxChecksum {
-    match ol_flags & flags::MBUF_RX_IP_CKSUM_MASK {
-        flags::MBUF_RX_IP_CKSUM_GOOD => RxChecksum::Good,
-        flags::MBUF_RX_IP_CKSUM_BAD => RxChecksum::Bad,
-        // NONE (both bits): header integrity verified, checksum field not meaningful.
-        flags::MBUF_RX_IP_CKSUM_MASK => RxChecksum::Good,
-        _ => RxChecksum::Unknown,
-    }
-}
+// The offload flags' checksum bits are where `RxChecksum` expects them.
+const _: () = assert!(
+    flags::MBUF_RX_IP_CKSUM_GOOD == RxChecksum::GOOD_BIT as u64
+        && flags::MBUF_RX_IP_CKSUM_BAD == RxChecksum::BAD_BIT as u64
+);
 
 impl Frame for Mbuf {
     #[inline(always)]
@@ -82,7 +77,7 @@ impl Frame for Mbuf {
     }
     #[inline(always)]
     fn rx_checksum(&self) -> RxChecksum {
-        rx_checksum(self.ol_flags())
+        RxChecksum::from_ol_flags(self.ol_flags())
     }
 }
 
@@ -103,6 +98,8 @@ struct Egress {
     pending_bytes: Vec<u64>,
     /// Priority queues of rate-limited ports.
     sched: Vec<Option<EgressScheduler<Mbuf>>>,
+    /// Whether any port has them (when none does, a poll skips them altogether).
+    shaped: bool,
 }
 
 impl Egress {
@@ -130,6 +127,9 @@ impl Egress {
 
     /// Moves what the link rates allow from the priority queues to the TX buffers.
     fn drain_queues(&mut self, now: u64, c: &WorkerCounters) {
+        if !self.shaped {
+            return;
+        }
         for p in 0..self.sched.len() {
             let Some(s) = self.sched[p].as_mut() else { continue };
             if !s.is_empty() {
@@ -187,6 +187,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
     let mut eg = Egress {
         pending: (0..ports).map(|_| Burst::new()).collect(),
         pending_bytes: vec![0; ports],
+        shaped: plan.shaping.iter().any(Option::is_some),
         sched: plan
             .shaping
             .iter()
@@ -305,6 +306,9 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         }
         if got == 0 {
             clock = rdtsc();
+            // Idle: the stage counts kept in the pipeline go out now, not at the next
+            // timed burst.
+            pipe.publish_stages(&c);
         }
         let now = clock;
         eg.drain_queues(now, &c);
@@ -332,6 +336,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         polls += 1;
         if polls.is_multiple_of(1024) {
             publish_flow_counters(&pipe, &c);
+            pipe.publish_stages(&c);
         }
         bump(&c.polls, 1);
         if got > 0 {
@@ -365,6 +370,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         }
     });
     publish_flow_counters(&pipe, &c);
+    pipe.publish_stages(&c);
     shared.done.fetch_add(1, Ordering::Release);
     0
 }
@@ -393,9 +399,17 @@ mod tests {
     use super::*;
     #[test]
     fn checksum_flags() {
-        assert_eq!(rx_checksum(0), RxChecksum::Unknown);
-        assert_eq!(rx_checksum(flags::MBUF_RX_IP_CKSUM_GOOD | 1), RxChecksum::Good);
-        assert_eq!(rx_checksum(flags::MBUF_RX_IP_CKSUM_BAD), RxChecksum::Bad);
-        assert_eq!(rx_checksum(flags::MBUF_RX_IP_CKSUM_MASK), RxChecksum::Good);
+        let of = RxChecksum::from_ol_flags;
+        assert_eq!(of(0), RxChecksum::UNKNOWN);
+        assert_eq!(of(!flags::MBUF_RX_IP_CKSUM_MASK), RxChecksum::UNKNOWN);
+        assert_eq!(of(flags::MBUF_RX_IP_CKSUM_GOOD | 1), RxChecksum::GOOD);
+        assert_eq!(of(flags::MBUF_RX_IP_CKSUM_BAD), RxChecksum::BAD);
+        assert_eq!(of(flags::MBUF_RX_IP_CKSUM_MASK), RxChecksum::NONE);
+        let judged = |c: RxChecksum| (c.verified(), c.bad());
+        assert_eq!(judged(of(0)), (false, false));
+        assert_eq!(judged(of(flags::MBUF_RX_IP_CKSUM_GOOD)), (true, false));
+        assert_eq!(judged(of(flags::MBUF_RX_IP_CKSUM_BAD)), (false, true));
+        // NONE: integrity verified, the field not meaningful.
+        assert_eq!(judged(of(flags::MBUF_RX_IP_CKSUM_MASK)), (true, false));
     }
 }

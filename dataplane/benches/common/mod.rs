@@ -192,5 +192,7 @@ pub fn run_bursts(p: &mut Pipeline, t: &dataplane::tables::Tables, work: &mut [V
         p.sent(clock, chunk.len() as u64, c);
         out += packets_out(p, chunk.len());
     }
+    // What the worker does when the traffic stops.
+    p.publish_stages(c);
     out
 }

@@ -10,14 +10,14 @@ fn v4(proto: u8) -> Vec<u8> {
 }
 
 fn ok(f: &[u8]) -> Meta {
-    match parse(f, f.len() as u32, 3, RxChecksum::Unknown) {
+    match parse(f, f.len() as u32, 3, RxChecksum::UNKNOWN) {
         Ok(Parsed::Ip(m)) => m,
         other => panic!("{other:?}"),
     }
 }
 
 fn err(f: &[u8]) -> DropReason {
-    match parse(f, f.len() as u32, 0, RxChecksum::Unknown) {
+    match parse(f, f.len() as u32, 0, RxChecksum::UNKNOWN) {
         Err(e) => e,
         other => panic!("expected a drop, got {other:?}"),
     }
@@ -96,15 +96,15 @@ fn ipv4_options_and_malformed_headers() {
     f[22] ^= 0xff; // TTL changed, checksum not
     assert_eq!(err(&f), DropReason::BadChecksum);
     // The driver's verdict replaces the software check.
-    assert!(parse(&f, f.len() as u32, 0, RxChecksum::Good).is_ok());
+    assert!(parse(&f, f.len() as u32, 0, RxChecksum::GOOD).is_ok());
     assert_eq!(
-        parse(&base, base.len() as u32, 0, RxChecksum::Bad),
+        parse(&base, base.len() as u32, 0, RxChecksum::BAD),
         Err(DropReason::BadChecksum)
     );
     // Short frames at every length.
     for n in 0..42 {
         assert!(
-            parse(&base[..n], n as u32, 0, RxChecksum::Unknown).is_err(),
+            parse(&base[..n], n as u32, 0, RxChecksum::UNKNOWN).is_err(),
             "{n} bytes"
         );
     }
@@ -159,7 +159,7 @@ fn arp_and_other_ethertypes() {
     f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
     f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
     f.extend_from_slice(&[0; 20]);
-    assert_eq!(parse(&f, f.len() as u32, 0, RxChecksum::Unknown), Ok(Parsed::Arp));
+    assert_eq!(parse(&f, f.len() as u32, 0, RxChecksum::UNKNOWN), Ok(Parsed::Arp));
     assert_eq!(err(&f[..30]), DropReason::Truncated);
     f[12..14].copy_from_slice(&[0x88, 0xcc]); // LLDP
     assert_eq!(err(&f), DropReason::UnsupportedEthertype);

@@ -228,7 +228,7 @@ fn each_bit(mut bits: u32, mut step: impl FnMut(usize)) {
 #[inline(always)]
 fn forward_one<F: Frame, const MARK: bool>(
     t: &Tables,
-    direct: &[Option<Hop>],
+    direct: &[Hop],
     class: PlainClass,
     f: &mut F,
     len: u32,
@@ -241,11 +241,15 @@ fn forward_one<F: Frame, const MARK: bool>(
     // routes (local, not unicast) are no group's and go the general way.
     let g = t.route_v4(h.dst)?;
     let hop = match direct.get(g as usize) {
-        Some(Some(hop)) => hop,
-        _ => chosen_hop(t, g, b, len, csum, in_port, class.id)?,
+        // The common case in one test: a group's one hop, which the frame fits.
+        Some(hop) if h.total <= hop.mtu => hop,
+        // Too big for it: the general steps say what becomes of the frame.
+        Some(hop) if hop.mtu != 0 => return None,
+        // A group with a choice to make (`Hop::CHOOSE`), or a class with an SLA.
+        _ => chosen_hop(t, g, b, len, csum, in_port, class.id).filter(|hop| h.total <= hop.mtu)?,
     };
     // The TTL read where it is written, not kept from the parse across the route.
-    if b[22] <= 1 || h.total > hop.mtu {
+    if b[22] <= 1 {
         return None;
     }
     // The same rewrites, in the same order, as `route_one` and `mark_one`.

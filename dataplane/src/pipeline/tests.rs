@@ -134,8 +134,10 @@ impl Rig {
     fn run(&mut self, frames: &mut [F]) -> Vec<Verdict> {
         self.p.sync_meters(&self.t, &self.shares, rdtsc);
         self.p.process(&self.t, frames, 0, rdtsc(), &self.c, &mut |_| {});
-        // Sent at once, as a worker sends them (`sent` counts the tx stage).
+        // Sent at once, as a worker sends them (`sent` counts the tx stage), and the
+        // counts published as a worker's next, idle, poll does.
         self.p.sent(rdtsc(), frames.len() as u64, &self.c);
+        self.p.publish_stages(&self.c);
         self.p.verdicts()[..frames.len()].to_vec()
     }
 
@@ -385,7 +387,7 @@ fn dscp_rewrite_matches_full_recomputation() {
         s.ecn = (x >> 16) as u8 & 3;
         s.ttl = (x >> 24) as u8;
         let mut f = s.build();
-        let m = match parse::parse(&f, 60, 0, RxChecksum::Unknown) {
+        let m = match parse::parse(&f, 60, 0, RxChecksum::UNKNOWN) {
             Ok(parse::Parsed::Ip(m)) => m,
             other => panic!("{other:?}"),
         };
@@ -702,6 +704,8 @@ fn packet_mode_decides_as_flow_mode_does() {
     assert!(paths_seen.len() >= 3, "{paths_seen:?}");
     assert!(flow.flows.len() > 1000);
     assert_eq!(packet.flows.len(), 0);
+    flow.publish_stages(&cf);
+    packet.publish_stages(&cp);
     let (sf, sp) = (cf.snapshot(2), cp.snapshot(2));
     assert_eq!(sf.stage_packets, sp.stage_packets);
     assert_eq!(sf.class_packets, sp.class_packets);
@@ -796,6 +800,8 @@ fn fused_bursts_decide_as_staged_bursts_do() {
             }
         }
         assert_eq!(staged.flows.len(), fused.flows.len());
+        staged.publish_stages(&cs);
+        fused.publish_stages(&cf);
         let (ss, sf) = (cs.snapshot(2), cf.snapshot(2));
         assert_eq!(ss.stage_packets, sf.stage_packets);
         assert_eq!(ss.stage_bursts, sf.stage_bursts);
@@ -854,6 +860,62 @@ fn untimed_bursts_take_the_timed_split() {
             "stage {i}: {d:?} against split {split:?}"
         );
     }
+}
+
+/// Stage counts of untimed bursts wait in the pipeline until published; a timed burst
+/// publishes them (under the split they ran with) before learning its own split, and
+/// `publish_stages` does when asked, after which nothing is left to add.
+#[test]
+fn stage_counts_reach_the_counters_when_published() {
+    let mut r = Rig::new();
+    r.p = Pipeline::new(4096, r.p.flows.timeouts, 0, 1_000_000_000).stage_timing_every(3);
+    r.p.sync_meters(&r.t, &r.shares, rdtsc);
+    let frames: Vec<F> = (1..=32).map(|i| F(udp4(&format!("198.19.0.{i}"), 80))).collect();
+    let burst = |r: &mut Rig| {
+        r.p.process(&r.t, &mut frames.clone(), 0, rdtsc(), &r.c, &mut |_| {});
+        r.p.sent(rdtsc(), 32, &r.c);
+    };
+    // Timed: published at once.
+    burst(&mut r);
+    let s = r.c.snapshot(2);
+    assert_eq!(s.stage_packets, [32; Stage::COUNT]);
+    assert_eq!(s.stage_bursts, [1; Stage::COUNT]);
+    let split = r.p.split;
+    // Two untimed bursts: kept.
+    burst(&mut r);
+    burst(&mut r);
+    let kept = r.c.snapshot(2);
+    assert_eq!(kept.stage_packets, [32; Stage::COUNT]);
+    assert_eq!(kept.stage_cycles, s.stage_cycles);
+    r.p.publish_stages(&r.c);
+    let done = r.c.snapshot(2);
+    assert_eq!(done.stage_packets, [96; Stage::COUNT]);
+    assert_eq!(done.stage_bursts, [3; Stage::COUNT]);
+    let added: Vec<u64> = (0..Stage::COUNT)
+        .map(|i| done.stage_cycles[i] - s.stage_cycles[i])
+        .collect();
+    assert!(added.iter().sum::<u64>() > 0, "{added:?}");
+    let whole: u64 = added.iter().sum();
+    for i in 0..Stage::COUNT {
+        let want = (whole * split[i]) >> 16;
+        assert!(
+            added[i].abs_diff(want) <= Stage::COUNT as u64 + whole / 8_000,
+            "{added:?} against {split:?}"
+        );
+    }
+    // Nothing left: publishing again adds nothing.
+    r.p.publish_stages(&r.c);
+    assert_eq!(r.c.snapshot(2), done);
+    // The fourth burst is timed and published; the two after it wait again, until the
+    // seventh, timed, publishes them with itself.
+    burst(&mut r);
+    assert_eq!(r.c.snapshot(2).stage_packets, [128; Stage::COUNT]);
+    burst(&mut r);
+    burst(&mut r);
+    assert_eq!(r.c.snapshot(2).stage_packets, [128; Stage::COUNT]);
+    burst(&mut r);
+    assert_eq!(r.c.snapshot(2).stage_packets, [224; Stage::COUNT]);
+    assert_eq!(r.c.snapshot(2).stage_bursts, [7; Stage::COUNT]);
 }
 
 /// The rx stage runs from the worker's last clock read (`polled`) to the start of
@@ -1115,7 +1177,11 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
                     kinds_seen.insert(kind);
                 }
             }
+            general.publish_stages(&cg);
+            plain.publish_stages(&cp);
+            whole.publish_stages(&cw);
             let sg = cg.snapshot(2);
+            assert!(sg.stage_packets[Stage::Rx as usize] > 0, "{name}, {status}");
             for sp in [cp.snapshot(2), cw.snapshot(2)] {
                 assert_eq!(sg.stage_packets, sp.stage_packets, "{name}, {status}");
                 assert_eq!(sg.stage_bursts, sp.stage_bursts, "{name}, {status}");
