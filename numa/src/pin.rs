@@ -53,7 +53,7 @@ mod tests {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let done_rx = std::sync::Arc::new(std::sync::Mutex::new(done_rx));
         let mut handles = Vec::new();
-        for pin in [None, worker_cpu] {
+        for (k, pin) in [None, worker_cpu].into_iter().enumerate() {
             let (tid_tx, done_rx) = (tid_tx.clone(), done_rx.clone());
             handles.push(std::thread::spawn(move || {
                 if let Some(c) = pin {
@@ -61,11 +61,14 @@ mod tests {
                     s.set(c as usize).unwrap();
                     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &s).unwrap();
                 }
-                tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+                tid_tx.send((k, nix::unistd::gettid().as_raw())).unwrap();
                 let _ = done_rx.lock().unwrap().recv();
             }));
         }
-        let (free, pinned) = (tid_rx.recv().unwrap(), tid_rx.recv().unwrap());
+        // The two threads report in either order: each says which it is.
+        let mut tids = [tid_rx.recv().unwrap(), tid_rx.recv().unwrap()];
+        tids.sort();
+        let [(_, free), (_, pinned)] = tids;
         let mine = allowed_cpus(nix::unistd::gettid().as_raw()).unwrap();
         assert_eq!(allowed_cpus(free).unwrap(), mine, "starts with its parent's CPUs");
         if mine == BTreeSet::from([control]) {
