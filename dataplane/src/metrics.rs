@@ -91,7 +91,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     ("sluice_drops", "Packets dropped, by the stage and reason"),
     ("sluice_stage_packets", "Packets through a fast-path stage"),
-    ("sluice_stage_cycles", "TSC cycles spent in a fast-path stage (each burst timed whole, from the poll that received it to the end of tx; the split between the stages measured on one burst in 64)"),
+    ("sluice_stage_cycles", "TSC cycles spent in a fast-path stage (each burst timed whole, from the poll that received it to the end of tx; the split between the stages measured on one burst in 256)"),
     (
         "sluice_class_conform_packets",
         "Packets of a class its meter found conforming (green)",

@@ -328,7 +328,7 @@ struct Tally {
 }
 
 /// One burst in this many is timed stage by stage.
-pub const STAGE_TIMING_EVERY: u32 = 64;
+pub const STAGE_TIMING_EVERY: u32 = 256;
 
 impl Pipeline {
     pub fn new(flow_capacity: usize, timeouts: Timeouts, worker: usize, tsc_hz: u64) -> Pipeline {

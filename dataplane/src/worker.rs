@@ -100,12 +100,15 @@ struct Egress {
     sched: Vec<Option<EgressScheduler<Mbuf>>>,
     /// Whether any port has them (when none does, a poll skips them altogether).
     shaped: bool,
+    /// Whether a TX buffer may hold packets (`flush_all` has nothing to do otherwise).
+    buffered: bool,
 }
 
 impl Egress {
     #[inline(always)]
     fn push(&mut self, p: usize, m: Mbuf, tx: &mut [TxQueue], c: &WorkerCounters) {
         self.pending_bytes[p] += m.pkt_len() as u64;
+        self.buffered = true;
         let b = &mut self.pending[p];
         // A full buffer is flushed right after the push that filled it, so there is
         // always room here.
@@ -116,7 +119,14 @@ impl Egress {
         }
     }
 
+    #[inline(always)]
     fn flush_all(&mut self, tx: &mut [TxQueue], c: &WorkerCounters) {
+        if std::mem::take(&mut self.buffered) {
+            self.flush_each(tx, c);
+        }
+    }
+
+    fn flush_each(&mut self, tx: &mut [TxQueue], c: &WorkerCounters) {
         for (p, b) in self.pending.iter_mut().enumerate() {
             if !b.is_empty() {
                 flush(&mut tx[p], b, self.pending_bytes[p], p, c);
@@ -141,6 +151,7 @@ impl Egress {
                 });
                 self.pending[p] = out;
                 self.pending_bytes[p] += bytes;
+                self.buffered = true;
             }
         }
         self.publish_queues(c);
@@ -188,6 +199,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         pending: (0..ports).map(|_| Burst::new()).collect(),
         pending_bytes: vec![0; ports],
         shaped: plan.shaping.iter().any(Option::is_some),
+        buffered: false,
         sched: plan
             .shaping
             .iter()
