@@ -147,7 +147,7 @@ pub enum Stage {
 
 impl Stage {
     pub const COUNT: usize = 6;
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; Self::COUNT] = [
         Stage::Rx,
         Stage::Classify,
         Stage::Shape,
@@ -280,7 +280,7 @@ pub struct Pipeline {
     pub burst_tsc: u64,
     /// When the last burst, if timed stage by stage, left the last stage (the tx stage
     /// starts there), and its cycles per stage from rx to mark.
-    timed: Option<(u64, [u64; 5])>,
+    timed: Option<(u64, [u64; Stage::COUNT - 1])>,
     /// See `one_port`.
     one_port: Option<u16>,
     /// When the last burst took the plain pass: the packets it left to the general steps

@@ -107,7 +107,7 @@ impl WorkerCounters {
         bump(&self.drops[r as usize], 1);
     }
 
-    /// A burst of `packets` through stage `s`, its cycles counted apart.
+    /// `packets` packets in `bursts` bursts through stage `s`, their cycles counted apart.
     #[inline(always)]
     pub fn stage_packets_add(&self, s: Stage, packets: u64, bursts: u64) {
         bump(&self.stage_packets[s as usize], packets);

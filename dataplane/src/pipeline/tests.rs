@@ -846,18 +846,21 @@ fn untimed_bursts_take_the_timed_split() {
     assert_eq!(r.p.split, split, "an untimed burst does not move the split");
     assert_eq!(both.stage_packets, [64; Stage::COUNT]);
     assert_eq!(both.stage_bursts, [2; Stage::COUNT]);
-    let d: Vec<u64> = (0..Stage::COUNT)
-        .map(|i| both.stage_cycles[i] - timed.stage_cycles[i])
-        .collect();
-    let whole: u64 = d.iter().sum();
-    assert!(whole > 0);
-    // `whole` is the sum of the parts, short of the burst's cycles by the rounding of
-    // the shares (at most 5 in 65536) and of each part (under 1 cycle each).
+    assert_split_by(&timed.stage_cycles, &both.stage_cycles, &split);
+}
+
+/// The stage cycles added between two snapshots, `before` and `after`, are split in the
+/// proportions `split` gives. Their sum stands for the cycles split, short of them by the
+/// rounding of the shares (at most 5 in 65536) and of each part (under 1 cycle each).
+fn assert_split_by(before: &[u64], after: &[u64], split: &[u64; Stage::COUNT]) {
+    let added: Vec<u64> = (0..Stage::COUNT).map(|i| after[i] - before[i]).collect();
+    let whole: u64 = added.iter().sum();
+    assert!(whole > 0, "{added:?}");
     for i in 0..Stage::COUNT {
         let want = (whole * split[i]) >> 16;
         assert!(
-            d[i].abs_diff(want) <= Stage::COUNT as u64 + 2 + whole / 8_000,
-            "stage {i}: {d:?} against split {split:?}"
+            added[i].abs_diff(want) <= Stage::COUNT as u64 + 2 + whole / 8_000,
+            "stage {i}: {added:?} against split {split:?}"
         );
     }
 }
@@ -891,18 +894,7 @@ fn stage_counts_reach_the_counters_when_published() {
     let done = r.c.snapshot(2);
     assert_eq!(done.stage_packets, [96; Stage::COUNT]);
     assert_eq!(done.stage_bursts, [3; Stage::COUNT]);
-    let added: Vec<u64> = (0..Stage::COUNT)
-        .map(|i| done.stage_cycles[i] - s.stage_cycles[i])
-        .collect();
-    assert!(added.iter().sum::<u64>() > 0, "{added:?}");
-    let whole: u64 = added.iter().sum();
-    for i in 0..Stage::COUNT {
-        let want = (whole * split[i]) >> 16;
-        assert!(
-            added[i].abs_diff(want) <= Stage::COUNT as u64 + whole / 8_000,
-            "{added:?} against {split:?}"
-        );
-    }
+    assert_split_by(&s.stage_cycles, &done.stage_cycles, &split);
     // Nothing left: publishing again adds nothing.
     r.p.publish_stages(&r.c);
     assert_eq!(r.c.snapshot(2), done);
