@@ -70,6 +70,16 @@ impl FlowKey {
             let p = a as u128 * b as u128;
             (p as u64) ^ ((p >> 64) as u64)
         };
+        if self.family == 4 {
+            // IPv4: the addresses in one word, ports, VLANs and protocol in another, and
+            // the ingress port folded in last: two multiplies.
+            let addrs = (self.src as u64) << 32 | self.dst as u64 & 0xffff_ffff;
+            let rest = (self.src_port as u64) << 48
+                | (self.dst_port as u64) << 32
+                | (self.vlan as u64 & 0xff_ffff) << 8
+                | self.proto as u64;
+            return fold(fold(addrs ^ K0, rest ^ K1) ^ K2, self.in_port as u64 ^ K0);
+        }
         let tail = (self.src_port as u64) << 48
             | (self.dst_port as u64) << 32
             | (self.proto as u64) << 24
@@ -417,6 +427,12 @@ impl FlowTable {
     #[inline(always)]
     pub fn get_mut(&mut self, index: u32) -> &mut Flow {
         &mut self.entries[index as usize]
+    }
+
+    /// The entry at `index`, if there is one (live or not).
+    #[inline(always)]
+    pub fn entry_mut(&mut self, index: u32) -> Option<&mut Flow> {
+        self.entries.get_mut(index as usize)
     }
 
     /// Finds the flow of `key`, or creates it at `now_ms`. A full table evicts the least

@@ -8,15 +8,17 @@
 //! between them; the others run shape, route and mark in one pass per packet, timed as a
 //! whole from rx to `sent` (see `process`).
 //! In packet mode with nothing per packet to classify, shape or mark, the common packet
-//! goes through all of it in one pass of its own (`plain`).
+//! goes through all of it in one pass of its own (`plain`). In flow mode, the untimed
+//! bursts' common packets of flows already decided are handled from what their flow
+//! remembers, without the general steps (`flowpass`).
 //!
 //! Generic over `Frame` so the same code runs on mbufs in a worker and on byte vectors in
 //! tests. Worker-local state (flow table, meters) lives in `Pipeline`; shared state
 //! (`Tables`, `Shares`) is read-only here.
 
 use crate::dpdk::rdtsc;
-use crate::flow::{flag, FlowRecord, FlowTable, Timeouts};
-use crate::parse::{self, meta_flag, Kind, Meta, RxChecksum};
+use crate::flow::{flag, FlowRecord, FlowTable, Found, Timeouts};
+use crate::parse::{self, meta_flag, Kind, Meta, PlainV4, RxChecksum};
 use crate::stats::WorkerCounters;
 use crate::tables::{Tables, PATH_LOCAL, PATH_NONE_USABLE, PATH_NOT_UNICAST, PATH_NO_ROUTE};
 use crate::wire::checksum_update16;
@@ -41,7 +43,8 @@ pub enum DropReason {
     /// TCP, UDP or ICMP header missing or inconsistent.
     BadL4Header,
     /// The flow table was so full that this packet's flow was evicted by a later packet
-    /// of the same burst.
+    /// of the same burst (in a burst timed stage by stage, which looks every packet's
+    /// flow up before the later stages; the others finish each packet first).
     FlowEvicted,
     /// IPv6 extension-header chain malformed or too long.
     BadExtensionHeader,
@@ -291,6 +294,8 @@ pub struct Pipeline {
     /// `PlainClass::of` the snapshot and meters of `meters_for` (worked out when they
     /// change, not per burst).
     plain_class: Option<plain::PlainClass>,
+    /// The headers of a burst's plain packets, in flow mode (`flowpass`).
+    headers: [PlainV4; BURST],
     /// What the verdicts of the packets the plain pass sent need.
     plain_slots: [plain::SentSlot; BURST],
     /// The ports (bit p: port p) the caller sends a burst to whole when `one_port` names
@@ -350,6 +355,7 @@ impl Pipeline {
             bytes: 0,
             plain_class: None,
             plain_slots: [0; BURST],
+            headers: [flowpass::NO_HEADER; BURST],
             whole_ports: 0,
             verdicts_written: true,
             stage_every: STAGE_TIMING_EVERY,
@@ -451,15 +457,16 @@ impl Pipeline {
     /// `verdicts()`. `polled` is the TSC the worker read last before it received the
     /// burst: the rx stage starts there. Flows that end (evicted here) go to `ended`.
     ///
-    /// Most bursts are parsed in a pass of their own, then go through shape, route and
-    /// mark (in packet mode classify too) in one pass per packet, and only the whole is
-    /// timed, from `polled` to `sent`: one TSC read per burst, the worker's own. One
-    /// burst in `STAGE_TIMING_EVERY` runs the same per-packet steps stage by stage with
-    /// a TSC read between stages; the other bursts' cycles are split between the stages
-    /// in the proportions those bursts measured (in `sent`). Packets, bursts and drops
-    /// per stage are counted exactly in both ways. In packet mode without rules and with
-    /// the one class unmetered, the untimed bursts take the plain pass (`plain`), which
-    /// decides as the general steps do.
+    /// Most bursts are not timed stage by stage: in flow mode they take the flow pass
+    /// (`flowpass`); in packet mode they are parsed in a pass of their own, then go
+    /// through classify, shape, route and mark in one pass per packet, or, without rules
+    /// and with the one class unmetered, take the plain pass (`plain`). Both passes
+    /// decide as the general steps do. Such a burst is timed only as a whole, from
+    /// `polled` to `sent`: one TSC read per burst, the worker's own. One burst in
+    /// `STAGE_TIMING_EVERY` runs the general steps stage by stage with a TSC read
+    /// between stages; the other bursts' cycles are split between the stages in the
+    /// proportions those bursts measured (in `sent`). Packets, bursts and drops per
+    /// stage are counted exactly in both ways.
     #[inline]
     pub fn process<F: Frame>(
         &mut self,
@@ -489,6 +496,7 @@ impl Pipeline {
             verdicts,
             stateless,
             plain_slots,
+            headers,
             ..
         } = self;
         let stateless = *stateless;
@@ -497,8 +505,9 @@ impl Pipeline {
         let pkts = &mut pkts[..n];
         let verdicts = &mut verdicts[..n];
 
-        // What the plain pass did, when it ran.
+        // What the plain pass or the flow pass did, when one ran.
         let mut plain = None;
+        let mut flow_pass = None;
         let bytes;
         // Packets through parse/classify, shape, route and mark.
         let counts = if staged {
@@ -545,11 +554,24 @@ impl Pipeline {
                     finish_packet_mode(t, meters, frames, pkts, verdicts, t0, c)
                 }
             } else {
-                bytes = sum_bytes(frames);
-                parse_burst(frames, pkts, verdicts, in_port);
-                let live = track_flows(t, flows, frames, pkts, verdicts, now_ms, ended);
-                let [routed, marked] = finish_flow_mode(t, flows, meters, frames, pkts, verdicts, t0, c);
-                [live, routed, marked]
+                let b = flowpass::flow_burst(
+                    t,
+                    flows,
+                    meters,
+                    frames,
+                    pkts,
+                    headers,
+                    verdicts,
+                    plain_slots,
+                    in_port,
+                    t0,
+                    now_ms,
+                    c,
+                    ended,
+                );
+                flow_pass = Some(b);
+                bytes = b.bytes;
+                b.counts
             };
             // Timed as a whole, with the tx stage, when sent (`sent`).
             self.timed = None;
@@ -562,8 +584,18 @@ impl Pipeline {
         }
         tally.bursts += 1;
         self.bytes = bytes;
-        self.plain_rest = plain.map(|b| b.rest);
+        self.plain_rest = plain.map(|b| b.rest).or(flow_pass.map(|b| b.general));
         self.verdicts_written = true;
+        if let Some(b) = flow_pass {
+            let all = u32::MAX.checked_shr(32 - n as u32).unwrap_or(0);
+            if b.sent == all && n > 0 {
+                // Every verdict is `Out`: no drop to count.
+                let ports = &self.plain_slots[..n];
+                let (any, every) = ports.iter().fold((0u16, u16::MAX), |(a, e), &p| (a | p, e & p));
+                self.one_port = (any == every).then_some(every);
+                return;
+            }
+        }
         if let Some(b) = plain {
             let s = b.sent;
             if b.rest == 0 && n > 0 {
@@ -694,8 +726,6 @@ fn parse_one<F: Frame>(f: &mut F, p: &mut Pkt, in_port: u8) -> Verdict {
 }
 
 /// Packet mode after parsing, in one pass per packet: classify, shape, route, mark.
-/// (This and `finish_flow_mode` stay two functions: one with the mode as a const
-/// parameter ran 8–12 more instructions a packet in `scripts/instructions.sh`.)
 /// (Parsing is a pass of its own: reading the metadata back right after it was written
 /// stalls on store forwarding.) Returns the packets that reached shape, route and mark.
 #[inline(never)]
@@ -720,31 +750,6 @@ fn finish_packet_mode<F: Frame>(
     }
     run.flush();
     [counts.live, counts.routed, counts.marked]
-}
-
-/// Flow mode after parse/classify, in one pass per packet: shape, route, mark. Returns
-/// the packets routed and marked.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn finish_flow_mode<F: Frame>(
-    t: &Tables,
-    flows: &mut FlowTable,
-    meters: &mut [Meter],
-    frames: &mut [F],
-    pkts: &mut [Pkt],
-    verdicts: &mut [Verdict],
-    now: u64,
-    c: &WorkerCounters,
-) -> [u64; 2] {
-    let mut counts = Counts::default();
-    let mut run = ClassRun::new(c);
-    for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
-        if matches!(v, Verdict::Out { .. }) {
-            after_classify(t, Some(&mut *flows), meters, f, p, v, now, &mut run, &mut counts);
-        }
-    }
-    run.flush();
-    [counts.routed, counts.marked]
 }
 
 #[derive(Default)]
@@ -847,35 +852,50 @@ fn shape_burst<F: Frame>(
 /// Meters one packet of `len` bytes by its class and applies the class's actions.
 #[inline(always)]
 fn shape_one(t: &Tables, meters: &mut [Meter], len: u32, p: &mut Pkt, v: &mut Verdict, now: u64, run: &mut ClassRun) {
-    let k = p.class as usize;
+    match shape_class(t, meters, p.class as usize, len, p.meta.dscp(), now, run) {
+        Ok((prio, dscp)) => (p.prio, p.dscp) = (prio, dscp),
+        Err(r) => *v = Verdict::Drop(r),
+    }
+}
+
+/// Meters a packet of class `k`, `len` bytes long and received with `dscp`, and applies
+/// the class's actions: the priority and the DSCP (or `KEEP`) it leaves with, or why it
+/// is dropped.
+#[inline(always)]
+fn shape_class(
+    t: &Tables,
+    meters: &mut [Meter],
+    k: usize,
+    len: u32,
+    dscp: u8,
+    now: u64,
+    run: &mut ClassRun,
+) -> Result<(Priority, u8), DropReason> {
     let class = &t.classes[k];
     let meter = &mut meters[k];
-    p.prio = class.priority;
-    p.dscp = class.dscp.unwrap_or(KEEP);
+    let (prio, dscp_out) = (class.priority, class.dscp.unwrap_or(KEEP));
     if meter.unmetered() {
         // Green, and a green packet is transmitted as it is.
         run.add(k, Colour::Green, len);
-        return;
+        return Ok((prio, dscp_out));
     }
     // Colour-blind meters ignore the incoming colour: do not work it out.
     let pre = if meter.colour_aware {
-        pre_colour(p.meta.dscp())
+        pre_colour(dscp)
     } else {
         Colour::Green
     };
     let colour = meter.colour(now, len, pre);
     run.add(k, colour, len);
     match class.action(colour) {
-        Action::Transmit => {}
-        Action::Drop => {
-            *v = Verdict::Drop(if colour == Colour::Red {
-                DropReason::MeterViolate
-            } else {
-                DropReason::MeterExceed
-            })
-        }
-        Action::Remark(d) => p.dscp = d,
-        Action::Demote(pr) => p.prio = pr,
+        Action::Transmit => Ok((prio, dscp_out)),
+        Action::Drop => Err(if colour == Colour::Red {
+            DropReason::MeterViolate
+        } else {
+            DropReason::MeterExceed
+        }),
+        Action::Remark(d) => Ok((prio, d)),
+        Action::Demote(pr) => Ok((pr, dscp_out)),
     }
 }
 
@@ -1049,19 +1069,7 @@ fn track_flows<F: Frame>(
         }
         live += 1;
         let found = flows.lookup_or_insert_from(p.candidate, &p.meta.key, p.hash, now_ms, ended);
-        let fl = flows.get_mut(found.index);
-        p.flow = found.index;
-        p.reroute = found.new || fl.generation != t.generation;
-        if p.reroute {
-            decide_flow(t, fl, &p.meta, found.new);
-        }
-        fl.packets = fl.packets.wrapping_add(1);
-        fl.bytes += f.pkt_len() as u64;
-        fl.last_ms = now_ms;
-        if p.meta.flags & meta_flag::TCP_END != 0 {
-            fl.flags |= flag::CLOSING;
-        }
-        p.class = fl.class;
+        track_one(t, flows, found, f.pkt_len(), p, now_ms);
     }
     // A full table may have evicted, for a later packet, the flow of an earlier one of
     // this burst: such packets must not use (or update) the entry's new owner.
@@ -1073,6 +1081,25 @@ fn track_flows<F: Frame>(
         }
     }
     live
+}
+
+/// Counts a packet of `len` bytes on the flow `found` gave it (deciding the flow when it
+/// is new or from an older snapshot) and takes the flow's class.
+#[inline(always)]
+fn track_one(t: &Tables, flows: &mut FlowTable, found: Found, len: u32, p: &mut Pkt, now_ms: u32) {
+    let fl = flows.get_mut(found.index);
+    p.flow = found.index;
+    p.reroute = found.new || fl.generation != t.generation;
+    if p.reroute {
+        decide_flow(t, fl, &p.meta, found.new);
+    }
+    fl.packets = fl.packets.wrapping_add(1);
+    fl.bytes += len as u64;
+    fl.last_ms = now_ms;
+    if p.meta.flags & meta_flag::TCP_END != 0 {
+        fl.flags |= flag::CLOSING;
+    }
+    p.class = fl.class;
 }
 
 /// A new flow, or one whose decisions are from an older snapshot: classified by these
@@ -1163,6 +1190,7 @@ pub fn set_ce(b: &mut [u8], m: &Meta) {
     }
 }
 
+mod flowpass;
 mod plain;
 
 #[cfg(test)]

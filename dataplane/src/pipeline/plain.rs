@@ -216,7 +216,7 @@ fn plain_pass<F: Frame, const MARK: bool>(
 
 /// Calls `step` with the index of every bit set in `bits`, lowest first.
 #[inline(always)]
-fn each_bit(mut bits: u32, mut step: impl FnMut(usize)) {
+pub(super) fn each_bit(mut bits: u32, mut step: impl FnMut(usize)) {
     while bits != 0 {
         step(bits.trailing_zeros() as usize);
         bits &= bits - 1;

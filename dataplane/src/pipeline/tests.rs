@@ -451,36 +451,53 @@ fn ttl_decrement_checksum_is_rfc1624s() {
 
 /// A table of 1 024 flows flooded with bursts of 32 new flows in the same millisecond:
 /// every packet either leaves with its own flow's decisions or is dropped as
-/// `flow_evicted`; none uses another flow's entry.
+/// `flow_evicted`; none uses another flow's entry. Every packet is a flow of its own, so
+/// each flow, evicted or still live, counts exactly one packet. In timed bursts (all
+/// lookups before the later stages) an eviction can take the flow of an earlier packet
+/// of the same burst, which is then dropped; in the others each packet is done with its
+/// flow before the next is looked up, and none is.
 #[test]
 fn eviction_within_a_burst_never_mixes_flows() {
     let cfg = config();
     let t = tables(&cfg, 1, None);
-    let mut p = Pipeline::new(1024, crate::flow::Timeouts::from_config(&cfg.flows), 0, 1_000_000_000);
-    let shares = Shares::new(1);
-    p.sync_meters(&t, &shares, rdtsc);
-    let c: Box<WorkerCounters> = Box::default();
-    let mut out = 0;
-    for b in 0..200u32 {
-        let mut burst: Vec<F> = (0..32u32)
-            .map(|i| {
-                F(udp4(
-                    &format!("198.19.{}.{}", (b * 32 + i) / 250 % 250, (b * 32 + i) % 250 + 1),
-                    80,
-                ))
-            })
-            .collect();
-        p.process(&t, &mut burst, 0, rdtsc(), &c, &mut |_| {});
-        for (i, v) in p.verdicts()[..32].iter().enumerate() {
-            if let Verdict::Out { .. } = v {
-                out += 1;
-                assert_eq!(p.flows.get(p.pkts[i].flow).key, p.pkts[i].meta.key);
+    for every in [1, 0] {
+        let mut p = Pipeline::new(1024, crate::flow::Timeouts::from_config(&cfg.flows), 0, 1_000_000_000)
+            .stage_timing_every(every);
+        let shares = Shares::new(1);
+        p.sync_meters(&t, &shares, rdtsc);
+        let c: Box<WorkerCounters> = Box::default();
+        let mut out = 0;
+        let mut ended = Vec::new();
+        for b in 0..200u32 {
+            let mut burst: Vec<F> = (0..32u32)
+                .map(|i| {
+                    F(udp4(
+                        &format!("198.19.{}.{}", (b * 32 + i) / 250 % 250, (b * 32 + i) % 250 + 1),
+                        80,
+                    ))
+                })
+                .collect();
+            p.process(&t, &mut burst, 0, rdtsc(), &c, &mut |r| ended.push(r));
+            for (i, v) in p.verdicts()[..32].iter().enumerate() {
+                if let Verdict::Out { .. } = v {
+                    out += 1;
+                    if every == 1 {
+                        assert_eq!(p.flows.get(p.pkts[i].flow).key, p.pkts[i].meta.key);
+                    }
+                }
             }
         }
+        let s = c.snapshot(2);
+        let evicted_drops = s.drop_count(DropReason::FlowEvicted);
+        assert_eq!(out + evicted_drops, 200 * 32);
+        assert!(p.flows.counters.evicted > 0);
+        if every == 0 {
+            assert_eq!(evicted_drops, 0);
+        }
+        p.flows.flush(&mut |r| ended.push(r));
+        assert_eq!(ended.len(), 200 * 32);
+        assert!(ended.iter().all(|r| r.flow.packets == 1), "timing every {every}");
     }
-    let s = c.snapshot(2);
-    assert_eq!(out + s.drop_count(DropReason::FlowEvicted), 200 * 32);
-    assert!(p.flows.counters.evicted > 0);
 }
 
 /// A reload that reorders the paths: flows stay on the same path by name.
@@ -1206,6 +1223,173 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
     ] {
         assert!(kinds_seen.contains(want), "{want} not seen in {kinds_seen:?}");
     }
+}
+
+/// Flow mode's untimed bursts (`flowpass`) decide every packet as the timed bursts'
+/// general steps do, most of them without those steps: bursts drawn from a pool of frames
+/// (so most packets belong to flows already in the table), with new flows, TCP FIN, IPv6,
+/// VLAN-tagged, multicast, TTL-expiring, oversized and mangled frames among them, through
+/// a pipeline timed on every burst and one never timed. Compared verdict by verdict, byte
+/// by byte (also after a CE mark), by the port the whole burst leaves by, counter by
+/// counter and flow by flow, across a reload that takes a path down and with a next hop
+/// being resolved; with the meters as tight as in `CFG` and far above what is sent.
+#[test]
+fn flow_pass_decides_as_the_general_steps_do() {
+    let mut kinds_seen = std::collections::HashSet::new();
+    for rate in ["8bit", "100Gbit"] {
+        let cfg = config_from(&CFG.replace("rate = \"8kbit\"", &format!("rate = \"{rate}\"")));
+        for status in ["up", "held"] {
+            let mut st: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
+            if status == "held" {
+                st[0].mac = None;
+                st[0].resolving = true;
+                st[1].health = Health::Down;
+            }
+            let before = tables(&cfg, 1, Some(st));
+            // After the reload, gcp is down.
+            let mut st: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
+            st[1].health = Health::Down;
+            let after = tables(&cfg, 2, Some(st));
+            let timeouts = crate::flow::Timeouts::from_config(&cfg.flows);
+            let shares = Shares::new(1);
+            let epoch = rdtsc();
+            let new = |every| {
+                Pipeline::new(4096, timeouts, 0, qos::meter::MAX_TSC_HZ)
+                    .with_epoch(epoch)
+                    .stage_timing_every(every)
+            };
+            let (mut general, mut fused) = (new(1), new(0));
+            let (cg, cf): (Box<WorkerCounters>, Box<WorkerCounters>) = (Box::default(), Box::default());
+            let mut next = xorshift(0xbb67_ae85_84ca_a73b);
+            // Every kind of frame, and as many plain frames that simply leave, to every
+            // class.
+            let mut pool: Vec<Vec<u8>> = (0..2).flat_map(|_| varied_burst(&mut next)).collect();
+            for i in 0..64u64 {
+                let dst = format!("198.{}.{}.{}", 18 + i % 2, i % 4, next() % 256);
+                let mut s = FrameSpec::udp4("10.0.0.3".parse().unwrap(), dst.parse().unwrap(), 60 + i as usize);
+                s.src_port = next() as u16;
+                s.dst_port = [80, 443, 5060][i as usize % 3];
+                s.dscp = next() as u8 & 63;
+                s.ecn = next() as u8 & 3;
+                if i % 5 == 0 {
+                    s.proto = parse::PROTO_TCP;
+                }
+                let f = s.build();
+                if i % 10 == 0 {
+                    // The same TCP flow ending (FIN, then RST).
+                    for flag in [0x01, 0x04] {
+                        let mut end = f.clone();
+                        end[47] |= flag;
+                        pool.push(end);
+                    }
+                }
+                pool.push(f);
+            }
+            let (mut fast, mut all) = (0u32, 0u32);
+            for round in 0..300 {
+                let t = if round < 150 { &before } else { &after };
+                general.sync_meters(t, &shares, rdtsc);
+                fused.sync_meters(t, &shares, rdtsc);
+                let burst: Vec<Vec<u8>> = (0..32)
+                    .map(|_| match next() % 16 {
+                        0 => random_burst(&mut next).swap_remove(0),
+                        _ => pool[next() as usize % pool.len()].clone(),
+                    })
+                    .collect();
+                let mut a: Vec<F> = burst.iter().cloned().map(F).collect();
+                let mut b: Vec<F> = burst.iter().cloned().map(F).collect();
+                let polled = rdtsc();
+                general.process(t, &mut a, 0, polled, &cg, &mut |_| {});
+                fused.process(t, &mut b, 0, polled, &cf, &mut |_| {});
+                let at = format!("{rate}, {status}, round {round}");
+                assert_eq!(general.bytes(), fused.bytes(), "{at}");
+                assert_eq!(general.one_port(), fused.one_port(), "{at}");
+                for i in 0..32 {
+                    let at = format!("{at}, packet {i}");
+                    let v = general.verdicts()[i];
+                    assert_eq!(v, fused.verdicts()[i], "{at}");
+                    assert_eq!(a[i].0, b[i].0, "{at}: bytes out");
+                    if let Verdict::Out { .. } = v {
+                        set_ce(&mut a[i].0, general.meta(i));
+                        set_ce(&mut b[i].0, fused.meta(i));
+                        assert_eq!(a[i].0, b[i].0, "{at}: bytes after a CE mark");
+                    }
+                    kinds_seen.insert(match v {
+                        Verdict::Out { port, class, .. } => format!("out {port} class {class}"),
+                        Verdict::Drop(r) => format!("{:?}", Verdict::Drop(r)),
+                        other => format!("{:?}", std::mem::discriminant(&other)),
+                    });
+                }
+                let general_steps = fused.plain_rest.expect("the flow pass ran");
+                fast += 32 - general_steps.count_ones();
+                all += 32;
+            }
+            // (Held packets, until the reload, take the general steps.)
+            let least = if status == "held" { 30 } else { 45 };
+            assert!(
+                fast * 100 > all * least,
+                "{rate}, {status}: {fast} of {all} by the flow pass"
+            );
+            general.publish_stages(&cg);
+            fused.publish_stages(&cf);
+            let (sg, sf) = (cg.snapshot(2), cf.snapshot(2));
+            assert_eq!(sg.stage_packets, sf.stage_packets, "{rate}, {status}");
+            assert_eq!(sg.stage_bursts, sf.stage_bursts, "{rate}, {status}");
+            assert_eq!(sg.class_packets, sf.class_packets, "{rate}, {status}");
+            assert_eq!(sg.class_bytes, sf.class_bytes, "{rate}, {status}");
+            for r in DropReason::ALL {
+                assert_eq!(sg.drop_count(r), sf.drop_count(r), "{rate}, {status}: {}", r.name());
+            }
+            // The same flows, with the same counts and decisions.
+            let flows = |p: &mut Pipeline| {
+                let mut v = Vec::new();
+                p.flows.flush(&mut |r| {
+                    let f = r.flow;
+                    v.push(format!(
+                        "{:?} {} {} {} {} {} {} {} {} {}",
+                        f.key,
+                        f.packets,
+                        f.bytes,
+                        f.generation,
+                        f.path,
+                        f.class,
+                        f.dscp_in,
+                        f.dscp_out,
+                        f.flags,
+                        f.out_port
+                    ))
+                });
+                v.sort();
+                v
+            };
+            let (fg, ff) = (flows(&mut general), flows(&mut fused));
+            assert!(fg.len() > 100, "{rate}, {status}: {} flows", fg.len());
+            assert_eq!(fg.len(), ff.len(), "{rate}, {status}");
+            for (g, f) in fg.iter().zip(&ff) {
+                assert_eq!(g, f, "{rate}, {status}");
+            }
+            assert!(
+                ff.iter().any(|f| f.contains("proto: 6") && f.ends_with(" 3 1")),
+                "no closing flow"
+            );
+        }
+    }
+    for want in [
+        "out 0 class 0",
+        "out 1 class 0",
+        "out 1 class 1",
+        "out 1 class 2",
+        "out 1 class 3",
+        "Drop(MeterExceed)",
+        "Drop(TtlExpired)",
+        "Drop(MtuExceeded)",
+        "Drop(NoRoute)",
+        "Drop(NotUnicast)",
+        "Drop(BadChecksum)",
+    ] {
+        assert!(kinds_seen.contains(want), "{want} not seen in {kinds_seen:?}");
+    }
+    assert!(kinds_seen.len() >= 14, "{kinds_seen:?}");
 }
 
 /// `random_burst` with one frame in four replaced by TCP (some ending), IPv6, a
