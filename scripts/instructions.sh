@@ -6,6 +6,7 @@
 # own copy of each frame into its buffer (about 22 instructions a packet) is included.
 #
 # usage: scripts/instructions.sh [VARIANT ...]   (default: full forward forward-packet)
+# FRAMES=ipv6-udp (or ipv4-tcp, vlan-ipv4-udp) counts other frames than IPv4 UDP.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,5 +28,5 @@ variants=("$@")
 for variant in "${variants[@]}"; do
     a=$(count "$variant" 2)
     b=$(count "$variant" 10)
-    echo "$variant: $(( (b - a) / (8 * 4096) )) instructions/packet"
+    echo "$variant${FRAMES:+ ($FRAMES)}: $(( (b - a) / (8 * 4096) )) instructions/packet"
 done

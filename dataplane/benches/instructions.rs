@@ -4,7 +4,8 @@
 //! It pushes `PASSES` passes of 4 096 flows of 64-byte IPv4 UDP (the checksum verified in
 //! software, as net_pcap gives no offload) through `Pipeline::process` on one of
 //! `benches/bench.py`'s configurations (`VARIANT`: full, forward, forward-packet,
-//! full-packet). The first pass creates the flows.
+//! full-packet). The first pass creates the flows. `FRAMES` picks other frames of
+//! `common::frames` (`ipv6-udp`, `ipv4-tcp`, `vlan-ipv4-udp`).
 //!
 //! `scripts/instructions.sh` runs it twice per variant with different pass counts and
 //! prints the difference per packet: the steady state, without start-up. Criterion does
@@ -18,7 +19,8 @@ fn main() {
     let variant = std::env::var("VARIANT").unwrap_or_else(|_| "full".into());
     let passes: usize = std::env::var("PASSES").ok().and_then(|p| p.parse().ok()).unwrap_or(2);
     let (mut p, tables) = common::pipeline(&variant);
-    let frames = common::frames("ipv4-udp", 4096);
+    let kind = std::env::var("FRAMES").unwrap_or_else(|_| "ipv4-udp".into());
+    let frames = common::frames(&kind, 4096);
     let mut work = frames.clone();
     let c = WorkerCounters::default();
     let mut out = 0usize;

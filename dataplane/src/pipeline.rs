@@ -43,8 +43,9 @@ pub enum DropReason {
     /// TCP, UDP or ICMP header missing or inconsistent.
     BadL4Header,
     /// The flow table was so full that this packet's flow was evicted by a later packet
-    /// of the same burst (in a burst timed stage by stage, which looks every packet's
-    /// flow up before the later stages; the others finish each packet first).
+    /// of the same burst (in a burst that looks every packet's flow up before the later
+    /// stages: one timed stage by stage, or one with no packet for the flow pass; the
+    /// flow pass finishes each packet before the next).
     FlowEvicted,
     /// IPv6 extension-header chain malformed or too long.
     BadExtensionHeader,
@@ -752,6 +753,28 @@ fn finish_packet_mode<F: Frame>(
     [counts.live, counts.routed, counts.marked]
 }
 
+/// Flow mode after parse/classify, in one pass per packet: shape, route, mark. Returns
+/// the packets routed and marked.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn finish_flow_mode<F: Frame>(
+    t: &Tables,
+    flows: &mut FlowTable,
+    meters: &mut [Meter],
+    frames: &mut [F],
+    pkts: &mut [Pkt],
+    verdicts: &mut [Verdict],
+    now: u64,
+    run: &mut ClassRun,
+    counts: &mut Counts,
+) {
+    for ((f, p), v) in frames.iter_mut().zip(pkts.iter_mut()).zip(verdicts.iter_mut()) {
+        if matches!(v, Verdict::Out { .. }) {
+            after_classify(t, Some(&mut *flows), meters, f, p, v, now, run, counts);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     live: u64,
@@ -1061,6 +1084,22 @@ fn track_flows<F: Frame>(
             p.candidate = flows.candidate(p.hash);
         }
     }
+    look_up_flows(t, flows, frames, pkts, verdicts, now_ms, ended)
+}
+
+/// The third part of `track_flows`, for packets whose hashes and candidate entries are
+/// known: each packet's flow looked up or created, decided when it needs to be, and
+/// counted. Returns the packets still going.
+#[inline(always)]
+fn look_up_flows<F: Frame>(
+    t: &Tables,
+    flows: &mut FlowTable,
+    frames: &[F],
+    pkts: &mut [Pkt],
+    verdicts: &mut [Verdict],
+    now_ms: u32,
+    ended: &mut impl FnMut(FlowRecord),
+) -> u64 {
     let mut live = 0u64;
     let evicted_before = flows.counters.evicted;
     for ((f, p), v) in frames.iter().zip(pkts.iter_mut()).zip(verdicts.iter()) {

@@ -1285,7 +1285,14 @@ fn flow_pass_decides_as_the_general_steps_do() {
                 }
                 pool.push(f);
             }
-            let (mut fast, mut all) = (0u32, 0u32);
+            // The frames not for the flow pass: one burst in seven is all of them (but for
+            // the odd new flow), which takes the general steps whole.
+            let others: Vec<Vec<u8>> = pool
+                .iter()
+                .filter(|f| parse::plain_v4(f, f.len() as u32, RxChecksum::UNKNOWN).is_none())
+                .cloned()
+                .collect();
+            let (mut fast, mut all, mut whole_bursts) = (0u32, 0u32, 0u32);
             for round in 0..300 {
                 let t = if round < 150 { &before } else { &after };
                 general.sync_meters(t, &shares, rdtsc);
@@ -1293,6 +1300,7 @@ fn flow_pass_decides_as_the_general_steps_do() {
                 let burst: Vec<Vec<u8>> = (0..32)
                     .map(|_| match next() % 16 {
                         0 => random_burst(&mut next).swap_remove(0),
+                        _ if round % 7 == 3 => others[next() as usize % others.len()].clone(),
                         _ => pool[next() as usize % pool.len()].clone(),
                     })
                     .collect();
@@ -1321,6 +1329,9 @@ fn flow_pass_decides_as_the_general_steps_do() {
                     });
                 }
                 let general_steps = fused.plain_rest.expect("the flow pass ran");
+                if round % 7 == 3 {
+                    whole_bursts += (general_steps == u32::MAX) as u32;
+                }
                 fast += 32 - general_steps.count_ones();
                 all += 32;
             }
@@ -1329,6 +1340,10 @@ fn flow_pass_decides_as_the_general_steps_do() {
             assert!(
                 fast * 100 > all * least,
                 "{rate}, {status}: {fast} of {all} by the flow pass"
+            );
+            assert!(
+                whole_bursts >= 20,
+                "{rate}, {status}: {whole_bursts} bursts without plain packets"
             );
             general.publish_stages(&cg);
             fused.publish_stages(&cf);
