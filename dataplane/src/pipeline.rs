@@ -297,7 +297,8 @@ pub struct Pipeline {
     plain_class: Option<plain::PlainClass>,
     /// The headers of a burst's plain packets, in flow mode (`flowpass`).
     headers: [PlainV4; BURST],
-    /// What the verdicts of the packets the plain pass sent need.
+    /// What the verdicts of the packets the plain pass sent need; after the flow pass,
+    /// the egress port of each packet it sent (`FlowBurst::sent`).
     plain_slots: [plain::SentSlot; BURST],
     /// The ports (bit p: port p) the caller sends a burst to whole when `one_port` names
     /// them, without reading `verdicts`: the plain pass then leaves them unwritten.
@@ -331,6 +332,13 @@ struct Tally {
     /// the stages when published, by the split the last timed burst left, which is the
     /// one in force while they ran.
     whole: u64,
+}
+
+/// The bits of a burst of `n` packets (bit i: packet i).
+#[inline(always)]
+fn burst_mask(n: usize) -> u32 {
+    const { assert!(BURST <= 32) };
+    u32::MAX.checked_shr(32 - n as u32).unwrap_or(0)
 }
 
 /// One burst in this many is timed stage by stage.
@@ -588,8 +596,7 @@ impl Pipeline {
         self.plain_rest = plain.map(|b| b.rest).or(flow_pass.map(|b| b.general));
         self.verdicts_written = true;
         if let Some(b) = flow_pass {
-            let all = u32::MAX.checked_shr(32 - n as u32).unwrap_or(0);
-            if b.sent == all && n > 0 {
+            if b.sent == burst_mask(n) && n > 0 {
                 // Every verdict is `Out`: no drop to count.
                 let ports = &self.plain_slots[..n];
                 let (any, every) = ports.iter().fold((0u16, u16::MAX), |(a, e), &p| (a | p, e & p));

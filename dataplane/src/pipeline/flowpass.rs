@@ -14,8 +14,8 @@
 //! stage over the whole burst, which costs IPv6 traffic fewer instructions.
 
 use super::{
-    after_classify, checksum_ttl_decrement_le, finish_flow_mode, look_up_flows, parse_one, set_dscp, shape_class,
-    track_one, ClassRun, Counts, Frame, Pkt, Verdict, BURST, KEEP,
+    after_classify, burst_mask, checksum_ttl_decrement_le, finish_flow_mode, look_up_flows, parse_one, set_dscp,
+    shape_class, track_one, ClassRun, Counts, Frame, Pkt, Verdict, BURST, KEEP,
 };
 use crate::flow::{flag, FlowRecord, FlowTable};
 use crate::parse::{self, PlainV4};
@@ -72,7 +72,6 @@ pub(super) fn flow_burst<F: Frame>(
     c: &WorkerCounters,
     ended: &mut impl FnMut(FlowRecord),
 ) -> FlowBurst {
-    const { assert!(BURST <= 32) };
     // Parsed and hashed, buckets prefetched.
     let (mut plain, mut parsed, mut bytes) = (0u32, 0u32, 0u64);
     for (i, (((f, p), h), v)) in frames
@@ -126,7 +125,7 @@ pub(super) fn flow_burst<F: Frame>(
         }
         return FlowBurst {
             counts: [counts.live, counts.routed, counts.marked],
-            general: u32::MAX.checked_shr(32 - frames.len() as u32).unwrap_or(0),
+            general: burst_mask(frames.len()),
             sent,
             bytes,
         };

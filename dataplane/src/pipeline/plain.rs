@@ -8,7 +8,8 @@
 //! ever produces `Verdict::Out`, with the same bytes the general steps would write.
 
 use super::{
-    after_classify, checksum_ttl_decrement_le, parse_one, set_dscp, ClassRun, Counts, Frame, Pkt, Verdict, BURST,
+    after_classify, burst_mask, checksum_ttl_decrement_le, parse_one, set_dscp, ClassRun, Counts, Frame, Pkt, Verdict,
+    BURST,
 };
 use crate::parse::{self, Meta, RxChecksum};
 use crate::stats::WorkerCounters;
@@ -201,7 +202,7 @@ fn plain_pass<F: Frame, const MARK: bool>(
             rest |= 1 << i;
         }
     }
-    let all = u32::MAX.checked_shr(32 - frames.len() as u32).unwrap_or(0);
+    let all = burst_mask(frames.len());
     Pass {
         sent: Sent {
             mask: all & !rest,

@@ -820,13 +820,7 @@ fn fused_bursts_decide_as_staged_bursts_do() {
         staged.publish_stages(&cs);
         fused.publish_stages(&cf);
         let (ss, sf) = (cs.snapshot(2), cf.snapshot(2));
-        assert_eq!(ss.stage_packets, sf.stage_packets);
-        assert_eq!(ss.stage_bursts, sf.stage_bursts);
-        assert_eq!(ss.class_packets, sf.class_packets);
-        assert_eq!(ss.class_bytes, sf.class_bytes);
-        for r in DropReason::ALL {
-            assert_eq!(ss.drop_count(r), sf.drop_count(r), "{}", r.name());
-        }
+        assert_same_counts(&ss, &sf, &format!("packet mode {packet_mode}"));
         // Every action of the tight meters happened.
         for r in [DropReason::MeterExceed, DropReason::NoRoute, DropReason::TtlExpired] {
             assert!(ss.drop_count(r) > 0, "{}", r.name());
@@ -839,6 +833,18 @@ fn fused_bursts_decide_as_staged_bursts_do() {
         // stage by stage, leave them all unsplit.
         assert!(ss.stage_cycles[..5].iter().all(|&c| c > 0), "{:?}", ss.stage_cycles);
         assert_eq!(sf.stage_cycles[..5], [0; 5]);
+    }
+}
+
+/// Two workers' counters agree on packets and bursts per stage, per-class packets and
+/// bytes, and every drop reason (`at` says where, if not).
+fn assert_same_counts(a: &crate::stats::WorkerSnapshot, b: &crate::stats::WorkerSnapshot, at: &str) {
+    assert_eq!(a.stage_packets, b.stage_packets, "{at}");
+    assert_eq!(a.stage_bursts, b.stage_bursts, "{at}");
+    assert_eq!(a.class_packets, b.class_packets, "{at}");
+    assert_eq!(a.class_bytes, b.class_bytes, "{at}");
+    for r in DropReason::ALL {
+        assert_eq!(a.drop_count(r), b.drop_count(r), "{at}: {}", r.name());
     }
 }
 
@@ -1192,13 +1198,7 @@ fn plain_forwarding_decides_as_the_general_steps_do() {
             let sg = cg.snapshot(2);
             assert!(sg.stage_packets[Stage::Rx as usize] > 0, "{name}, {status}");
             for sp in [cp.snapshot(2), cw.snapshot(2)] {
-                assert_eq!(sg.stage_packets, sp.stage_packets, "{name}, {status}");
-                assert_eq!(sg.stage_bursts, sp.stage_bursts, "{name}, {status}");
-                assert_eq!(sg.class_packets, sp.class_packets, "{name}, {status}");
-                assert_eq!(sg.class_bytes, sp.class_bytes, "{name}, {status}");
-                for r in DropReason::ALL {
-                    assert_eq!(sg.drop_count(r), sp.drop_count(r), "{name}, {status}: {}", r.name());
-                }
+                assert_same_counts(&sg, &sp, &format!("{name}, {status}"));
             }
         }
     }
@@ -1348,13 +1348,7 @@ fn flow_pass_decides_as_the_general_steps_do() {
             general.publish_stages(&cg);
             fused.publish_stages(&cf);
             let (sg, sf) = (cg.snapshot(2), cf.snapshot(2));
-            assert_eq!(sg.stage_packets, sf.stage_packets, "{rate}, {status}");
-            assert_eq!(sg.stage_bursts, sf.stage_bursts, "{rate}, {status}");
-            assert_eq!(sg.class_packets, sf.class_packets, "{rate}, {status}");
-            assert_eq!(sg.class_bytes, sf.class_bytes, "{rate}, {status}");
-            for r in DropReason::ALL {
-                assert_eq!(sg.drop_count(r), sf.drop_count(r), "{rate}, {status}: {}", r.name());
-            }
+            assert_same_counts(&sg, &sf, &format!("{rate}, {status}"));
             // The same flows, with the same counts and decisions.
             let flows = |p: &mut Pipeline| {
                 let mut v = Vec::new();
