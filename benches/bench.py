@@ -167,8 +167,17 @@ class Telemetry:
         self.s.close()
 
 
-def measure(name, cmd, prefix):
-    """Starts cmd, waits until it forwards, returns Mpps over WINDOW_S, stops it."""
+def thread_cpu_s(pid, tid):
+    """CPU seconds (user and system) one thread of a process has used."""
+    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(name, cmd, prefix, control_cpu=None):
+    """Starts cmd, waits until it forwards, returns Mpps over WINDOW_S, stops it. With a
+    list for control_cpu, appends the share of a core the process's main thread (Sluice's
+    control thread) used over the window."""
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         tel = Telemetry(prefix)
@@ -178,9 +187,12 @@ def measure(name, cmd, prefix):
                 raise RuntimeError(f"{name} did not forward: {proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.05)
         time.sleep(WARMUP_S)
+        cpu0 = thread_cpu_s(proc.pid, proc.pid) if control_cpu is not None else 0.0
         t0, c0 = time.monotonic(), tel.opackets()
         time.sleep(WINDOW_S)
         t1, c1 = time.monotonic(), tel.opackets()
+        if control_cpu is not None:
+            control_cpu.append((thread_cpu_s(proc.pid, proc.pid) - cpu0) / (t1 - t0))
         tel.close()
         return (c1 - c0) / (t1 - t0) / 1e6
     finally:

@@ -11,7 +11,9 @@ records) to a collector in this script that answers 200; IPFIX to a UDP socket h
 reads every datagram; and a 1 s active timeout, so that every one of the 4096 flows is
 reported each second to both. The scraper and the sinks stand in for servers elsewhere
 and are kept off the worker's core. Runs are interleaved (off on, on off, ...); the ratio is the
-median of the per-round ratios on/off. Prints one JSON line ("bench":
+median of the per-round ratios on/off. It also reports the share of a core that the
+control thread (the process's main thread, on core 0) used in each mode: the cost of the
+merging and encoding. Prints one JSON line ("bench":
 "telemetry-overhead") and appends it to bench-results/latest.jsonl.
 QUICK=1: fewer rounds and shorter windows.
 """
@@ -117,6 +119,7 @@ def main():
     mem_args = [] if bench.hugepages_free_mib() >= 1024 else ["--no-huge", "-m", "1536"]
     pid = os.getpid()
     runs = {"off": [], "on": []}
+    control = {"off": [], "on": []}
     scrapes_total = 0
     sinks = Sinks()
     for r in range(bench.ROUNDS):
@@ -133,7 +136,8 @@ def main():
                 stop, scrapes = threading.Event(), [0]
                 t = threading.Thread(target=off_the_worker_core(scraper), args=(port, stop, scrapes), daemon=True)
                 t.start()
-            mpps = bench.measure("sluiced", bench.sluice_cmd(pcap, prefix, mem_args, "full", extra), prefix)
+            mpps = bench.measure("sluiced", bench.sluice_cmd(pcap, prefix, mem_args, "full", extra), prefix,
+                                 control[mode])
             if stop is not None:
                 stop.set()
                 t.join()
@@ -141,7 +145,8 @@ def main():
                     sys.exit("bench: the scraper never got the metrics: telemetry was not on")
                 scrapes_total += scrapes[0]
             runs[mode].append(mpps)
-            bench.log(f"telemetry round {r + 1}/{bench.ROUNDS}: {mode} {mpps:.2f} Mpps")
+            bench.log(f"telemetry round {r + 1}/{bench.ROUNDS}: {mode} {mpps:.2f} Mpps, "
+                      f"control thread {100 * control[mode][-1]:.1f} % of a core")
     sinks.close()
     if sinks.got["otlp_requests"] == 0 or sinks.got["ipfix_datagrams"] == 0:
         sys.exit(f"bench: a sink got nothing: {sinks.got}")
@@ -150,6 +155,8 @@ def main():
         "bench": "telemetry-overhead", "dut": "sluice", "stages": "full", "frame": 64, "family": "ipv4",
         "flows": 4096, "mpps_off": round(statistics.median(runs["off"]), 2),
         "mpps_on": round(statistics.median(runs["on"]), 2), "ratio": round(ratio, 3),
+        "control_cpu_off": round(statistics.median(control["off"]), 3),
+        "control_cpu_on": round(statistics.median(control["on"]), 3),
         "scrapes": scrapes_total, **sinks.got, "rounds": bench.ROUNDS, "window_s": bench.WINDOW_S, "core": bench.CORE,
         "runs": {k: [round(x, 2) for x in v] for k, v in runs.items()}, "hugepages": not mem_args,
     }
@@ -157,7 +164,8 @@ def main():
     print(f"telemetry on/off: {line['mpps_on']:.2f} / {line['mpps_off']:.2f} Mpps, ratio {ratio:.3f} "
           f"(median of {bench.ROUNDS} interleaved rounds of {bench.WINDOW_S:.0f} s; {scrapes_total} scrapes, "
           f"{sinks.got['otlp_requests']} OTLP requests of {sinks.got['otlp_bytes']} bytes, "
-          f"{sinks.got['ipfix_datagrams']} IPFIX datagrams)")
+          f"{sinks.got['ipfix_datagrams']} IPFIX datagrams); control thread "
+          f"{100 * line['control_cpu_off']:.1f} % / {100 * line['control_cpu_on']:.1f} % of a core off / on")
     os.makedirs(bench.RESULTS, exist_ok=True)
     with open(os.path.join(bench.RESULTS, "latest.jsonl"), "a") as f:
         f.write(json.dumps(line) + "\n")

@@ -3,14 +3,19 @@
 //! with `absolute`, gauges set, histograms fed with the period's observations), and that
 //! the HTTP endpoint renders. Nothing here runs per packet.
 //!
-//! Counters get `_total` from the exporter's recommended naming; every histogram has fixed
-//! buckets given at construction, so none is rendered as a summary.
+//! Counters get `_total` from the exporter's recommended naming. Histograms have fixed
+//! buckets given at construction and are kept here, not in the recorder: its
+//! `record_many` stores each observation on its own (a push and a clock read apiece), and
+//! the workers' latency histogram is fed one observation per packet, tens of millions a
+//! second. Here an observation of any weight is one addition to its bucket.
 
 use crate::otlp::{pb, Accumulator};
 use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Labels of one series, each from a bounded, configured set.
@@ -21,11 +26,96 @@ static META: Metadata<'static> = Metadata::new("sluice", Level::INFO, None);
 /// The recorder and its render handle.
 pub struct Exporter {
     recorder: PrometheusRecorder,
-    handle: PrometheusHandle,
+    /// What the endpoint renders: the recorder's series and the histograms.
+    renderer: Renderer,
     /// The same calls, kept for OTLP when it is on.
     otlp: Option<Mutex<Accumulator>>,
     histograms: Vec<(&'static str, Vec<f64>)>,
     idle: Duration,
+}
+
+/// One histogram series: observations per bucket (the last for those above every bound),
+/// their sum and their number, all since start.
+struct Counts {
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+/// A histogram family: its bounds, help text and series by labels.
+struct Family {
+    bounds: Vec<f64>,
+    help: &'static str,
+    series: BTreeMap<Vec<(&'static str, String)>, Counts>,
+}
+
+/// Renders the exposition from any thread: the recorder's counters and gauges, then the
+/// histograms.
+#[derive(Clone)]
+pub struct Renderer {
+    handle: PrometheusHandle,
+    histograms: Arc<Mutex<BTreeMap<&'static str, Family>>>,
+}
+
+/// A label value as the exposition format quotes it.
+fn escape(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `{k="v",...,extra}` (nothing when there are no labels at all).
+fn label_set(labels: &[(&'static str, String)], extra: Option<(&str, &str)>) -> String {
+    let mut out = String::new();
+    for (k, v) in labels.iter().map(|(k, v)| (*k, v.as_str())).chain(extra) {
+        out.push(if out.is_empty() { '{' } else { ',' });
+        out.push_str(k);
+        out.push_str("=\"");
+        escape(&mut out, v);
+        out.push('"');
+    }
+    if !out.is_empty() {
+        out.push('}');
+    }
+    out
+}
+
+impl Renderer {
+    pub fn render(&self) -> String {
+        let mut out = self.handle.render();
+        let Ok(families) = self.histograms.lock() else {
+            return out;
+        };
+        for (name, f) in families.iter().filter(|(_, f)| !f.series.is_empty()) {
+            if !out.is_empty() && !out.ends_with("\n\n") {
+                out.push('\n');
+            }
+            if !f.help.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {}",
+                    f.help.replace('\\', "\\\\").replace('\n', "\\n")
+                );
+            }
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (labels, c) in &f.series {
+                let mut below = 0;
+                for (i, n) in c.buckets.iter().enumerate() {
+                    below += n;
+                    let le = f.bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+                    let _ = writeln!(out, "{name}_bucket{} {below}", label_set(labels, Some(("le", &le))));
+                }
+                let _ = writeln!(out, "{name}_sum{} {}", label_set(labels, None), c.sum);
+                let _ = writeln!(out, "{name}_count{} {}", label_set(labels, None), c.count);
+            }
+        }
+        out
+    }
 }
 
 fn key(name: &'static str, labels: Labels) -> Key {
@@ -38,19 +128,31 @@ impl Exporter {
     /// histograms with those buckets. Counters and gauges not set for `idle` disappear
     /// (histograms stay: their counts are cumulative).
     pub fn new(histograms: &[(&'static str, &[f64])], idle: Duration) -> Result<Exporter, String> {
-        let mut b = PrometheusBuilder::new()
+        let recorder = PrometheusBuilder::new()
             .with_recommended_naming(true)
-            .idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, Some(idle));
-        for (name, buckets) in histograms {
-            b = b
-                .set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
-                .map_err(|e| format!("histogram {name}: {e}"))?;
+            .idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, Some(idle))
+            .build_recorder();
+        let mut families = BTreeMap::new();
+        for &(name, bounds) in histograms {
+            if bounds.is_empty() || bounds.windows(2).any(|w| w[0] >= w[1]) || bounds.iter().any(|b| !b.is_finite()) {
+                return Err(format!("histogram {name}: bucket bounds must be finite and increasing"));
+            }
+            families.insert(
+                name,
+                Family {
+                    bounds: bounds.to_vec(),
+                    help: "",
+                    series: BTreeMap::new(),
+                },
+            );
         }
-        let recorder = b.build_recorder();
-        let handle = recorder.handle();
+        let renderer = Renderer {
+            handle: recorder.handle(),
+            histograms: Arc::new(Mutex::new(families)),
+        };
         Ok(Exporter {
             recorder,
-            handle,
+            renderer,
             otlp: None,
             histograms: histograms.iter().map(|&(n, b)| (n, b.to_vec())).collect(),
             idle,
@@ -89,10 +191,14 @@ impl Exporter {
             .describe_gauge(KeyName::from_const_str(name), None, SharedString::const_str(help));
     }
 
+    /// Describes a histogram given at construction (others are not kept).
     pub fn describe_histogram(&self, name: &'static str, help: &'static str) {
         self.acc(|a| a.describe(name, help));
-        self.recorder
-            .describe_histogram(KeyName::from_const_str(name), None, SharedString::const_str(help));
+        if let Ok(mut h) = self.renderer.histograms.lock() {
+            if let Some(f) = h.get_mut(name) {
+                f.help = help;
+            }
+        }
     }
 
     /// Sets a cumulative counter (it never goes back: a lower value is ignored).
@@ -108,30 +214,44 @@ impl Exporter {
         self.recorder.register_gauge(&key(name, labels), &META).set(value);
     }
 
-    /// `count` observations of `value`.
+    /// `count` observations of `value`, in a histogram given at construction (others are
+    /// not kept). A value that is not a number is left out.
     pub fn observe(&self, name: &'static str, labels: Labels, value: f64, count: usize) {
-        if count > 0 {
-            self.acc(|a| a.observe(name, labels, value, count as u64));
-            self.recorder
-                .register_histogram(&key(name, labels), &META)
-                .record_many(value, count);
+        if count == 0 || value.is_nan() {
+            return;
         }
+        self.acc(|a| a.observe(name, labels, value, count as u64));
+        let Ok(mut h) = self.renderer.histograms.lock() else {
+            return;
+        };
+        let Some(f) = h.get_mut(name) else { return };
+        // A bucket holds values up to and including its bound; the last, the rest.
+        let i = f.bounds.iter().position(|&b| value <= b).unwrap_or(f.bounds.len());
+        let slots = f.bounds.len() + 1;
+        let key: Vec<(&'static str, String)> = labels.iter().map(|&(k, v)| (k, v.to_string())).collect();
+        let c = f.series.entry(key).or_insert_with(|| Counts {
+            buckets: vec![0; slots],
+            sum: 0.0,
+            count: 0,
+        });
+        c.buckets[i] += count as u64;
+        c.sum += value * count as f64;
+        c.count += count as u64;
     }
 
-    /// Folds the period's observations into the histograms, so they never pile up however
-    /// rarely the endpoint is scraped. Call after each period's updates.
+    /// The recorder's periodic housekeeping. Call after each period's updates.
     pub fn upkeep(&self) {
-        self.handle.run_upkeep();
+        self.renderer.handle.run_upkeep();
     }
 
     /// The exposition text.
     pub fn render(&self) -> String {
-        self.handle.render()
+        self.renderer.render()
     }
 
     /// A handle that renders from another thread.
-    pub fn handle(&self) -> PrometheusHandle {
-        self.handle.clone()
+    pub fn handle(&self) -> Renderer {
+        self.renderer.clone()
     }
 }
 
@@ -183,6 +303,90 @@ mod tests {
             text.contains("sluice_rtt_seconds_bucket{path=\"aws\",le=\"0.001\"} 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_weighted_observation_is_one_addition() {
+        let e = Exporter::new(
+            &[("sluice_worker_latency_seconds", &[1e-6, 1e-5])],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        e.describe_histogram("sluice_worker_latency_seconds", "Time to \\ the driver\nper packet");
+        e.counter("sluice_worker_polls", &[("worker", "0")], 9);
+        // Ten thousand million packets in one period: what the recorder's own histograms
+        // would have stored one by one.
+        e.observe(
+            "sluice_worker_latency_seconds",
+            &[("worker", "0")],
+            5e-6,
+            10_000_000_000,
+        );
+        e.observe("sluice_worker_latency_seconds", &[("worker", "0")], 2e-5, 3);
+        e.observe("sluice_worker_latency_seconds", &[("worker", "a\"b\\c")], 1e-6, 2);
+        // Not kept: a name given at construction only, and a value that is not a number.
+        e.observe("sluice_other_seconds", &[], 1.0, 1);
+        e.observe("sluice_worker_latency_seconds", &[("worker", "0")], f64::NAN, 5);
+        e.upkeep();
+        let text = e.render();
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |l: &str| {
+            lines
+                .iter()
+                .position(|x| *x == l)
+                .unwrap_or_else(|| panic!("no {l:?} in\n{text}"))
+        };
+        let help = at("# HELP sluice_worker_latency_seconds Time to \\\\ the driver\\nper packet");
+        let ty = at("# TYPE sluice_worker_latency_seconds histogram");
+        let w0 = [
+            "sluice_worker_latency_seconds_bucket{worker=\"0\",le=\"0.000001\"} 0",
+            "sluice_worker_latency_seconds_bucket{worker=\"0\",le=\"0.00001\"} 10000000000",
+            "sluice_worker_latency_seconds_bucket{worker=\"0\",le=\"+Inf\"} 10000000003",
+            "sluice_worker_latency_seconds_count{worker=\"0\"} 10000000003",
+        ];
+        let first = at(w0[0]);
+        assert!(help + 1 == ty && ty < first, "{text}");
+        for (k, l) in w0[..3].iter().enumerate() {
+            assert_eq!(at(l), first + k, "{text}");
+        }
+        let sum: f64 = lines[first + 3]
+            .strip_prefix("sluice_worker_latency_seconds_sum{worker=\"0\"} ")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no sum after the buckets in\n{text}"));
+        assert!((sum - 50_000.000_06).abs() < 1e-6, "{text}");
+        assert_eq!(at(w0[3]), first + 4, "{text}");
+        assert!(
+            text.contains("sluice_worker_latency_seconds_bucket{worker=\"a\\\"b\\\\c\",le=\"0.000001\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("sluice_other_seconds"), "{text}");
+        assert!(text.contains("sluice_worker_polls_total{worker=\"0\"} 9"), "{text}");
+        // Bounds are checked when the exporter is made.
+        assert!(Exporter::new(&[("h", &[0.1, 0.1])], Duration::from_secs(1)).is_err());
+        assert!(Exporter::new(&[("h", &[])], Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn histograms_without_labels_and_between_other_families() {
+        let e = Exporter::new(&[("a_seconds", &[0.5]), ("b_seconds", &[0.5])], Duration::from_secs(60)).unwrap();
+        e.gauge("sluice_flows_active", &[], 7.0);
+        e.observe("a_seconds", &[], 0.25, 4);
+        e.observe("b_seconds", &[], 1.0, 1);
+        let text = e.render();
+        let expected = "# TYPE a_seconds histogram\n\
+                        a_seconds_bucket{le=\"0.5\"} 4\n\
+                        a_seconds_bucket{le=\"+Inf\"} 4\n\
+                        a_seconds_sum 1\n\
+                        a_seconds_count 4\n\
+                        \n\
+                        # TYPE b_seconds histogram\n\
+                        b_seconds_bucket{le=\"0.5\"} 0\n\
+                        b_seconds_bucket{le=\"+Inf\"} 1\n\
+                        b_seconds_sum 1\n\
+                        b_seconds_count 1\n";
+        assert!(text.ends_with(expected), "{text}");
+        // Families are separated by one blank line, whoever wrote them.
+        assert!(text.contains("sluice_flows_active 7\n\n# TYPE a_seconds"), "{text}");
     }
 
     #[test]
