@@ -1101,8 +1101,28 @@ fn sum_at(r: &Report, f: impl Fn(&WorkerSnapshot) -> &Vec<u64>, i: usize) -> u64
     r.workers.iter().map(|w| f(w).get(i).copied().unwrap_or(0)).sum()
 }
 
-fn drops_total(r: &Report, reason: DropReason) -> u64 {
-    r.workers.iter().map(|w| w.drop_count(reason)).sum()
+/// Drops by reason: the workers' by `DropReason`, then what the drivers dropped on
+/// receive before any worker saw it, over all ports (the receive stage's drops).
+fn drops_by_reason(ports: &[PortStats], workers: &[WorkerSnapshot]) -> Vec<(&'static str, Stage, u64)> {
+    let port_sum = |f: fn(&PortStats) -> u64| ports.iter().map(f).sum::<u64>();
+    DropReason::ALL
+        .iter()
+        .map(|&d| (d.name(), d.stage(), workers.iter().map(|w| w.drop_count(d)).sum()))
+        .chain([
+            ("rx_missed", Stage::Rx, port_sum(|s| s.imissed)),
+            ("rx_nombuf", Stage::Rx, port_sum(|s| s.rx_nombuf)),
+            ("rx_errors", Stage::Rx, port_sum(|s| s.ierrors)),
+        ])
+        .collect()
+}
+
+/// Drops by stage, every stage listed.
+fn drops_by_stage(ports: &[PortStats], workers: &[WorkerSnapshot]) -> BTreeMap<&'static str, u64> {
+    let mut by: BTreeMap<&str, u64> = Stage::ALL.iter().map(|s| (s.name(), 0)).collect();
+    for (_, st, n) in drops_by_reason(ports, workers) {
+        *by.entry(st.name()).or_default() += n;
+    }
+    by
 }
 
 fn report_text(r: &Report) -> String {
@@ -1157,11 +1177,10 @@ fn report_text(r: &Report) -> String {
             busy
         ));
     }
-    let drops: Vec<String> = DropReason::ALL
-        .iter()
-        .map(|&d| (d, drops_total(r, d)))
-        .filter(|(_, n)| *n > 0)
-        .map(|(d, n)| format!("{} {n}", d.name()))
+    let drops: Vec<String> = drops_by_reason(r.port_stats, r.workers)
+        .into_iter()
+        .filter(|&(_, _, n)| n > 0)
+        .map(|(d, _, n)| format!("{d} {n}"))
         .collect();
     s.push_str(&format!(
         "{:<16} {:>14} {:>10} {:>12} {:>10}\n",
@@ -1217,16 +1236,10 @@ fn report_text(r: &Report) -> String {
         r.slow.generation()
     ));
     s.push_str(&r.slow.paths_text());
+    let stage_drops = drops_by_stage(r.port_stats, r.workers);
     let by_stage: Vec<String> = Stage::ALL
         .iter()
-        .map(|&st| {
-            let n: u64 = DropReason::ALL
-                .iter()
-                .filter(|d| d.stage() == st)
-                .map(|&d| drops_total(r, d))
-                .sum();
-            format!("{} {n}", st.name())
-        })
+        .map(|st| format!("{} {}", st.name(), stage_drops[st.name()]))
         .collect();
     s.push_str(&format!("drops by stage: {}\n", by_stage.join(", ")));
     s.push_str(&format!(
@@ -1286,7 +1299,10 @@ fn report_json(r: &Report) -> serde_json::Value {
             })
         })
         .collect();
-    let drops: BTreeMap<&str, u64> = DropReason::ALL.iter().map(|&d| (d.name(), drops_total(r, d))).collect();
+    let drops: BTreeMap<&str, u64> = drops_by_reason(r.port_stats, r.workers)
+        .into_iter()
+        .map(|(d, _, n)| (d, n))
+        .collect();
     let stages: BTreeMap<&str, serde_json::Value> = Stage::ALL
         .iter()
         .map(|&st| {
@@ -1317,10 +1333,7 @@ fn report_json(r: &Report) -> serde_json::Value {
         .collect();
     let total = |f: fn(&WorkerSnapshot) -> u64| r.workers.iter().map(f).sum::<u64>();
     let records: BTreeMap<&str, u64> = r.slow.record_counts().into_iter().collect();
-    let mut drops_by_stage: BTreeMap<&str, u64> = Stage::ALL.iter().map(|s| (s.name(), 0)).collect();
-    for d in DropReason::ALL {
-        *drops_by_stage.entry(d.stage().name()).or_default() += drops_total(r, d);
-    }
+    let drops_by_stage = drops_by_stage(r.port_stats, r.workers);
     let queues: Vec<_> = (0..r.ports.len())
         .flat_map(|p| qos::Priority::ALL.into_iter().map(move |q| (p, q)))
         .map(|(p, q)| {
@@ -1428,6 +1441,47 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drops_count_the_drivers_receive_losses_in_the_rx_stage() {
+        let c = WorkerCounters::default();
+        c.drop_packet(DropReason::NoRoute);
+        c.drop_packet(DropReason::NoRoute);
+        c.drop_packet(DropReason::Truncated);
+        c.drop_packet(DropReason::TxFull);
+        let workers = [c.snapshot(2), c.snapshot(2)];
+        let ports = [
+            PortStats {
+                imissed: 5,
+                rx_nombuf: 1,
+                ierrors: 2,
+                oerrors: 100,
+                ..PortStats::default()
+            },
+            PortStats {
+                imissed: 7,
+                ..PortStats::default()
+            },
+        ];
+        let by: BTreeMap<_, _> = drops_by_reason(&ports, &workers)
+            .into_iter()
+            .map(|(d, st, n)| (d, (st, n)))
+            .collect();
+        assert_eq!(by["no_route"], (Stage::Route, 4));
+        assert_eq!(by["truncated"], (Stage::Classify, 2));
+        assert_eq!(by["rx_missed"], (Stage::Rx, 12));
+        assert_eq!(by["rx_nombuf"], (Stage::Rx, 1));
+        assert_eq!(by["rx_errors"], (Stage::Rx, 2));
+        assert_eq!(by.len(), DropReason::ALL.len() + 3);
+        let stages = drops_by_stage(&ports, &workers);
+        assert_eq!(stages.len(), Stage::COUNT);
+        assert_eq!(stages[Stage::Rx.name()], 15);
+        assert_eq!(stages[Stage::Classify.name()], 2);
+        assert_eq!(stages[Stage::Route.name()], 4);
+        // TX errors are the driver's after the hand-over: tx_full counts the worker's.
+        assert_eq!(stages[Stage::Tx.name()], 2);
+        assert_eq!(stages[Stage::Shape.name()], 0);
+    }
 
     #[test]
     fn headers_are_prefetched_unless_the_driver_copied_them() {
