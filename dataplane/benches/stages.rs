@@ -99,7 +99,7 @@ fn flow_stage(c: &mut Criterion) {
                 }
                 let mut cands = [0u32; BURST];
                 for (c, h) in cands.iter_mut().zip(&hashes) {
-                    *c = t.candidate(*h);
+                    *c = t.candidate(*h, false);
                 }
                 for j in 0..BURST {
                     let f = t.lookup_or_insert_from(cands[j], &keys[burst[j]], hashes[j], 0, &mut |_| {});

@@ -365,12 +365,13 @@ fn run_with_eal(
         0
     } else {
         let per_worker = (cfg.flows.capacity as usize).div_ceil(workers);
+        let (table, per_v6) = FlowTable::memory_bytes_for(per_worker);
         info!(
             target: "flows",
-            "{} flows per worker ({} in all), {} MiB of flow tables reserved",
+            "{} flows per worker ({} in all), {} MiB of flow tables reserved ({per_v6} bytes more for each IPv6 flow)",
             per_worker,
             per_worker * workers,
-            (FlowTable::memory_bytes_for(per_worker) * workers) >> 20
+            (table * workers) >> 20
         );
         per_worker
     };

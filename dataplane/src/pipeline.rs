@@ -1088,7 +1088,7 @@ fn track_flows<F: Frame>(
     // Buckets are arriving: find each flow's entry and start loading it too.
     for (p, v) in pkts.iter_mut().zip(verdicts.iter()) {
         if matches!(v, Verdict::Out { .. }) {
-            p.candidate = flows.candidate(p.hash);
+            p.candidate = flows.candidate(p.hash, p.meta.key.family == 6);
         }
     }
     look_up_flows(t, flows, frames, pkts, verdicts, now_ms, ended)
@@ -1153,7 +1153,7 @@ fn track_one(t: &Tables, flows: &mut FlowTable, found: Found, len: u32, p: &mut 
 /// the route stage to keep or replace. Out of line: most packets' flows need none of it.
 #[cold]
 #[inline(never)]
-fn decide_flow(t: &Tables, fl: &mut crate::flow::Flow, m: &Meta, new: bool) {
+fn decide_flow(t: &Tables, fl: &mut crate::flow::FlowEntry, m: &Meta, new: bool) {
     fl.class = classify(t, m);
     if new {
         fl.dscp_in = m.dscp();

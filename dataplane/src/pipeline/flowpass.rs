@@ -105,7 +105,10 @@ pub(super) fn flow_burst<F: Frame>(
         flows.prefetch(pkts[i].hash);
     });
     // Buckets arriving: each entry found by its signature, and loading.
-    each_bit(plain | parsed, |i| pkts[i].candidate = flows.candidate(pkts[i].hash));
+    each_bit(plain, |i| pkts[i].candidate = flows.candidate(pkts[i].hash, false));
+    each_bit(parsed, |i| {
+        pkts[i].candidate = flows.candidate(pkts[i].hash, pkts[i].meta.key.family == 6)
+    });
     if plain == 0 {
         // Nothing for the flow pass (IPv6, VLAN-tagged, ... or nothing going): the general
         // steps stage after stage over the whole burst, as a timed burst takes them.
@@ -232,7 +235,7 @@ fn established<F: Frame>(
     let Some(fl) = flows.entry_mut(p.candidate) else {
         return Fast::No;
     };
-    if fl.flags & flag::LIVE == 0 || fl.generation != t.generation || fl.key != h.key(in_port) {
+    if fl.flags & flag::LIVE == 0 || fl.generation != t.generation || !fl.holds_v4(&h.key(in_port)) {
         return Fast::No;
     }
     // The special paths (no route, local, ...) are no hop's.
