@@ -179,7 +179,7 @@ impl FlowKey {
 }
 
 impl FlowEntry {
-    pub fn proto(&self) -> u8 {
+    fn proto(&self) -> u8 {
         self.tail as u8
     }
 

@@ -30,7 +30,6 @@ pub struct Exporter {
     renderer: Renderer,
     /// The same calls, kept for OTLP when it is on.
     otlp: Option<Mutex<Accumulator>>,
-    histograms: Vec<(&'static str, Vec<f64>)>,
     idle: Duration,
 }
 
@@ -154,14 +153,18 @@ impl Exporter {
             recorder,
             renderer,
             otlp: None,
-            histograms: histograms.iter().map(|&(n, b)| (n, b.to_vec())).collect(),
             idle,
         })
     }
 
     /// Keeps every call for OTLP too (`otlp_metrics`). Call before the descriptions.
     pub fn keep_for_otlp(&mut self) {
-        let h: Vec<(&'static str, &[f64])> = self.histograms.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        // The same bounds as the exposition's histograms.
+        let bounds: Vec<(&'static str, Vec<f64>)> = match self.renderer.histograms.lock() {
+            Ok(h) => h.iter().map(|(n, f)| (*n, f.bounds.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        let h: Vec<(&'static str, &[f64])> = bounds.iter().map(|(n, b)| (*n, b.as_slice())).collect();
         self.otlp = Some(Mutex::new(Accumulator::new(&h, self.idle)));
     }
 
