@@ -173,8 +173,9 @@ def bench_dut(name, make_cmd, mem, pid):
 
     def trial(args, prefix):
         # A DPDK memif server can die when a client disconnects (memif_disconnect unmaps
-        # regions the forwarding lcore may still read; seen in testpmd io and in sluiced):
-        # such a trial is run again on a fresh server, at most twice per trial.
+        # regions the forwarding lcore may still read). testpmd io does; sluiced waits for
+        # its pollers first (dataplane::quiesce). A server that died is started again and
+        # the trial run again, at most twice per trial.
         nonlocal dut, restarts
         for attempt in range(3):
             if dut.poll() is not None:

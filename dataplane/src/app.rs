@@ -15,7 +15,7 @@ use crate::stats::{WorkerCounters, WorkerSnapshot};
 use crate::tables::Tables;
 use crate::worker::{self, Shared, WorkerPlan};
 use control::Config;
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -325,6 +325,12 @@ fn run_with_eal(
         }
     };
     slow.cfg_text = std::fs::read_to_string(&opts.config).unwrap_or_default();
+    // A driver tearing a port's shared memory down waits while this thread is inside a
+    // send (`crate::quiesce`); the workers register themselves.
+    let _control_io = {
+        let io = Arc::clone(&slow.io);
+        crate::quiesce::register(move || io.progress())
+    };
     if cfg.telemetry.otlp_flows {
         slow.export.otlp = metrics.otlp_sender();
     }
@@ -705,6 +711,7 @@ fn control_loop(
     let interval = (opts.stats_interval > 0.0).then(|| Duration::from_secs_f64(opts.stats_interval));
     let mut last = (Instant::now(), port_totals(counters, ports.len()));
     let mut next_print = interval.map(|i| started + i);
+    let mut graces = crate::quiesce::stats();
     loop {
         if signalled.load(Ordering::Relaxed) {
             info!(target: "sluiced", "signal received: stopping");
@@ -717,6 +724,15 @@ fn control_loop(
             }
         }
         slow.drain();
+        let g = crate::quiesce::stats();
+        if g != graces {
+            if g.timed_out > graces.timed_out {
+                warn!(target: "port", "a driver unmapped a port's shared memory after waiting {} ms for a polling thread that had not left its burst", crate::quiesce::GRACE_LIMIT.as_millis());
+            } else {
+                debug!(target: "port", "a driver's teardown waited for the workers first ({} so far, longest {} us)", g.graces, g.longest_ns / 1000);
+            }
+            graces = g;
+        }
         let links: Vec<bool> = ports.iter().map(|p| p.port.link().up).collect();
         slow.links(&links);
         slow.control(ctl_pool);
@@ -1251,6 +1267,15 @@ fn report_text(r: &Report) -> String {
             drops.join(", ")
         }
     ));
+    let g = crate::quiesce::stats();
+    if g.graces > 0 {
+        s.push_str(&format!(
+            "driver teardowns: {} waited for the pollers before unmapping (longest {:.0} us, {} reached the limit)\n",
+            g.graces,
+            g.longest_ns as f64 / 1e3,
+            g.timed_out
+        ));
+    }
     s
 }
 
@@ -1355,7 +1380,14 @@ fn report_json(r: &Report) -> serde_json::Value {
         "neighbors": r.slow.neighbors_json(),
         "reloads": {"ok": r.slow.reloads_ok, "refused": r.slow.reloads_refused},
         "generation": r.slow.generation(),
+        "teardown_graces": teardown_json(),
     })
+}
+
+/// What drivers' teardowns waited for (`crate::quiesce`).
+fn teardown_json() -> serde_json::Value {
+    let g = crate::quiesce::stats();
+    serde_json::json!({"graces": g.graces, "timed_out": g.timed_out, "longest_us": g.longest_ns / 1000})
 }
 
 /// Gives each worker the RX queues the lcore plan says (the port's own NUMA node first);

@@ -296,6 +296,33 @@ fn prefetch(p: *const u8) {
     unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8) }
 }
 
+// ---- Driver teardown under running pollers ---------------------------------------------
+
+/// `munmap` for the whole process. The executable's definition comes before libc's for
+/// every library, the drivers EAL loads among them, so this is what DPDK's memif driver
+/// calls when its peer leaves. On EAL's interrupt thread, while threads that poll ports
+/// are registered, it first waits for them to leave the driver (`crate::quiesce`); every
+/// other call goes straight to the system call, as libc's does.
+///
+/// # Safety
+/// As for libc's `munmap`: the caller must not use the range afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> libc::c_int {
+    if crate::quiesce::armed() && on_interrupt_thread() {
+        crate::quiesce::grace(crate::quiesce::GRACE_LIMIT);
+    }
+    // SAFETY: the caller's request, passed on unchanged; the call sets errno on failure as
+    // libc's wrapper does.
+    unsafe { libc::syscall(libc::SYS_munmap, addr, len) as libc::c_int }
+}
+
+/// Whether the calling thread is EAL's interrupt thread (where drivers handle their
+/// control channels).
+fn on_interrupt_thread() -> bool {
+    // SAFETY: compares the calling thread with EAL's interrupt thread; reads no other state.
+    unsafe { sys::rte_thread_is_intr() == 1 }
+}
+
 // ---- Mempool ---------------------------------------------------------------------------
 
 /// A pool of packet buffers on one NUMA socket.

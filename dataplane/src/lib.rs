@@ -18,6 +18,7 @@ pub mod parse;
 pub mod pcap;
 pub mod pipeline;
 pub mod placement;
+pub mod quiesce;
 pub mod slowpath;
 pub mod stats;
 pub mod tables;

@@ -11,6 +11,7 @@
 use crate::dpdk::{rdtsc, Burst, Mbuf, Mempool, TxQueue};
 use crate::flow::{EndReason, FlowRecord, TopFlows};
 use crate::pipeline::Shares;
+use crate::quiesce::IoSeq;
 use crate::stats::WorkerCounters;
 use crate::tables::{Published, Tables};
 use control::hold::HoldQueues;
@@ -76,6 +77,8 @@ pub struct SlowPath {
     pub shares: Arc<Shares>,
     pub plane: Plane,
     control_tx: Vec<Option<TxQueue>>,
+    /// Odd while this thread is inside a driver's tx burst (see `crate::quiesce`).
+    pub io: Arc<IoSeq>,
     tsc_hz: u64,
     tsc0: u64,
     exceptions: Vec<rtrb::Consumer<Exception>>,
@@ -188,6 +191,7 @@ impl SlowPath {
                 shares: Arc::new(Shares::new(workers)),
                 plane,
                 control_tx,
+                io: Arc::default(),
                 tsc_hz: tsc_hz.max(1),
                 tsc0: rdtsc(),
                 exceptions,
@@ -315,7 +319,9 @@ impl SlowPath {
                             break;
                         }
                     }
+                    let io = self.io.enter();
                     q.tx_keep(&mut burst);
+                    drop(io);
                     if !burst.is_empty() {
                         let rest: Vec<Mbuf> = burst.drain().chain(out.drain(..)).collect();
                         self.holds.unrelease(port, ip, rest);
@@ -426,7 +432,10 @@ impl SlowPath {
 
     fn flush(&mut self, port: usize, burst: &mut Burst<32>) {
         match self.control_tx[port].as_mut() {
-            Some(q) => self.control_tx_dropped += q.tx(burst).dropped as u64,
+            Some(q) => {
+                let _io = self.io.enter();
+                self.control_tx_dropped += q.tx(burst).dropped as u64;
+            }
             None => {
                 self.control_tx_dropped += burst.len() as u64;
                 burst.drain().for_each(drop);

@@ -217,6 +217,16 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
             bump(&counters.records_lost, 1);
         }
     };
+    // While this worker polls, a driver tearing a port's shared memory down (memif, when
+    // its peer leaves) first waits for it to go twice round this loop (`crate::quiesce`).
+    // The count is the one the loop keeps anyway.
+    let poller = {
+        let c = Arc::clone(&c);
+        crate::quiesce::register(move || crate::quiesce::Progress {
+            passes: c.polls.load(Ordering::Relaxed),
+            inside: true,
+        })
+    };
     let mut polls = 0u64;
     let (mut walks_reported, mut top_reported_tsc) = (0u64, 0u64);
     let top_every = plan.tsc_hz / 1000 * TOP_EVERY_MS;
@@ -361,6 +371,8 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         s.drain(drop);
     }
     eg.flush_all(&mut plan.tx, &c);
+    // No more port I/O from this thread.
+    drop(poller);
     // Every live flow becomes a record. The control thread drains the ring until this
     // worker says it is done, so here (and only here) a full ring is waited on, for a
     // bounded time.

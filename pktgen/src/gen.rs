@@ -42,6 +42,9 @@ struct Live {
     rx_bytes: AtomicU64,
     /// p99 latency of the last second, in ns.
     p99_ns: AtomicU64,
+    /// The lcore's loop turns: a driver tearing a port's shared memory down waits for
+    /// two (`dataplane::quiesce`).
+    turns: AtomicU64,
 }
 
 struct Shared {
@@ -248,8 +251,17 @@ fn worker(mut tx: Option<TxTask>, mut rx: Option<RxTask>, ctx: WorkerCtx) -> i32
     let mut tx_running = tx.is_some();
     let mut next_second = rdtsc() + tsc_hz;
     let mut iter: u32 = 0;
+    let poller = {
+        let sh = Arc::clone(&shared);
+        dataplane::quiesce::register(move || dataplane::quiesce::Progress {
+            passes: sh.live[me].turns.load(Ordering::Relaxed),
+            inside: true,
+        })
+    };
     loop {
         iter = iter.wrapping_add(1);
+        live.turns
+            .store(live.turns.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         if tx_running {
             let t = tx.as_mut().expect("tx_running implies a TX task");
             let now = rdtsc();
@@ -292,6 +304,7 @@ fn worker(mut tx: Option<TxTask>, mut rx: Option<RxTask>, ctx: WorkerCtx) -> i32
             break;
         }
     }
+    drop(poller);
     if let Some(r) = &rx {
         publish_rx(live, r);
     }

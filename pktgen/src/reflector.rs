@@ -9,7 +9,7 @@ use dataplane::dpdk::{rdtsc, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use serde::Serialize;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -230,6 +230,9 @@ fn copy_mbuf(pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
 struct Shared {
     stop: AtomicBool,
     snapshot: Mutex<ReflectReport>,
+    /// The lcore's loop turns: a driver tearing a port's shared memory down waits for
+    /// two (`dataplane::quiesce`).
+    turns: AtomicU64,
 }
 
 fn snapshot(s: &State, now: u64) -> ReflectReport {
@@ -257,8 +260,18 @@ fn worker(
     let mut rxb = Burst::<BURST>::new();
     let mut next_snapshot = rdtsc() + s.hz / 10;
     let mut iter: u32 = 0;
+    let poller = {
+        let sh = Arc::clone(&shared);
+        dataplane::quiesce::register(move || dataplane::quiesce::Progress {
+            passes: sh.turns.load(Ordering::Relaxed),
+            inside: true,
+        })
+    };
     loop {
         iter = iter.wrapping_add(1);
+        shared
+            .turns
+            .store(shared.turns.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         for (p, q) in rxq.iter_mut() {
             let p = *p;
             if q.rx(&mut rxb) == 0 {
@@ -307,6 +320,7 @@ fn worker(
             }
         }
     }
+    drop(poller);
     // What is still held is dropped (freed) with the state.
     let now = rdtsc();
     *shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snapshot(&s, now);
@@ -382,6 +396,7 @@ pub fn run(
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         snapshot: Mutex::new(ReflectReport::default()),
+        turns: AtomicU64::new(0),
     });
     type Queues = (Vec<(usize, RxQueue)>, Vec<TxQueue>);
     let back: Arc<Mutex<Option<Queues>>> = Arc::new(Mutex::new(None));

@@ -140,6 +140,13 @@ impl Proc {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Whether it is still running (one that exited is reaped here; `wait` still reports
+    /// how).
+    pub fn running(&mut self) -> bool {
+        let c = self.child.as_mut().expect("not waited for yet");
+        matches!(c.try_wait(), Ok(None))
+    }
+
     pub fn wait(mut self, limit: Duration) -> Done {
         let mut child = self.child.take().unwrap();
         let t0 = Instant::now();

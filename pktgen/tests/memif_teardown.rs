@@ -1,0 +1,167 @@
+//! A memif peer that leaves while traffic flows must not take `sluiced` down with it.
+//!
+//! DPDK 22.11's memif driver unmaps the departed peer's shared memory from EAL's
+//! interrupt thread while the worker may still be inside a burst on it; before
+//! `dataplane::quiesce` this killed `sluiced` with a segmentation fault about once in 25
+//! disconnects under load. Here generators connect, send at full rate (which `sluiced`
+//! routes straight back to them) and leave, killed or at their end, several times over.
+//! `sluiced` must keep running, must have waited for its pollers at every teardown (which
+//! fails at once if its `munmap` is not the one the driver calls), and must exit cleanly
+//! with every mbuf back.
+//!
+//! ```text
+//!  sluice-pktgen run  ◀──lan (memif)──▶  sluiced (routes 198.18.0.0/16 back out of lan)
+//! ```
+
+mod common;
+
+use common::{serial, sh, Proc, TestDir};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+/// Peers that come and go: odd ones are killed, even ones end their run.
+const PEERS: usize = 6;
+
+/// How many times `role`'s log says `what` now.
+fn times_said(dir: &TestDir, role: &str, what: &str) -> usize {
+    std::fs::read_to_string(dir.file(&format!("{role}.stderr")))
+        .unwrap_or_default()
+        .matches(what)
+        .count()
+}
+
+/// Waits until `sluiced` has said `what` `n` times, failing at once if it has died.
+fn wait_said(dir: &TestDir, sluiced: &mut Proc, what: &str, n: usize) {
+    let t0 = Instant::now();
+    while times_said(dir, "sluiced", what) < n {
+        let log = || std::fs::read_to_string(dir.file("sluiced.stderr")).unwrap_or_default();
+        assert!(sluiced.running(), "sluiced died:\n{}", log());
+        assert!(
+            t0.elapsed() < LIMIT,
+            "sluiced did not say {what:?} {n} times:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn peers_leaving_under_load_leave_sluiced_running() {
+    let _g = serial();
+    let dir = TestDir::new("teardown");
+    let lan = dir.file("lan.sock");
+    let cfg = dir.write(
+        "sluice.toml",
+        &format!(
+            r#"
+[eal]
+workers = [1]
+control_core = 0
+hugepages = "auto"
+file_prefix = "{prefix}"
+[[ports]]
+name = "lan"
+device = "net_memif0,role=server,id=0,socket={lan},socket-abstract=no"
+mac = "02:00:00:00:00:01"
+[[routes]]
+prefix = "198.18.0.0/16"
+port = "lan"
+next_hop_mac = "02:00:00:00:00:02"
+"#,
+            prefix = dir.prefix("sluiced"),
+            lan = lan.display(),
+        ),
+    );
+    let stats = dir.file("sluiced.json");
+    let mut sluiced = Proc::start_sluiced(
+        &dir,
+        "sluiced",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--stats-file",
+            stats.to_str().unwrap(),
+            "--link-wait",
+            "0",
+        ],
+    );
+    wait_said(&dir, &mut sluiced, "link down", 1);
+    let port = format!(
+        "net_memif0,role=client,id=0,socket={},socket-abstract=no",
+        lan.display()
+    );
+    for i in 1..=PEERS {
+        let killed = i % 2 == 1;
+        let role = format!("gen{i}");
+        let gen = Proc::start(
+            &dir,
+            &role,
+            &[
+                "run",
+                "--port",
+                &port,
+                "--dst",
+                "198.18.0.0/20",
+                "--flows",
+                "4096",
+                "--size",
+                "64",
+                "--rate",
+                "max",
+                "--duration",
+                if killed { "60s" } else { "1s" },
+                "--dst-mac",
+                "02:00:00:00:00:01",
+                // As many queue pairs as sluiced's memif port has (worker + control).
+                "--queues",
+                "2",
+                "--link-wait",
+                "20s",
+                // The generator keeps to core 0; sluiced's worker has core 1.
+                "--eal",
+                "--lcores 0@0,1@0",
+                "--json",
+                "-q",
+            ],
+        );
+        wait_said(&dir, &mut sluiced, "port \"lan\": link up", i);
+        if killed {
+            // Traffic flowing both ways, then the peer is gone without a word.
+            std::thread::sleep(Duration::from_millis(700));
+            assert!(sh(&format!("kill -KILL {}", gen.pid())));
+            drop(gen);
+        } else {
+            let done = gen.wait(LIMIT);
+            done.json();
+        }
+        wait_said(&dir, &mut sluiced, "port \"lan\": link down", i + 1);
+        // The teardown's unmapping comes right after the link goes down.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            sluiced.running(),
+            "sluiced died when peer {i} left:\n{}",
+            std::fs::read_to_string(dir.file("sluiced.stderr")).unwrap_or_default()
+        );
+    }
+    assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
+    let done = sluiced.wait(LIMIT);
+    assert_eq!(done.code, 0, "sluiced failed:\n{}", done.stderr);
+    // The final report: every pool's mbufs back where they started.
+    assert!(
+        done.stdout.contains("no leak") && !done.stdout.contains("LEAK"),
+        "{}",
+        done.stdout
+    );
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let graces = &report["teardown_graces"];
+    assert!(
+        graces["graces"].as_u64().unwrap() >= PEERS as u64,
+        "the driver's teardowns did not wait for the pollers: {graces}"
+    );
+    assert_eq!(graces["timed_out"], 0, "{graces}");
+    let worker = &report["workers"][0];
+    assert!(
+        worker["rx_packets"].as_u64().unwrap() > 100_000 && worker["tx_packets"].as_u64().unwrap() > 100_000,
+        "little traffic went through: {worker}"
+    );
+}
