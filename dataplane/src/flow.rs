@@ -425,18 +425,22 @@ impl FlowTable {
         // At most half the slots in use at capacity, so a new flow finds room in its two
         // buckets (or after one move) and is not evicted before the table is full.
         let nb = (capacity * 2).div_ceil(SLOTS).next_power_of_two().max(2);
-        // Both arrays are indexed at random: huge pages keep TLB misses off the fast path.
+        // The arrays are indexed at random: huge pages keep TLB misses off the fast path.
         let mut buckets = Vec::with_capacity(nb);
         advise_huge_pages(&mut buckets);
         buckets.resize(nb, EMPTY_BUCKET);
         let mut entries = Vec::with_capacity(capacity);
         advise_huge_pages(&mut entries);
+        // Zeroed memory, so pages are backed only where IPv6 flows write; then in huge
+        // pages, as it is indexed like the entries.
+        let mut v6 = vec![[0u128; 2]; capacity];
+        advise_huge_pages(&mut v6);
         FlowTable {
             buckets: buckets.into_boxed_slice(),
             mask: nb - 1,
             entries,
             free: Vec::with_capacity(capacity),
-            v6: vec![[0u128; 2]; capacity].into_boxed_slice(),
+            v6: v6.into_boxed_slice(),
             capacity,
             live: 0,
             cursor: 0,
