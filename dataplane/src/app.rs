@@ -54,7 +54,41 @@ struct RunPort {
     mac: [u8; 6],
     rx_queues: u16,
     tx_queues: u16,
+    /// The highest driver counters read so far (see `RunPort::stats`).
+    seen: std::sync::Mutex<PortStats>,
 }
+
+impl RunPort {
+    /// The driver's counters, which never go back here: memif sums them over the rings
+    /// of its current connection, so it reports 0 while its peer is away, and the
+    /// figures return when a peer reconnects. Shown as they were, Prometheus would take
+    /// each drop for a restart, and the final report after the last peer left would say
+    /// nothing went through the port. (The control loop reads them every
+    /// `PORT_READ_EVERY`, so what a peer's last moments add may be missing; the workers'
+    /// own counters are exact.)
+    fn stats(&self) -> PortStats {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        *seen = highest(*seen, self.port.stats());
+        *seen
+    }
+}
+
+/// Each counter of `a` and `b`, the higher.
+fn highest(a: PortStats, b: PortStats) -> PortStats {
+    PortStats {
+        ipackets: a.ipackets.max(b.ipackets),
+        opackets: a.opackets.max(b.opackets),
+        ibytes: a.ibytes.max(b.ibytes),
+        obytes: a.obytes.max(b.obytes),
+        imissed: a.imissed.max(b.imissed),
+        ierrors: a.ierrors.max(b.ierrors),
+        oerrors: a.oerrors.max(b.oerrors),
+        rx_nombuf: a.rx_nombuf.max(b.rx_nombuf),
+    }
+}
+
+/// How often the control thread reads the ports' driver counters when nothing else does.
+const PORT_READ_EVERY: Duration = Duration::from_millis(100);
 
 /// mbufs of the control thread's own pool (ARP, ND, ICMP answers and probes).
 const CONTROL_MBUFS: u32 = 1023;
@@ -298,6 +332,7 @@ fn run_with_eal(
                     mac,
                     rx_queues: setup.rx_queues,
                     tx_queues: setup.tx_queues,
+                    seen: Default::default(),
                 });
             }
             Err(e) => {
@@ -544,7 +579,7 @@ fn run_with_eal(
         }
     }
     let snaps: Vec<WorkerSnapshot> = counters.iter().map(|c| c.snapshot(ports.len())).collect();
-    let port_stats: Vec<PortStats> = ports.iter().map(|p| p.port.stats()).collect();
+    let port_stats: Vec<PortStats> = ports.iter().map(|p| p.stats()).collect();
     let report = Report {
         ports: &ports,
         port_stats: &port_stats,
@@ -712,6 +747,7 @@ fn control_loop(
     let mut last = (Instant::now(), port_totals(counters, ports.len()));
     let mut next_print = interval.map(|i| started + i);
     let mut graces = crate::quiesce::stats();
+    let mut last_port_read = Instant::now();
     loop {
         if signalled.load(Ordering::Relaxed) {
             info!(target: "sluiced", "signal received: stopping");
@@ -735,6 +771,13 @@ fn control_loop(
         }
         let links: Vec<bool> = ports.iter().map(|p| p.port.link().up).collect();
         slow.links(&links);
+        if last_port_read.elapsed() >= PORT_READ_EVERY {
+            // Kept fresh for drivers that lose them when a peer leaves (`RunPort::stats`).
+            for p in ports {
+                p.stats();
+            }
+            last_port_read = Instant::now();
+        }
         slow.control(ctl_pool);
         slow.rebalance(counters);
         server.poll(&mut |w: &[String]| command(w, live, slow, &mut baseline));
@@ -786,7 +829,7 @@ fn telemetry_view<'a>(c: &LiveCtx<'a>) -> crate::metrics::View<'a> {
                     node: u32::try_from(p.port.socket()).ok(),
                     rx_queues: p.rx_queues,
                     tx_queues: p.tx_queues,
-                    stats: p.port.stats(),
+                    stats: p.stats(),
                     xstats: p.port.xstats(),
                     link_up: link.up,
                     speed_mbps: link.speed_mbps,
@@ -807,7 +850,7 @@ fn telemetry_view<'a>(c: &LiveCtx<'a>) -> crate::metrics::View<'a> {
 /// The final report's figures, now.
 fn live_report(c: &LiveCtx, slow: &SlowPath) -> serde_json::Value {
     let snaps: Vec<WorkerSnapshot> = c.counters.iter().map(|w| w.snapshot(c.ports.len())).collect();
-    let port_stats: Vec<PortStats> = c.ports.iter().map(|p| p.port.stats()).collect();
+    let port_stats: Vec<PortStats> = c.ports.iter().map(|p| p.stats()).collect();
     let r = Report {
         ports: c.ports,
         port_stats: &port_stats,
