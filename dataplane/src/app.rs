@@ -56,6 +56,93 @@ struct RunPort {
     tx_queues: u16,
     /// The highest driver counters read so far (see `RunPort::stats`).
     seen: std::sync::Mutex<PortStats>,
+    /// A memif client (`role=client`), which the control loop keeps connected
+    /// (`Reconnect`).
+    memif_client: bool,
+    /// How many times the port was started (a memif client's connections).
+    connects: std::sync::atomic::AtomicU64,
+}
+
+/// Whether a port is a memif client: DPDK 22.11's driver connects to its server only when
+/// the port starts, and never again once the server has gone.
+fn is_memif_client(driver: &str, device: &str) -> bool {
+    driver == "net_memif"
+        && device
+            .split(',')
+            .any(|a| matches!(a.trim(), "role=client" | "role=slave"))
+}
+
+/// How often a memif client port with no server is started again: every second for
+/// `RECONNECT_QUICK_TRIES` tries, then every `RECONNECT_SLOW` (each failed try makes the
+/// driver log a line).
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+const RECONNECT_QUICK_TRIES: u64 = 30;
+const RECONNECT_SLOW: Duration = Duration::from_secs(5);
+/// How long a memif client's link may stay down while the port runs before the port is
+/// restarted (a server that went away; a new one needs a new connection).
+const RECONNECT_AFTER: Duration = Duration::from_secs(2);
+
+/// A memif client port that the control loop keeps connected: started again every
+/// `RECONNECT_EVERY` (later `RECONNECT_SLOW`) until its server answers, and stopped and started again when its
+/// link has been down for `RECONNECT_AFTER`. While it is stopped it is paused
+/// (`SlowPath::paused`): no thread calls its driver, and what the workers would send
+/// there is dropped as `tx_full`. Before a stop, the workers are waited for
+/// (`quiesce::grace`) so none is inside a burst on it.
+struct Reconnect {
+    port: usize,
+    started: bool,
+    down_since: Option<Instant>,
+    last_try: Instant,
+    failures: u64,
+}
+
+impl Reconnect {
+    fn turn(&mut self, p: &RunPort, up: bool, paused: &AtomicBool, now: Instant) {
+        if self.started {
+            if up {
+                self.down_since = None;
+                return;
+            }
+            if now.duration_since(*self.down_since.get_or_insert(now)) < RECONNECT_AFTER {
+                return;
+            }
+            paused.store(true, Ordering::SeqCst);
+            if let crate::quiesce::Grace::TimedOut(n) = crate::quiesce::grace(crate::quiesce::GRACE_LIMIT) {
+                warn!(target: "port", "port \"{}\": {n} polling threads did not leave their bursts within {} ms; restarting it anyway", p.name, crate::quiesce::GRACE_LIMIT.as_millis());
+            }
+            if let Err(e) = p.port.stop() {
+                warn!(target: "port", "port \"{}\": {e}", p.name);
+            }
+            self.started = false;
+            self.down_since = None;
+            self.failures = 0;
+            info!(target: "port", "port \"{}\": its memif server has gone; connecting again", p.name);
+        } else {
+            let every = if self.failures < RECONNECT_QUICK_TRIES {
+                RECONNECT_EVERY
+            } else {
+                RECONNECT_SLOW
+            };
+            if now.duration_since(self.last_try) < every {
+                return;
+            }
+        }
+        self.last_try = now;
+        match p.port.start() {
+            Ok(()) => {
+                self.started = true;
+                let n = p.connects.fetch_add(1, Ordering::Relaxed) + 1;
+                paused.store(false, Ordering::SeqCst);
+                info!(target: "port", "port \"{}\": connected to its memif server (connection {n})", p.name);
+            }
+            Err(e) => {
+                self.failures += 1;
+                if self.failures.is_power_of_two() {
+                    debug!(target: "port", "port \"{}\": still no memif server ({e}; {} tries)", p.name, self.failures);
+                }
+            }
+        }
+    }
 }
 
 impl RunPort {
@@ -328,11 +415,13 @@ fn run_with_eal(
                     name: pc.name.clone(),
                     device: pc.device.clone(),
                     port,
+                    memif_client: is_memif_client(&info.driver, &pc.device),
                     info,
                     mac,
                     rx_queues: setup.rx_queues,
                     tx_queues: setup.tx_queues,
                     seen: Default::default(),
+                    connects: Default::default(),
                 });
             }
             Err(e) => {
@@ -418,11 +507,18 @@ fn run_with_eal(
     };
 
     // ---- start ports
-    for p in &ports {
+    for (i, p) in ports.iter().enumerate() {
         if let Err(e) = p.port.start() {
-            error!(target: "port", "port \"{}\": {e}", p.name);
-            return finish(ports, pools, &baseline, EXIT_RUNTIME, None);
+            if !p.memif_client {
+                error!(target: "port", "port \"{}\": {e}", p.name);
+                return finish(ports, pools, &baseline, EXIT_RUNTIME, None);
+            }
+            // Its server is not there yet: the control loop tries again (`Reconnect`).
+            warn!(target: "port", "port \"{}\": no memif server answers yet ({e}); trying again every {} s, after {RECONNECT_QUICK_TRIES} tries every {} s", p.name, RECONNECT_EVERY.as_secs(), RECONNECT_SLOW.as_secs());
+            slow.paused[i].store(true, Ordering::SeqCst);
+            continue;
         }
+        p.connects.fetch_add(1, Ordering::Relaxed);
         let link = p.port.link();
         info!(
             target: "port",
@@ -501,6 +597,7 @@ fn run_with_eal(
             shares: Arc::clone(&slow.shares),
             stop: Arc::clone(&stop),
             done: Arc::clone(&done),
+            paused: Arc::clone(&slow.paused),
         };
         let c = Arc::clone(&counters[w]);
         if let Err(e) = eal.launch(lcore, move || worker::run(plan, shared, c)) {
@@ -748,6 +845,18 @@ fn control_loop(
     let mut next_print = interval.map(|i| started + i);
     let mut graces = crate::quiesce::stats();
     let mut last_port_read = Instant::now();
+    let mut reconnects: Vec<Reconnect> = ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.memif_client)
+        .map(|(i, _)| Reconnect {
+            port: i,
+            started: !slow.paused[i].load(Ordering::SeqCst),
+            down_since: None,
+            last_try: Instant::now(),
+            failures: 0,
+        })
+        .collect();
     loop {
         if signalled.load(Ordering::Relaxed) {
             info!(target: "sluiced", "signal received: stopping");
@@ -771,6 +880,10 @@ fn control_loop(
         }
         let links: Vec<bool> = ports.iter().map(|p| p.port.link().up).collect();
         slow.links(&links);
+        let now = Instant::now();
+        for r in reconnects.iter_mut() {
+            r.turn(&ports[r.port], links[r.port], &slow.paused[r.port], now);
+        }
         if last_port_read.elapsed() >= PORT_READ_EVERY {
             // Kept fresh for drivers that lose them when a peer leaves (`RunPort::stats`).
             for p in ports {
@@ -1310,6 +1423,13 @@ fn report_text(r: &Report) -> String {
             drops.join(", ")
         }
     ));
+    for p in r.ports.iter().filter(|p| p.memif_client) {
+        s.push_str(&format!(
+            "memif client {}: connected {} times\n",
+            p.name,
+            p.connects.load(Ordering::Relaxed)
+        ));
+    }
     let g = crate::quiesce::stats();
     if g.graces > 0 {
         s.push_str(&format!(
@@ -1340,6 +1460,7 @@ fn report_json(r: &Report) -> serde_json::Value {
                 "worker_tx_packets": r.workers.iter().map(|w| w.tx_packets[i]).sum::<u64>(),
                 "worker_tx_bytes": r.workers.iter().map(|w| w.tx_bytes[i]).sum::<u64>(),
                 "xstats": p.port.xstats().into_iter().collect::<BTreeMap<_, _>>(),
+                "memif_client": p.memif_client, "connects": p.connects.load(Ordering::Relaxed),
             })
         })
         .collect();

@@ -852,7 +852,9 @@ impl Port {
     }
 
     pub fn stop(&self) -> Result<(), DpdkError> {
-        // SAFETY: valid port; no queue is polled any more (workers have returned).
+        // SAFETY: valid port. No thread polls its queues now: at shutdown the workers have
+        // returned, and a memif client the control loop restarts is paused first and its
+        // pollers waited for (`crate::quiesce::grace`).
         check(|| format!("stopping port {}", self.id), unsafe {
             sys::rte_eth_dev_stop(self.id)
         })

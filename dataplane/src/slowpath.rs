@@ -20,6 +20,7 @@ use control::Config;
 use log::{error, info, warn};
 use routing::path::PathStatus;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,9 @@ pub struct SlowPath {
     control_tx: Vec<Option<TxQueue>>,
     /// Odd while this thread is inside a driver's tx burst (see `crate::quiesce`).
     pub io: Arc<IoSeq>,
+    /// By port index: the port is being restarted (a memif client reconnecting), and no
+    /// thread may call its driver (the workers read these too).
+    pub paused: Arc<Vec<AtomicBool>>,
     tsc_hz: u64,
     tsc0: u64,
     exceptions: Vec<rtrb::Consumer<Exception>>,
@@ -192,6 +196,7 @@ impl SlowPath {
                 plane,
                 control_tx,
                 io: Arc::default(),
+                paused: Arc::new(link_up.iter().map(|_| AtomicBool::new(false)).collect()),
                 tsc_hz: tsc_hz.max(1),
                 tsc0: rdtsc(),
                 exceptions,
@@ -305,6 +310,11 @@ impl SlowPath {
         for (port, ip) in self.holds.pending() {
             if let Some(mac) = self.plane.neigh.mac(port, ip) {
                 let mut out = self.holds.release(port, ip);
+                if self.paused[port].load(Ordering::Relaxed) {
+                    // Back in the queue until the port is running again.
+                    self.holds.unrelease(port, ip, out.into_iter().collect());
+                    continue;
+                }
                 let Some(q) = self.control_tx[port].as_mut() else {
                     self.control_tx_dropped += out.len() as u64;
                     continue;
@@ -431,7 +441,8 @@ impl SlowPath {
     }
 
     fn flush(&mut self, port: usize, burst: &mut Burst<32>) {
-        match self.control_tx[port].as_mut() {
+        let paused = self.paused[port].load(Ordering::Relaxed);
+        match self.control_tx[port].as_mut().filter(|_| !paused) {
             Some(q) => {
                 let _io = self.io.enter();
                 self.control_tx_dropped += q.tx(burst).dropped as u64;

@@ -58,6 +58,9 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Workers that have finished, their last records handed over.
     pub done: Arc<std::sync::atomic::AtomicUsize>,
+    /// By port index: the control thread is restarting the port (a memif client
+    /// reconnecting), and its driver must not be called.
+    pub paused: Arc<Vec<AtomicBool>>,
 }
 
 // The offload flags' checksum bits are where `RxChecksum` expects them.
@@ -81,9 +84,16 @@ impl Frame for Mbuf {
     }
 }
 
-/// Sends a burst holding `bytes` bytes and counts what the driver took and refused.
+/// Sends a burst holding `bytes` bytes and counts what the driver took and refused. A
+/// port being restarted (`paused`) is not called: its packets are dropped as `tx_full`,
+/// as a disconnected memif port's driver drops them.
 #[inline(always)]
-fn flush(q: &mut TxQueue, b: &mut Burst<BURST>, bytes: u64, port: usize, c: &WorkerCounters) {
+fn flush(q: &mut TxQueue, b: &mut Burst<BURST>, bytes: u64, port: usize, c: &WorkerCounters, paused: &AtomicBool) {
+    if paused.load(Ordering::Relaxed) {
+        bump(&c.drops[DropReason::TxFull as usize], b.len() as u64);
+        b.drain().for_each(drop);
+        return;
+    }
     let r = q.tx(b);
     bump(&c.tx_packets[port], r.sent as u64);
     bump(&c.tx_bytes[port], bytes - r.dropped_bytes);
@@ -102,6 +112,8 @@ struct Egress {
     shaped: bool,
     /// Whether a TX buffer may hold packets (`flush_all` has nothing to do otherwise).
     buffered: bool,
+    /// Ports being restarted (`Shared::paused`).
+    paused: Arc<Vec<AtomicBool>>,
 }
 
 impl Egress {
@@ -114,7 +126,7 @@ impl Egress {
         // always room here.
         let _ = b.push(m);
         if b.is_full() {
-            flush(&mut tx[p], b, self.pending_bytes[p], p, c);
+            flush(&mut tx[p], b, self.pending_bytes[p], p, c, &self.paused[p]);
             self.pending_bytes[p] = 0;
         }
     }
@@ -129,7 +141,7 @@ impl Egress {
     fn flush_each(&mut self, tx: &mut [TxQueue], c: &WorkerCounters) {
         for (p, b) in self.pending.iter_mut().enumerate() {
             if !b.is_empty() {
-                flush(&mut tx[p], b, self.pending_bytes[p], p, c);
+                flush(&mut tx[p], b, self.pending_bytes[p], p, c, &self.paused[p]);
                 self.pending_bytes[p] = 0;
             }
         }
@@ -200,6 +212,7 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         pending_bytes: vec![0; ports],
         shaped: plan.shaping.iter().any(Option::is_some),
         buffered: false,
+        paused: Arc::clone(&shared.paused),
         sched: plan
             .shaping
             .iter()
@@ -247,6 +260,9 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
         // its tx, and one per poll that found nothing. Each is the poll's clock, and
         // where the next burst's rx begins.
         for (in_port, q) in plan.rx.iter_mut() {
+            if shared.paused[*in_port].load(Ordering::Relaxed) {
+                continue;
+            }
             let n = q.rx(&mut rx);
             if n == 0 {
                 continue;
@@ -268,10 +284,17 @@ pub fn run(mut plan: WorkerPlan, shared: Shared, c: Arc<WorkerCounters>) -> i32 
                 // The common case: the whole burst leaves by one port, as it is. What is
                 // already waiting for that port goes first, to keep order.
                 if !eg.pending[p].is_empty() {
-                    flush(&mut plan.tx[p], &mut eg.pending[p], eg.pending_bytes[p], p, &c);
+                    flush(
+                        &mut plan.tx[p],
+                        &mut eg.pending[p],
+                        eg.pending_bytes[p],
+                        p,
+                        &c,
+                        &eg.paused[p],
+                    );
                     eg.pending_bytes[p] = 0;
                 }
-                flush(&mut plan.tx[p], &mut rx, bytes, p, &c);
+                flush(&mut plan.tx[p], &mut rx, bytes, p, &c, &eg.paused[p]);
             } else {
                 let mut direct = 0u64;
                 for (i, mut m) in rx.drain().enumerate() {

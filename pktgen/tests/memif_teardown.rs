@@ -13,6 +13,11 @@
 //!  sluice-pktgen run  ◀──lan (memif)──▶  sluiced (routes 198.18.0.0/16 back out of lan)
 //! ```
 
+//!
+//! And `sluiced` as a memif *client*, which DPDK 22.11 connects only when the port starts:
+//! it must start before its server exists, connect when one appears, and connect again to
+//! each new server after the last one left.
+
 mod common;
 
 use common::{serial, sh, Proc, TestDir};
@@ -171,4 +176,120 @@ next_hop_mac = "02:00:00:00:00:02"
         worker["rx_packets"].as_u64().unwrap() > 100_000 && worker["tx_packets"].as_u64().unwrap() > 100_000,
         "little traffic went through: {worker}"
     );
+}
+
+/// A generator playing memif server for `secs` seconds at 500 kpps; its report.
+fn serve(dir: &TestDir, role: &str, sock: &std::path::Path, secs: u32) -> serde_json::Value {
+    let port = format!(
+        "net_memif0,role=server,id=0,socket={},socket-abstract=no",
+        sock.display()
+    );
+    let duration = format!("{secs}s");
+    let gen = Proc::start(
+        dir,
+        role,
+        &[
+            "run",
+            "--port",
+            &port,
+            "--dst",
+            "198.18.0.0/20",
+            "--flows",
+            "4096",
+            "--size",
+            "64",
+            "--rate",
+            "500kpps",
+            "--duration",
+            &duration,
+            "--dst-mac",
+            "02:00:00:00:00:01",
+            "--queues",
+            "2",
+            "--link-wait",
+            "20s",
+            // Time for sluiced's control thread to see the link up and route to it.
+            "--settle",
+            "500ms",
+            "--eal",
+            "--lcores 0@0,1@0",
+            "--json",
+            "-q",
+        ],
+    );
+    gen.wait(LIMIT).json()
+}
+
+#[test]
+fn a_memif_client_connects_when_its_server_comes_and_again_after_it_left() {
+    let _g = serial();
+    let dir = TestDir::new("client");
+    let sock = dir.file("lan.sock");
+    let cfg = dir.write(
+        "sluice.toml",
+        &format!(
+            r#"
+[eal]
+workers = [1]
+control_core = 0
+hugepages = "auto"
+file_prefix = "{prefix}"
+[[ports]]
+name = "lan"
+device = "net_memif0,role=client,id=0,socket={lan},socket-abstract=no"
+mac = "02:00:00:00:00:01"
+[[routes]]
+prefix = "198.18.0.0/16"
+port = "lan"
+next_hop_mac = "02:00:00:00:00:02"
+"#,
+            prefix = dir.prefix("sluiced"),
+            lan = sock.display(),
+        ),
+    );
+    let stats = dir.file("sluiced.json");
+    let mut sluiced = Proc::start_sluiced(
+        &dir,
+        "sluiced",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--stats-file",
+            stats.to_str().unwrap(),
+            "--link-wait",
+            "0",
+        ],
+    );
+    // No server yet: sluiced runs and keeps trying.
+    wait_said(&dir, &mut sluiced, "no memif server answers yet", 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sluiced.running());
+    for i in 1..=3 {
+        let report = serve(&dir, &format!("server{i}"), &sock, 2);
+        let s = &report["streams"][0];
+        let (tx, rx) = (s["tx_packets"].as_u64().unwrap(), s["rx_packets"].as_u64().unwrap());
+        assert!(
+            tx > 500_000 && rx * 100 >= tx * 99,
+            "server {i}: {rx} of {tx} packets came back through sluiced\n{}",
+            std::fs::read_to_string(dir.file("sluiced.stderr")).unwrap_or_default()
+        );
+        wait_said(
+            &dir,
+            &mut sluiced,
+            &format!("connected to its memif server (connection {i})"),
+            1,
+        );
+    }
+    assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
+    let done = sluiced.wait(LIMIT);
+    assert_eq!(done.code, 0, "sluiced failed:\n{}", done.stderr);
+    assert!(
+        done.stdout.contains("no leak") && !done.stdout.contains("LEAK"),
+        "{}",
+        done.stdout
+    );
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let port = &report["ports"][0];
+    assert_eq!(port["memif_client"], true, "{port}");
+    assert_eq!(port["connects"], 3, "{port}");
 }
