@@ -83,10 +83,10 @@ const RECONNECT_SLOW: Duration = Duration::from_secs(5);
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
 /// A memif client port that the control loop keeps connected: started again every
-/// `RECONNECT_EVERY` (later `RECONNECT_SLOW`) until its server answers, and stopped and started again when its
-/// link has been down for `RECONNECT_AFTER`. While it is stopped it is paused
-/// (`SlowPath::paused`): no thread calls its driver, and what the workers would send
-/// there is dropped as `tx_full`. Before a stop, the workers are waited for
+/// `RECONNECT_EVERY` (later `RECONNECT_SLOW`) until its server answers, and stopped and
+/// started again when its link has been down for `RECONNECT_AFTER`. While it is stopped it
+/// is paused (`SlowPath::paused`): no thread calls its driver, and what the workers would
+/// send there is dropped as `tx_full`. Before a stop, the workers are waited for
 /// (`quiesce::grace`) so none is inside a burst on it.
 struct Reconnect {
     port: usize,
