@@ -97,6 +97,22 @@ struct Reconnect {
 }
 
 impl Reconnect {
+    /// One for each memif client among `ports`; those whose first start failed are
+    /// `paused`.
+    fn for_ports(ports: &[RunPort], paused: &[AtomicBool]) -> Vec<Reconnect> {
+        let now = Instant::now();
+        (0..ports.len())
+            .filter(|&i| ports[i].memif_client)
+            .map(|i| Reconnect {
+                port: i,
+                started: !paused[i].load(Ordering::SeqCst),
+                down_since: None,
+                last_try: now,
+                failures: 0,
+            })
+            .collect()
+    }
+
     fn turn(&mut self, p: &RunPort, up: bool, paused: &AtomicBool, now: Instant) {
         if self.started {
             if up {
@@ -540,10 +556,17 @@ fn run_with_eal(
     }
 
     // ---- links: forwarding into a port whose link is down only drops packets
+    // memif clients are started again until their servers answer, from here on.
+    let mut reconnects = Reconnect::for_ports(&ports, &slow.paused);
     let wait_from = Instant::now();
     while !opts.link_wait.is_zero() && wait_from.elapsed() < opts.link_wait && !signalled.load(Ordering::Relaxed) {
-        if ports.iter().all(|p| p.port.link().up) {
+        let links: Vec<bool> = ports.iter().map(|p| p.port.link().up).collect();
+        if links.iter().all(|&up| up) {
             break;
+        }
+        let now = Instant::now();
+        for r in reconnects.iter_mut() {
+            r.turn(&ports[r.port], links[r.port], &slow.paused[r.port], now);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -633,6 +656,7 @@ fn run_with_eal(
             &mut slow,
             &pools[ctl_pool],
             (server, metrics),
+            &mut reconnects,
         );
     }
 
@@ -824,6 +848,7 @@ fn control_loop(
     slow: &mut SlowPath,
     ctl_pool: &Mempool,
     (server, metrics): (&mut CtlServer, &mut crate::metrics::Metrics),
+    reconnects: &mut [Reconnect],
 ) {
     let LiveCtx {
         ports,
@@ -845,18 +870,6 @@ fn control_loop(
     let mut next_print = interval.map(|i| started + i);
     let mut graces = crate::quiesce::stats();
     let mut last_port_read = Instant::now();
-    let mut reconnects: Vec<Reconnect> = ports
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.memif_client)
-        .map(|(i, _)| Reconnect {
-            port: i,
-            started: !slow.paused[i].load(Ordering::SeqCst),
-            down_since: None,
-            last_try: Instant::now(),
-            failures: 0,
-        })
-        .collect();
     loop {
         if signalled.load(Ordering::Relaxed) {
             info!(target: "sluiced", "signal received: stopping");

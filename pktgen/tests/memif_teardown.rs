@@ -256,8 +256,10 @@ next_hop_mac = "02:00:00:00:00:02"
             cfg.to_str().unwrap(),
             "--stats-file",
             stats.to_str().unwrap(),
+            // It waits for its link before forwarding, and connects while it waits: the
+            // first server gives up after 20 s, before this wait would end by itself.
             "--link-wait",
-            "0",
+            "30",
         ],
     );
     // No server yet: sluiced runs and keeps trying.
