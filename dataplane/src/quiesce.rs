@@ -16,6 +16,9 @@
 //! control thread, which sends now and then and may spend a while on other work, brackets
 //! each send with `IoSeq::enter`.
 //!
+//! The control thread runs `grace` too, after pausing a memif client port and before
+//! stopping it to connect again (`app::Reconnect`).
+//!
 //! The wait is bounded (`GRACE_LIMIT`); what it did is counted (`stats`).
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
