@@ -90,22 +90,19 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 /// (`quiesce::grace`) so none is inside a burst on it.
 struct Reconnect {
     port: usize,
-    started: bool,
     down_since: Option<Instant>,
     last_try: Instant,
     failures: u64,
 }
 
 impl Reconnect {
-    /// One for each memif client among `ports`; those whose first start failed are
-    /// `paused`.
-    fn for_ports(ports: &[RunPort], paused: &[AtomicBool]) -> Vec<Reconnect> {
+    /// One for each memif client among `ports`.
+    fn for_ports(ports: &[RunPort]) -> Vec<Reconnect> {
         let now = Instant::now();
         (0..ports.len())
             .filter(|&i| ports[i].memif_client)
             .map(|i| Reconnect {
                 port: i,
-                started: !paused[i].load(Ordering::SeqCst),
                 down_since: None,
                 last_try: now,
                 failures: 0,
@@ -113,8 +110,10 @@ impl Reconnect {
             .collect()
     }
 
+    /// One look at the port: `paused` is set while it is stopped (its first start at
+    /// start-up failed, or it is being connected again).
     fn turn(&mut self, p: &RunPort, up: bool, paused: &AtomicBool, now: Instant) {
-        if self.started {
+        if !paused.load(Ordering::SeqCst) {
             if up {
                 self.down_since = None;
                 return;
@@ -129,7 +128,6 @@ impl Reconnect {
             if let Err(e) = p.port.stop() {
                 warn!(target: "port", "port \"{}\": {e}", p.name);
             }
-            self.started = false;
             self.down_since = None;
             self.failures = 0;
             info!(target: "port", "port \"{}\": its memif server has gone; connecting again", p.name);
@@ -146,7 +144,6 @@ impl Reconnect {
         self.last_try = now;
         match p.port.start() {
             Ok(()) => {
-                self.started = true;
                 let n = p.connects.fetch_add(1, Ordering::Relaxed) + 1;
                 paused.store(false, Ordering::SeqCst);
                 info!(target: "port", "port \"{}\": connected to its memif server (connection {n})", p.name);
@@ -557,7 +554,7 @@ fn run_with_eal(
 
     // ---- links: forwarding into a port whose link is down only drops packets
     // memif clients are started again until their servers answer, from here on.
-    let mut reconnects = Reconnect::for_ports(&ports, &slow.paused);
+    let mut reconnects = Reconnect::for_ports(&ports);
     let wait_from = Instant::now();
     while !opts.link_wait.is_zero() && wait_from.elapsed() < opts.link_wait && !signalled.load(Ordering::Relaxed) {
         let links: Vec<bool> = ports.iter().map(|p| p.port.link().up).collect();

@@ -50,11 +50,10 @@ fn wait_said(dir: &TestDir, sluiced: &mut Proc, what: &str, n: usize) {
     }
 }
 
-#[test]
-fn peers_leaving_under_load_leave_sluiced_running() {
-    let _g = serial();
-    let dir = TestDir::new("teardown");
-    let lan = dir.file("lan.sock");
+/// `sluiced` whose one port, "lan", is a memif `role` ("server" or "client") on
+/// `dir`/lan.sock, routing 198.18.0.0/16 straight back out of it; with `--link-wait
+/// link_wait` and its report to `dir`/sluiced.json.
+fn start_sluiced(dir: &TestDir, role: &str, link_wait: &str) -> Proc {
     let cfg = dir.write(
         "sluice.toml",
         &format!(
@@ -66,7 +65,7 @@ hugepages = "auto"
 file_prefix = "{prefix}"
 [[ports]]
 name = "lan"
-device = "net_memif0,role=server,id=0,socket={lan},socket-abstract=no"
+device = "{device}"
 mac = "02:00:00:00:00:01"
 [[routes]]
 prefix = "198.18.0.0/16"
@@ -74,12 +73,12 @@ port = "lan"
 next_hop_mac = "02:00:00:00:00:02"
 "#,
             prefix = dir.prefix("sluiced"),
-            lan = lan.display(),
+            device = memif(dir, role),
         ),
     );
     let stats = dir.file("sluiced.json");
-    let mut sluiced = Proc::start_sluiced(
-        &dir,
+    Proc::start_sluiced(
+        dir,
         "sluiced",
         &[
             "--config",
@@ -87,48 +86,77 @@ next_hop_mac = "02:00:00:00:00:02"
             "--stats-file",
             stats.to_str().unwrap(),
             "--link-wait",
-            "0",
+            link_wait,
         ],
+    )
+}
+
+/// The memif device arguments of `role`'s end of the link.
+fn memif(dir: &TestDir, role: &str) -> String {
+    format!(
+        "net_memif0,role={role},id=0,socket={},socket-abstract=no",
+        dir.file("lan.sock").display()
+    )
+}
+
+/// A generator as memif `role` sending 64-byte frames over 4096 flows at `rate` for
+/// `duration`, as many queue pairs as sluiced's port has (worker + control), on core 0
+/// (sluiced's worker has core 1); `extra` arguments after those.
+fn start_generator(dir: &TestDir, name: &str, role: &str, rate: &str, duration: &str, extra: &[&str]) -> Proc {
+    let port = memif(dir, role);
+    let mut args = vec![
+        "run",
+        "--port",
+        &port,
+        "--dst",
+        "198.18.0.0/20",
+        "--flows",
+        "4096",
+        "--size",
+        "64",
+        "--rate",
+        rate,
+        "--duration",
+        duration,
+        "--dst-mac",
+        "02:00:00:00:00:01",
+        "--queues",
+        "2",
+        "--link-wait",
+        "20s",
+        "--eal",
+        "--lcores 0@0,1@0",
+        "--json",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(dir, name, &args)
+}
+
+/// Stops `sluiced`, which must exit 0 with every pool's mbufs back; its JSON report.
+fn stop_sluiced(dir: &TestDir, sluiced: Proc) -> serde_json::Value {
+    assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
+    let done = sluiced.wait(LIMIT);
+    assert_eq!(done.code, 0, "sluiced failed:\n{}", done.stderr);
+    // The final report: every pool's mbufs back where they started.
+    assert!(
+        done.stdout.contains("no leak") && !done.stdout.contains("LEAK"),
+        "{}",
+        done.stdout
     );
+    serde_json::from_str(&std::fs::read_to_string(dir.file("sluiced.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn peers_leaving_under_load_leave_sluiced_running() {
+    let _g = serial();
+    let dir = TestDir::new("teardown");
+    let mut sluiced = start_sluiced(&dir, "server", "0");
     wait_said(&dir, &mut sluiced, "link down", 1);
-    let port = format!(
-        "net_memif0,role=client,id=0,socket={},socket-abstract=no",
-        lan.display()
-    );
     for i in 1..=PEERS {
         let killed = i % 2 == 1;
-        let role = format!("gen{i}");
-        let gen = Proc::start(
-            &dir,
-            &role,
-            &[
-                "run",
-                "--port",
-                &port,
-                "--dst",
-                "198.18.0.0/20",
-                "--flows",
-                "4096",
-                "--size",
-                "64",
-                "--rate",
-                "max",
-                "--duration",
-                if killed { "60s" } else { "1s" },
-                "--dst-mac",
-                "02:00:00:00:00:01",
-                // As many queue pairs as sluiced's memif port has (worker + control).
-                "--queues",
-                "2",
-                "--link-wait",
-                "20s",
-                // The generator keeps to core 0; sluiced's worker has core 1.
-                "--eal",
-                "--lcores 0@0,1@0",
-                "--json",
-                "-q",
-            ],
-        );
+        let duration = if killed { "60s" } else { "1s" };
+        let gen = start_generator(&dir, &format!("gen{i}"), "client", "max", duration, &[]);
         wait_said(&dir, &mut sluiced, "port \"lan\": link up", i);
         if killed {
             // Traffic flowing both ways, then the peer is gone without a word.
@@ -148,16 +176,7 @@ next_hop_mac = "02:00:00:00:00:02"
             std::fs::read_to_string(dir.file("sluiced.stderr")).unwrap_or_default()
         );
     }
-    assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
-    let done = sluiced.wait(LIMIT);
-    assert_eq!(done.code, 0, "sluiced failed:\n{}", done.stderr);
-    // The final report: every pool's mbufs back where they started.
-    assert!(
-        done.stdout.contains("no leak") && !done.stdout.contains("LEAK"),
-        "{}",
-        done.stdout
-    );
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let report = stop_sluiced(&dir, sluiced);
     let graces = &report["teardown_graces"];
     assert!(
         graces["graces"].as_u64().unwrap() >= PEERS as u64,
@@ -178,96 +197,29 @@ next_hop_mac = "02:00:00:00:00:02"
     );
 }
 
-/// A generator playing memif server for `secs` seconds at 500 kpps; its report.
-fn serve(dir: &TestDir, role: &str, sock: &std::path::Path, secs: u32) -> serde_json::Value {
-    let port = format!(
-        "net_memif0,role=server,id=0,socket={},socket-abstract=no",
-        sock.display()
-    );
-    let duration = format!("{secs}s");
-    let gen = Proc::start(
-        dir,
-        role,
-        &[
-            "run",
-            "--port",
-            &port,
-            "--dst",
-            "198.18.0.0/20",
-            "--flows",
-            "4096",
-            "--size",
-            "64",
-            "--rate",
-            "500kpps",
-            "--duration",
-            &duration,
-            "--dst-mac",
-            "02:00:00:00:00:01",
-            "--queues",
-            "2",
-            "--link-wait",
-            "20s",
-            // Time for sluiced's control thread to see the link up and route to it.
-            "--settle",
-            "500ms",
-            "--eal",
-            "--lcores 0@0,1@0",
-            "--json",
-            "-q",
-        ],
-    );
-    gen.wait(LIMIT).json()
-}
-
 #[test]
 fn a_memif_client_connects_when_its_server_comes_and_again_after_it_left() {
     let _g = serial();
     let dir = TestDir::new("client");
-    let sock = dir.file("lan.sock");
-    let cfg = dir.write(
-        "sluice.toml",
-        &format!(
-            r#"
-[eal]
-workers = [1]
-control_core = 0
-hugepages = "auto"
-file_prefix = "{prefix}"
-[[ports]]
-name = "lan"
-device = "net_memif0,role=client,id=0,socket={lan},socket-abstract=no"
-mac = "02:00:00:00:00:01"
-[[routes]]
-prefix = "198.18.0.0/16"
-port = "lan"
-next_hop_mac = "02:00:00:00:00:02"
-"#,
-            prefix = dir.prefix("sluiced"),
-            lan = sock.display(),
-        ),
-    );
-    let stats = dir.file("sluiced.json");
-    let mut sluiced = Proc::start_sluiced(
-        &dir,
-        "sluiced",
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--stats-file",
-            stats.to_str().unwrap(),
-            // It waits for its link before forwarding, and connects while it waits: the
-            // first server gives up after 20 s, before this wait would end by itself.
-            "--link-wait",
-            "30",
-        ],
-    );
+    // It waits for its link before forwarding, and connects while it waits: the first
+    // server gives up after 20 s, before this wait would end by itself.
+    let mut sluiced = start_sluiced(&dir, "client", "30");
     // No server yet: sluiced runs and keeps trying.
     wait_said(&dir, &mut sluiced, "no memif server answers yet", 1);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(sluiced.running());
     for i in 1..=3 {
-        let report = serve(&dir, &format!("server{i}"), &sock, 2);
+        // Servers of 2 s at 500 kpps, giving sluiced's control thread time to see the
+        // link up and route to it.
+        let server = start_generator(
+            &dir,
+            &format!("server{i}"),
+            "server",
+            "500kpps",
+            "2s",
+            &["--settle", "500ms"],
+        );
+        let report = server.wait(LIMIT).json();
         let s = &report["streams"][0];
         let (tx, rx) = (s["tx_packets"].as_u64().unwrap(), s["rx_packets"].as_u64().unwrap());
         assert!(
@@ -282,15 +234,7 @@ next_hop_mac = "02:00:00:00:00:02"
             1,
         );
     }
-    assert!(sh(&format!("kill -TERM {}", sluiced.pid())));
-    let done = sluiced.wait(LIMIT);
-    assert_eq!(done.code, 0, "sluiced failed:\n{}", done.stderr);
-    assert!(
-        done.stdout.contains("no leak") && !done.stdout.contains("LEAK"),
-        "{}",
-        done.stdout
-    );
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let report = stop_sluiced(&dir, sluiced);
     let port = &report["ports"][0];
     assert_eq!(port["memif_client"], true, "{port}");
     assert_eq!(port["connects"], 3, "{port}");
