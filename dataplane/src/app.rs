@@ -1109,10 +1109,10 @@ fn command(
                     };
                     let t = slow.published.load();
                     let mut live: Vec<&crate::flow::Flow> = slow.live_top.iter().flat_map(|w| w.as_slice()).collect();
-                    live.sort_by_key(|f| std::cmp::Reverse(f.bytes));
+                    live.sort_by_key(|f| std::cmp::Reverse(f.state.bytes));
                     let live: Vec<_> = live.iter().take(top).map(|f| flow_json(slow, &t, f, "live")).collect();
                     let mut ended: Vec<&crate::flow::FlowRecord> = slow.recent.iter().collect();
-                    ended.sort_by_key(|r| std::cmp::Reverse(r.flow.bytes));
+                    ended.sort_by_key(|r| std::cmp::Reverse(r.flow.state.bytes));
                     let ended: Vec<_> = ended
                         .iter()
                         .take(top)
@@ -1185,8 +1185,8 @@ fn flow_json(slow: &SlowPath, t: &Tables, f: &crate::flow::Flow, end: &str) -> s
     serde_json::json!({
         "src": src.to_string(), "dst": dst.to_string(), "src_port": k.src_port, "dst_port": k.dst_port,
         "proto": k.proto, "in_port": slow.cfg.ports.get(k.in_port as usize).map(|p| p.name.clone()),
-        "class": slow.cfg.classes.get(f.class as usize).map(|c| c.name.clone()),
-        "path": path_name(slow, t.carry_path(f.generation, f.path)), "packets": f.packets, "bytes": f.bytes, "end": end,
+        "class": slow.cfg.classes.get(f.state.class as usize).map(|c| c.name.clone()),
+        "path": path_name(slow, t.carry_path(f.state.generation, f.state.path)), "packets": f.state.packets, "bytes": f.state.bytes, "end": end,
     })
 }
 

@@ -104,12 +104,11 @@ pub mod flag {
     pub const CLOSING: u8 = 2;
 }
 
-/// One flow, whole: what records, the largest-flows lists and lookups by index give out.
-/// The table keeps it as a `FlowEntry`. 80 bytes.
+/// What a flow's packets decided and counted: held in the table's `FlowEntry` and given
+/// out, with the key, as a `Flow`.
 #[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(16))]
-pub struct Flow {
-    pub key: FlowKey,
+#[repr(C)]
+pub struct FlowState {
     pub bytes: u64,
     pub packets: u32,
     /// Milliseconds on the worker's clock (wrapping).
@@ -126,27 +125,23 @@ pub struct Flow {
     pub out_port: u8,
 }
 
+/// One flow, whole: what records, the largest-flows lists and lookups by index give out.
+/// The table keeps it as a `FlowEntry`. 80 bytes.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(16))]
+pub struct Flow {
+    pub key: FlowKey,
+    pub state: FlowState,
+}
+
 const _: () = assert!(std::mem::size_of::<Flow>() == 80);
 
-/// A flow as the table keeps it: the decisions and counters of `Flow` and its key packed
-/// in one cache line (an IPv6 flow's addresses are in the table's side slots).
+/// A flow as the table keeps it: its `FlowState` and its key packed in one cache line (an
+/// IPv6 flow's addresses are in the table's side slots).
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
 pub struct FlowEntry {
-    pub bytes: u64,
-    pub packets: u32,
-    /// Milliseconds on the worker's clock (wrapping).
-    pub first_ms: u32,
-    pub last_ms: u32,
-    /// The snapshot generation the decisions below were made with.
-    pub generation: u32,
-    pub path: u16,
-    pub class: u8,
-    pub dscp_in: u8,
-    pub dscp_out: u8,
-    pub flags: u8,
-    /// Egress port of the path, for the record.
-    pub out_port: u8,
+    pub state: FlowState,
     /// IPv4: source << 32 | destination. IPv6: 0 (the addresses are in the side slot of
     /// the entry's index).
     addrs: u64,
@@ -287,7 +282,7 @@ impl Timeouts {
     #[inline(always)]
     fn of(&self, f: &FlowEntry) -> u32 {
         match f.proto() {
-            6 if f.flags & flag::CLOSING != 0 => self.tcp_closed_ms,
+            6 if f.state.flags & flag::CLOSING != 0 => self.tcp_closed_ms,
             6 => self.tcp_ms,
             17 => self.udp_ms,
             _ => self.other_ms,
@@ -342,7 +337,7 @@ impl TopFlows {
 
     #[inline(always)]
     fn bytes_at(&self, k: usize) -> u64 {
-        self.flows[self.heap[k] as usize].bytes
+        self.flows[self.heap[k] as usize].state.bytes
     }
 
     /// Whether a flow of `bytes` would enter the list.
@@ -362,7 +357,7 @@ impl TopFlows {
                 self.heap.swap(c, (c - 1) / 2);
                 c = (c - 1) / 2;
             }
-        } else if f.bytes > self.bytes_at(0) {
+        } else if f.state.bytes > self.bytes_at(0) {
             self.flows[self.heap[0] as usize] = *f;
             let mut c = 0;
             loop {
@@ -487,20 +482,9 @@ impl FlowTable {
 
     /// The flow at `index`, whole.
     fn flow_at(&self, index: usize) -> Flow {
-        let e = &self.entries[index];
         Flow {
             key: self.key_at(index),
-            bytes: e.bytes,
-            packets: e.packets,
-            first_ms: e.first_ms,
-            last_ms: e.last_ms,
-            generation: e.generation,
-            path: e.path,
-            class: e.class,
-            dscp_in: e.dscp_in,
-            dscp_out: e.dscp_out,
-            flags: e.flags,
-            out_port: e.out_port,
+            state: self.entries[index].state,
         }
     }
 
@@ -607,7 +591,7 @@ impl FlowTable {
         ended: &mut impl FnMut(FlowRecord),
     ) -> Found {
         if let Some(e) = self.entries.get(candidate as usize) {
-            if e.flags & flag::LIVE != 0 && e.holds(key, &self.v6[candidate as usize]) {
+            if e.state.flags & flag::LIVE != 0 && e.holds(key, &self.v6[candidate as usize]) {
                 return Found {
                     index: candidate,
                     new: false,
@@ -643,7 +627,7 @@ impl FlowTable {
                         if i == EMPTY {
                             continue;
                         }
-                        let age = now_ms.wrapping_sub(self.entries[i as usize].last_ms);
+                        let age = now_ms.wrapping_sub(self.entries[i as usize].state.last_ms);
                         if age >= victim.2 {
                             victim = (b, s, age);
                         }
@@ -678,14 +662,16 @@ impl FlowTable {
             key.v4_addrs()
         };
         self.entries[index as usize] = FlowEntry {
-            first_ms: now_ms,
-            last_ms: now_ms,
-            flags: flag::LIVE,
-            path: NO_PATH,
+            state: FlowState {
+                first_ms: now_ms,
+                last_ms: now_ms,
+                flags: flag::LIVE,
+                path: NO_PATH,
+                ..FlowState::default()
+            },
             addrs,
             ports_vlan: key.ports_vlan(),
             tail: key.tail(),
-            ..FlowEntry::default()
         };
         self.buckets[b].sig[s] = sig;
         self.buckets[b].idx[s] = index;
@@ -722,8 +708,8 @@ impl FlowTable {
         let mut i = self.cursor % n;
         for _ in 0..n {
             let f = &self.entries[i];
-            if f.flags & flag::LIVE != 0 {
-                let age = now_ms.wrapping_sub(f.last_ms);
+            if f.state.flags & flag::LIVE != 0 {
+                let age = now_ms.wrapping_sub(f.state.last_ms);
                 if seen == 0 || age >= best.1 {
                     best = (i as u32, age);
                 }
@@ -740,7 +726,7 @@ impl FlowTable {
     /// Removes entry `i` from its bucket and the slab, reporting it.
     fn remove(&mut self, i: u32, reason: EndReason, ended: &mut impl FnMut(FlowRecord)) {
         let f = self.flow_at(i as usize);
-        debug_assert!(f.flags & flag::LIVE != 0);
+        debug_assert!(f.state.flags & flag::LIVE != 0);
         let (b1, b2, _) = self.places(f.key.hash());
         for b in [b1, b2] {
             if let Some(s) = self.buckets[b].idx.iter().position(|&x| x == i) {
@@ -748,7 +734,7 @@ impl FlowTable {
                 self.buckets[b].sig[s] = 0;
             }
         }
-        self.entries[i as usize].flags = 0;
+        self.entries[i as usize].state.flags = 0;
         self.free.push(i);
         self.live -= 1;
         ended(FlowRecord { flow: f, reason });
@@ -787,13 +773,13 @@ impl FlowTable {
             };
             self.cursor = i + 1;
             let f = &self.entries[i];
-            if f.flags & flag::LIVE == 0 {
+            if f.state.flags & flag::LIVE == 0 {
                 continue;
             }
-            let idle = now_ms.wrapping_sub(f.last_ms);
+            let idle = now_ms.wrapping_sub(f.state.last_ms);
             // A flow seen "in the future" (clock skew) is not idle.
             if idle < 1 << 31 && idle > self.timeouts.of(f) {
-                let reason = if f.flags & flag::CLOSING != 0 {
+                let reason = if f.state.flags & flag::CLOSING != 0 {
                     EndReason::Closed
                 } else {
                     EndReason::Idle
@@ -803,7 +789,7 @@ impl FlowTable {
                 expired += 1;
                 continue;
             }
-            let age = now_ms.wrapping_sub(f.first_ms);
+            let age = now_ms.wrapping_sub(f.state.first_ms);
             if age < 1 << 31 && age >= self.timeouts.active_ms {
                 // Live for the active timeout: what it carried so far is reported, and it
                 // counts afresh (keeping its class and path).
@@ -812,13 +798,13 @@ impl FlowTable {
                     reason: EndReason::Active,
                 });
                 let f = &mut self.entries[i];
-                f.first_ms = now_ms;
-                f.bytes = 0;
-                f.packets = 0;
+                f.state.first_ms = now_ms;
+                f.state.bytes = 0;
+                f.state.packets = 0;
                 self.counters.active += 1;
             }
             if self.tracking {
-                let bytes = self.entries[i].bytes;
+                let bytes = self.entries[i].state.bytes;
                 self.tops[self.walking].live_bytes += bytes;
                 if self.tops[self.walking].wants(bytes) {
                     let f = self.flow_at(i);
@@ -832,7 +818,7 @@ impl FlowTable {
     /// Ends every flow (shutdown).
     pub fn flush(&mut self, ended: &mut impl FnMut(FlowRecord)) {
         for i in 0..self.entries.len() {
-            if self.entries[i].flags & flag::LIVE != 0 {
+            if self.entries[i].state.flags & flag::LIVE != 0 {
                 self.remove(i as u32, EndReason::Shutdown, ended);
             }
         }
@@ -899,14 +885,14 @@ mod tests {
         for i in 0..1024u32 {
             let k = key(i);
             let f = t.lookup_or_insert(&k, k.hash(), i, &mut |r| ended.push(r));
-            t.get_mut(f.index).last_ms = i;
+            t.get_mut(f.index).state.last_ms = i;
         }
         assert_eq!(t.len(), 1024);
         for i in 1024..3000u32 {
             let k = key(i);
             let f = t.lookup_or_insert(&k, k.hash(), 5000 + i, &mut |r| ended.push(r));
             assert!(f.new);
-            t.get_mut(f.index).last_ms = 5000 + i;
+            t.get_mut(f.index).state.last_ms = 5000 + i;
         }
         // Never above capacity; every new flow after the first 1024 evicted one.
         assert_eq!(t.len(), 1024);
@@ -926,7 +912,7 @@ mod tests {
             let mut k = key(i);
             k.proto = proto;
             let f = t.lookup_or_insert(&k, k.hash(), 0, &mut |_| ());
-            t.get_mut(f.index).flags |= flags;
+            t.get_mut(f.index).state.flags |= flags;
         };
         mk(&mut t, 1, 6, 0);
         mk(&mut t, 2, 6, flag::CLOSING);
@@ -963,10 +949,10 @@ mod tests {
         let seen = |t: &mut FlowTable, now: u32, bytes: u64| {
             let f = t.lookup_or_insert(&k, k.hash(), now, &mut |_| ());
             let e = t.get_mut(f.index);
-            e.packets += 1;
-            e.bytes += bytes;
-            e.last_ms = now;
-            e.path = 3;
+            e.state.packets += 1;
+            e.state.bytes += bytes;
+            e.state.last_ms = now;
+            e.state.path = 3;
         };
         // Seen every 300 ms with 100 bytes: 4 packets by 900 ms.
         for now in [0, 300, 600, 900] {
@@ -980,7 +966,12 @@ mod tests {
         let r = ended[0];
         assert_eq!(r.reason, EndReason::Active);
         assert_eq!(
-            (r.flow.packets, r.flow.bytes, r.flow.first_ms, r.flow.last_ms),
+            (
+                r.flow.state.packets,
+                r.flow.state.bytes,
+                r.flow.state.first_ms,
+                r.flow.state.last_ms
+            ),
             (5, 500, 0, 1000)
         );
         // Still live, with its path, counting from the report on.
@@ -992,13 +983,18 @@ mod tests {
         let r = ended[1];
         assert_eq!(r.reason, EndReason::Active);
         assert_eq!(
-            (r.flow.packets, r.flow.bytes, r.flow.first_ms, r.flow.path),
+            (
+                r.flow.state.packets,
+                r.flow.state.bytes,
+                r.flow.state.first_ms,
+                r.flow.state.path
+            ),
             (1, 40, 1001, 3)
         );
         // Idle ends it as usual, with what came after the last report (nothing).
         t.age(20_000, 100, &mut |r| ended.push(r));
         assert_eq!(ended[2].reason, EndReason::Idle);
-        assert_eq!(ended[2].flow.packets, 0);
+        assert_eq!(ended[2].flow.state.packets, 0);
         assert!(t.is_empty());
     }
 
@@ -1013,15 +1009,18 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 let f = Flow {
-                    bytes: x % 1000,
+                    state: FlowState {
+                        bytes: x % 1000,
+                        ..FlowState::default()
+                    },
                     ..Flow::default()
                 };
-                all.push(f.bytes);
+                all.push(f.state.bytes);
                 top.offer(&f);
             }
             all.sort_unstable_by(|a, b| b.cmp(a));
             all.truncate(TOP_FLOWS);
-            let mut kept: Vec<u64> = top.as_slice().iter().map(|f| f.bytes).collect();
+            let mut kept: Vec<u64> = top.as_slice().iter().map(|f| f.state.bytes).collect();
             kept.sort_unstable_by(|a, b| b.cmp(a));
             assert_eq!(kept, all, "round {round}");
         }
@@ -1034,13 +1033,13 @@ mod tests {
         for i in 0..100u32 {
             let k = key(i);
             let f = t.lookup_or_insert(&k, k.hash(), 0, &mut |_| ());
-            t.get_mut(f.index).bytes = ((i * 37) % 100 + 1) as u64 * 1000;
+            t.get_mut(f.index).state.bytes = ((i * 37) % 100 + 1) as u64 * 1000;
         }
         let k = key(500);
         let f = t.lookup_or_insert(&k, k.hash(), 0, &mut |_| ());
         let e = t.get_mut(f.index);
-        e.bytes = 1 << 40;
-        e.flags |= flag::CLOSING;
+        e.state.bytes = 1 << 40;
+        e.state.flags |= flag::CLOSING;
         assert_eq!(t.walks, 0);
         // A walk that was not asked to look for them makes no list.
         t.age(150, 200, &mut |_| ());
@@ -1060,7 +1059,7 @@ mod tests {
         assert_eq!((top.len, top.live), (TOP_FLOWS, 100));
         // Every live flow's bytes: 1 + 2 + ... + 100 kB; not the ended one.
         assert_eq!(top.live_bytes, 5050 * 1000);
-        let mut b: Vec<u64> = top.as_slice().iter().map(|f| f.bytes / 1000).collect();
+        let mut b: Vec<u64> = top.as_slice().iter().map(|f| f.state.bytes / 1000).collect();
         b.sort_unstable();
         assert_eq!(
             b,
@@ -1070,12 +1069,12 @@ mod tests {
         // A flow grows past the others: the next walk has it.
         let k = key(0);
         let i = t.lookup_or_insert(&k, k.hash(), 160, &mut |_| ()).index;
-        t.get_mut(i).bytes = 1 << 30;
+        t.get_mut(i).state.bytes = 1 << 30;
         for _ in 0..200 {
             t.age(160, 1, &mut |_| ());
         }
         assert!(t.walks >= 2);
-        assert!(t.last_walk().as_slice().iter().any(|f| f.bytes == 1 << 30));
+        assert!(t.last_walk().as_slice().iter().any(|f| f.state.bytes == 1 << 30));
     }
 
     #[test]
@@ -1220,7 +1219,7 @@ mod tests {
             for k in first.iter().chain(&v4).filter(|k| !batch.contains(k)) {
                 let i = t.candidate(k.hash(), k.family == 6);
                 let found = (i as usize) < t.entries.len() && t.entries[i as usize].holds(k, &t.v6[i as usize]);
-                assert!(!found || t.entries[i as usize].flags & flag::LIVE == 0);
+                assert!(!found || t.entries[i as usize].state.flags & flag::LIVE == 0);
             }
             now += 10_000;
             while !t.is_empty() {

@@ -88,13 +88,13 @@ impl FlowExport {
             let back = if back >= 1 << 31 { 0 } else { back as u64 };
             self.unix_ms0 + now_ms.saturating_sub(back)
         };
-        let path = t.carry_path(f.generation, f.path);
+        let path = t.carry_path(f.state.generation, f.state.path);
         let (path_name, cloud, next_hop) = match self.names.paths.get(path as usize) {
             Some((n, c, h)) => (n.clone(), c.clone(), Some(*h)),
             None => (self.names.none.clone(), self.names.none.clone(), None),
         };
         let out_if = if t.hops.get(path as usize).is_some() {
-            f.out_port as u32 + 1
+            f.state.out_port as u32 + 1
         } else {
             0
         };
@@ -115,18 +115,18 @@ impl FlowExport {
             inner_vlan,
             in_if: k.in_port as u32 + 1,
             out_if,
-            dscp_in: f.dscp_in,
-            dscp_out: f.dscp_out,
-            packets: f.packets as u64,
-            bytes: f.bytes,
-            start_ms: unwrap(f.first_ms),
-            end_ms: unwrap(f.last_ms),
+            dscp_in: f.state.dscp_in,
+            dscp_out: f.state.dscp_out,
+            packets: f.state.packets as u64,
+            bytes: f.state.bytes,
+            start_ms: unwrap(f.state.first_ms),
+            end_ms: unwrap(f.state.last_ms),
             reason: end_reason(r.reason),
             next_hop,
             class: self
                 .names
                 .classes
-                .get(f.class as usize)
+                .get(f.state.class as usize)
                 .cloned()
                 .unwrap_or_else(|| self.names.none.clone()),
             path: path_name,
@@ -140,7 +140,7 @@ impl FlowExport {
         if !self.enabled() {
             return;
         }
-        if r.flow.packets == 0 {
+        if r.flow.state.packets == 0 {
             self.empty += 1;
             return;
         }

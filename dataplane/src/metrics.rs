@@ -794,7 +794,7 @@ impl Metrics {
         for (rank, f) in flows.iter().enumerate() {
             let k = &f.key;
             let (src, dst) = k.addrs();
-            let path = t.carry_path(f.generation, f.path);
+            let path = t.carry_path(f.state.generation, f.state.path);
             let path = slow.cfg.paths.get(path as usize).map_or("none", |p| p.name.as_str());
             e.gauge(
                 "sluice_top_flow_bytes",
@@ -807,7 +807,7 @@ impl Metrics {
                     ("proto", &k.proto.to_string()),
                     ("path", path),
                 ],
-                f.bytes as f64,
+                f.state.bytes as f64,
             );
         }
         e.gauge("sluice_top_flows_coverage_ratio", &[], coverage);
@@ -903,10 +903,10 @@ fn queue_xstat(name: &str) -> Option<(&str, u16, &str)> {
 /// per-worker list's length.
 fn top_flows(tops: &[TopFlows], n: usize) -> (Vec<Flow>, f64) {
     let mut all: Vec<Flow> = tops.iter().flat_map(|t| t.as_slice().iter().copied()).collect();
-    all.sort_by_key(|f| std::cmp::Reverse(f.bytes));
+    all.sort_by_key(|f| std::cmp::Reverse(f.state.bytes));
     all.truncate(n);
     let live: u64 = tops.iter().map(|t| t.live_bytes).sum();
-    let top: u64 = all.iter().map(|f| f.bytes).sum();
+    let top: u64 = all.iter().map(|f| f.state.bytes).sum();
     let coverage = if live == 0 {
         0.0
     } else {
@@ -949,13 +949,16 @@ mod tests {
         let mut b = TopFlows::default();
         for (t, bytes) in [(&mut a, [500u64, 100, 300]), (&mut b, [400, 200, 50])] {
             for (i, &n) in bytes.iter().enumerate() {
-                t.flows[i].bytes = n;
+                t.flows[i].state.bytes = n;
             }
             t.len = 3;
             t.live_bytes = 2000;
         }
         let (flows, coverage) = top_flows(&[a, b], 4);
-        assert_eq!(flows.iter().map(|f| f.bytes).collect::<Vec<_>>(), [500, 400, 300, 200]);
+        assert_eq!(
+            flows.iter().map(|f| f.state.bytes).collect::<Vec<_>>(),
+            [500, 400, 300, 200]
+        );
         assert!((coverage - 1400.0 / 4000.0).abs() < 1e-9, "{coverage}");
         let (none, coverage) = top_flows(&[TopFlows::default()], 20);
         assert!(none.is_empty() && coverage == 0.0);

@@ -960,12 +960,12 @@ fn route_one<F: Frame>(t: &Tables, flows: Option<&mut FlowTable>, f: &mut F, p: 
         Some(flows) => {
             let fl = flows.get_mut(p.flow);
             if p.reroute {
-                fl.path = t.resolve_path(&p.meta, || p.hash, fl.path, fl.class);
-                if let Some(h) = t.hops.get(fl.path as usize) {
-                    fl.out_port = h.port as u8;
+                fl.state.path = t.resolve_path(&p.meta, || p.hash, fl.state.path, fl.state.class);
+                if let Some(h) = t.hops.get(fl.state.path as usize) {
+                    fl.state.out_port = h.port as u8;
                 }
             }
-            fl.path
+            fl.state.path
         }
     };
     let hop = match path {
@@ -1041,7 +1041,7 @@ fn mark_burst<F: Frame>(
 fn mark_one<F: Frame>(flows: Option<&mut FlowTable>, f: &mut F, p: &Pkt) {
     let dscp = if p.dscp == KEEP { p.meta.dscp() } else { p.dscp };
     if let Some(flows) = flows {
-        flows.get_mut(p.flow).dscp_out = dscp;
+        flows.get_mut(p.flow).state.dscp_out = dscp;
     }
     if dscp != p.meta.dscp() {
         set_dscp(f.bytes_mut(), &p.meta, dscp);
@@ -1135,17 +1135,17 @@ fn look_up_flows<F: Frame>(
 fn track_one(t: &Tables, flows: &mut FlowTable, found: Found, len: u32, p: &mut Pkt, now_ms: u32) {
     let fl = flows.get_mut(found.index);
     p.flow = found.index;
-    p.reroute = found.new || fl.generation != t.generation;
+    p.reroute = found.new || fl.state.generation != t.generation;
     if p.reroute {
         decide_flow(t, fl, &p.meta, found.new);
     }
-    fl.packets = fl.packets.wrapping_add(1);
-    fl.bytes += len as u64;
-    fl.last_ms = now_ms;
+    fl.state.packets = fl.state.packets.wrapping_add(1);
+    fl.state.bytes += len as u64;
+    fl.state.last_ms = now_ms;
     if p.meta.flags & meta_flag::TCP_END != 0 {
-        fl.flags |= flag::CLOSING;
+        fl.state.flags |= flag::CLOSING;
     }
-    p.class = fl.class;
+    p.class = fl.state.class;
 }
 
 /// A new flow, or one whose decisions are from an older snapshot: classified by these
@@ -1154,16 +1154,16 @@ fn track_one(t: &Tables, flows: &mut FlowTable, found: Found, len: u32, p: &mut 
 #[cold]
 #[inline(never)]
 fn decide_flow(t: &Tables, fl: &mut crate::flow::FlowEntry, m: &Meta, new: bool) {
-    fl.class = classify(t, m);
+    fl.state.class = classify(t, m);
     if new {
-        fl.dscp_in = m.dscp();
+        fl.state.dscp_in = m.dscp();
     }
-    fl.path = if new {
+    fl.state.path = if new {
         PATH_NO_ROUTE
     } else {
-        t.carry_path(fl.generation, fl.path)
+        t.carry_path(fl.state.generation, fl.state.path)
     };
-    fl.generation = t.generation;
+    fl.state.generation = t.generation;
 }
 
 /// A packet's class by the snapshot's rules.

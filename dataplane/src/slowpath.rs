@@ -267,8 +267,11 @@ impl SlowPath {
                 self.export.export(&r, &tables, now_ms, self.export_wait_until);
                 self.records_by_reason[r.reason as usize] += 1;
                 if r.reason == EndReason::Shutdown {
-                    let path = (r.flow.path as usize) < self.cfg.paths.len();
-                    *self.live_at_shutdown.entry(path.then_some(r.flow.path)).or_default() += 1;
+                    let path = (r.flow.state.path as usize) < self.cfg.paths.len();
+                    *self
+                        .live_at_shutdown
+                        .entry(path.then_some(r.flow.state.path))
+                        .or_default() += 1;
                 }
                 if self.recent.len() == RECENT_RECORDS {
                     self.recent.pop_front();

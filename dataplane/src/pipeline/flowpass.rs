@@ -235,11 +235,11 @@ fn established<F: Frame>(
     let Some(fl) = flows.entry_mut(p.candidate) else {
         return Fast::No;
     };
-    if fl.flags & flag::LIVE == 0 || fl.generation != t.generation || !fl.holds_v4(&h.key(in_port)) {
+    if fl.state.flags & flag::LIVE == 0 || fl.state.generation != t.generation || !fl.holds_v4(&h.key(in_port)) {
         return Fast::No;
     }
     // The special paths (no route, local, ...) are no hop's.
-    let Some(hop) = t.hops.get(fl.path as usize) else {
+    let Some(hop) = t.hops.get(fl.state.path as usize) else {
         return Fast::No;
     };
     // The route step's checks, made before anything changes: what fails them is for the
@@ -249,13 +249,13 @@ fn established<F: Frame>(
     }
     let len = f.pkt_len();
     p.flow = p.candidate;
-    fl.packets = fl.packets.wrapping_add(1);
-    fl.bytes += len as u64;
-    fl.last_ms = now_ms;
+    fl.state.packets = fl.state.packets.wrapping_add(1);
+    fl.state.bytes += len as u64;
+    fl.state.last_ms = now_ms;
     if h.tcp_end {
-        fl.flags |= flag::CLOSING;
+        fl.state.flags |= flag::CLOSING;
     }
-    let class = fl.class;
+    let class = fl.state.class;
     let dscp_in = h.tos >> 2;
     let (prio, dscp) = match shape_class(t, meters, class as usize, len, dscp_in, now, run) {
         Ok(d) => d,
@@ -265,7 +265,7 @@ fn established<F: Frame>(
         }
     };
     let dscp = if dscp == KEEP { dscp_in } else { dscp };
-    fl.dscp_out = dscp;
+    fl.state.dscp_out = dscp;
     // The same rewrites, in the same order, as `route_one` and `mark_one`.
     let Some(b) = f.bytes_mut().first_chunk_mut::<34>() else {
         unreachable!("plain_v4 saw at least 54 bytes")

@@ -278,13 +278,13 @@ fn flows_are_created_once_and_count() {
     assert_eq!(r.p.flows.len(), 2);
     assert_eq!(r.p.flows.counters.created, 2);
     let f = r.p.flows.get(r.p.pkts[0].flow);
-    assert_eq!(f.packets, 1);
+    assert_eq!(f.state.packets, 1);
     let mut key = r.p.pkts[0].meta.key;
     key.dst = 0xc612_0001;
     let first = r.p.flows.lookup_or_insert(&key, key.hash(), 0, &mut |_| {});
     assert!(!first.new);
-    assert_eq!(r.p.flows.get(first.index).packets, 5);
-    assert_eq!(r.p.flows.get(first.index).bytes, 500);
+    assert_eq!(r.p.flows.get(first.index).state.packets, 5);
+    assert_eq!(r.p.flows.get(first.index).state.bytes, 500);
 }
 
 /// Spreads 200 flows over the two active paths; draining one moves its flows to the
@@ -297,7 +297,7 @@ fn flows_keep_their_path_while_it_stays_up() {
     for i in 0..200u16 {
         let v = r.one(udp4("198.18.9.9", 1000 + i));
         out_port(v.0);
-        before.push(r.p.flows.get(r.p.pkts[0].flow).path);
+        before.push(r.p.flows.get(r.p.pkts[0].flow).state.path);
     }
     let on_aws = before.iter().filter(|&&p| p == 0).count();
     assert!((50..150).contains(&on_aws), "{on_aws} of 200 on aws");
@@ -309,7 +309,7 @@ fn flows_keep_their_path_while_it_stays_up() {
     r.t = t;
     for i in 0..200u16 {
         let (_, f) = r.one(udp4("198.18.9.9", 1000 + i));
-        let path = r.p.flows.get(r.p.pkts[0].flow).path;
+        let path = r.p.flows.get(r.p.pkts[0].flow).state.path;
         assert_eq!(path, 0, "flow {i} must be on aws");
         assert_eq!(&f[..6], &[2, 0, 0, 0, 0x0b, 1]);
     }
@@ -319,12 +319,12 @@ fn flows_keep_their_path_while_it_stays_up() {
     r.t = t;
     for i in 0..200u16 {
         r.one(udp4("198.18.9.9", 1000 + i));
-        assert_eq!(r.p.flows.get(r.p.pkts[0].flow).path, 0);
+        assert_eq!(r.p.flows.get(r.p.pkts[0].flow).state.path, 0);
     }
     let mut fresh_on_gcp = 0;
     for i in 0..200u16 {
         r.one(udp4("198.18.9.9", 3000 + i));
-        fresh_on_gcp += (r.p.flows.get(r.p.pkts[0].flow).path == 1) as usize;
+        fresh_on_gcp += (r.p.flows.get(r.p.pkts[0].flow).state.path == 1) as usize;
     }
     assert!(fresh_on_gcp > 50, "{fresh_on_gcp}");
 }
@@ -354,7 +354,7 @@ fn packets_wait_for_a_next_hop_being_resolved() {
     assert_eq!(ones_complement_sum(&f[14..34]), 0xffff);
     assert_eq!(&f[6..12], &MAC_B);
     let flow = r.p.pkts[0].flow;
-    assert_eq!(r.p.flows.get(flow).path, 0);
+    assert_eq!(r.p.flows.get(flow).state.path, 0);
     // Resolved: the next packet of the flow leaves directly with the MAC.
     let mut resolved: Vec<PathStatus> = cfg.paths.iter().map(PathStatus::from_config).collect();
     resolved[1].health = Health::Down;
@@ -364,7 +364,7 @@ fn packets_wait_for_a_next_hop_being_resolved() {
     let (v, f) = r.one(udp4("198.18.1.9", 80));
     assert_eq!(out_port(v), 1);
     assert_eq!(&f[..6], &[2, 0, 0, 0, 0x0b, 1]);
-    assert_eq!(r.p.flows.get(r.p.pkts[0].flow).path, 0);
+    assert_eq!(r.p.flows.get(r.p.pkts[0].flow).state.path, 0);
     // Failed (not resolving): nothing usable, nothing held.
     let mut t = tables(&cfg, 4, Some(unresolved(false)));
     t.follow(&r.t);
@@ -496,7 +496,7 @@ fn eviction_within_a_burst_never_mixes_flows() {
         }
         p.flows.flush(&mut |r| ended.push(r));
         assert_eq!(ended.len(), 200 * 32);
-        assert!(ended.iter().all(|r| r.flow.packets == 1), "timing every {every}");
+        assert!(ended.iter().all(|r| r.flow.state.packets == 1), "timing every {every}");
     }
 }
 
@@ -986,7 +986,7 @@ fn a_one_path_choice_keeps_flows_on_kept_paths() {
         for i in 0..50u16 {
             let (_, f) = r.one(udp4("198.18.9.9", 1000 + i));
             assert_eq!(
-                r.p.flows.get(r.p.pkts[0].flow).path,
+                r.p.flows.get(r.p.pkts[0].flow).state.path,
                 want,
                 "rebalance {rebalance}: flow {i} on {on}"
             );
@@ -1357,15 +1357,15 @@ fn flow_pass_decides_as_the_general_steps_do() {
                     v.push(format!(
                         "{:?} {} {} {} {} {} {} {} {} {}",
                         f.key,
-                        f.packets,
-                        f.bytes,
-                        f.generation,
-                        f.path,
-                        f.class,
-                        f.dscp_in,
-                        f.dscp_out,
-                        f.flags,
-                        f.out_port
+                        f.state.packets,
+                        f.state.bytes,
+                        f.state.generation,
+                        f.state.path,
+                        f.state.class,
+                        f.state.dscp_in,
+                        f.state.dscp_out,
+                        f.state.flags,
+                        f.state.out_port
                     ))
                 });
                 v.sort();
