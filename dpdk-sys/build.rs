@@ -1,6 +1,7 @@
 //! Generates bindings to the system DPDK and compiles the C shim.
 //!
-//! Everything comes from `pkg-config libdpdk` (Debian: `libdpdk-dev`). The exact cflags go
+//! Everything comes from `pkg-config libdpdk` (Debian: `libdpdk-dev`); DPDK is linked
+//! statically when it can be (see `link`). The exact cflags go
 //! to both bindgen and the shim: they carry `-include rte_config.h` and `-march=...`,
 //! without which DPDK's inline headers do not compile.
 
@@ -74,6 +75,8 @@ fn main() {
     println!("cargo:rerun-if-changed=shim/wrapper.h");
     println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo:rerun-if-env-changed=SLUICE_DPDK_LINK");
+    println!("cargo::rustc-check-cfg=cfg(dpdk_static)");
 
     let version = pkg_config(&["--modversion"]);
     let major: u32 = version.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -83,7 +86,6 @@ fn main() {
         ));
     }
     let cflags: Vec<String> = pkg_config(&["--cflags"]).split_whitespace().map(String::from).collect();
-    let libs = pkg_config(&["--libs"]);
 
     find_libclang();
 
@@ -103,16 +105,7 @@ fn main() {
     }
     cc.compile("sluice_dpdk_shim");
 
-    // Shared linking: Debian's EAL loads every PMD from its plugin directory by itself.
-    for tok in libs.split_whitespace() {
-        if let Some(l) = tok.strip_prefix("-l") {
-            println!("cargo:rustc-link-lib=dylib={l}");
-        } else if let Some(p) = tok.strip_prefix("-L") {
-            println!("cargo:rustc-link-search=native={p}");
-        }
-    }
-    // rte_vdev_init lives in the vdev bus library, which libdpdk.pc does not list.
-    println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
+    link(&version);
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let mut b = bindgen::Builder::default()
@@ -122,6 +115,8 @@ fn main() {
         .allowlist_function("sluice_.*")
         .allowlist_type("rte_.*")
         .allowlist_var("RTE_.*")
+        // Reordered by a statically linked primary to match shared secondaries.
+        .allowlist_var("rte_mempool_ops_table")
         .blocklist_type("max_align_t")
         // Aligned structs inside packed ones are rejected by rustc (E0588).
         .opaque_type("rte_arp_hdr")
@@ -144,4 +139,98 @@ fn main() {
     bindings
         .write_to_file(out.join("bindings.rs"))
         .expect("write bindings.rs");
+}
+
+/// Driver classes Sluice never opens: left out of a static link (a third of the archives'
+/// size). Buses, mempool handlers, common code and every net PMD stay in.
+const UNUSED_DRIVERS: &[&str] = &[
+    "librte_crypto_",
+    "librte_compress_",
+    "librte_regex_",
+    "librte_vdpa_",
+    "librte_event_",
+    "librte_baseband_",
+    "librte_raw_",
+    "librte_dma_",
+];
+
+/// Links DPDK statically when its archives are installed (Debian's libdpdk-dev has
+/// them), otherwise shared; `SLUICE_DPDK_LINK=shared|static` chooses.
+///
+/// Static is the default because it is faster: the PMDs, EAL and the mbuf library become
+/// one executable, so what a driver reaches of EAL's per-lcore state is a plain
+/// thread-local load instead of a `__tls_get_addr` call per access, and calls between
+/// them need no PLT. The drivers are linked whole (their constructors register them;
+/// without `--whole-archive` the linker drops them and EAL cannot find the device).
+/// Shared: Debian's EAL loads every PMD from its plugin directory by itself.
+fn link(version: &str) {
+    let libdir = pkg_config(&["--variable=libdir"]);
+    let choice = env::var("SLUICE_DPDK_LINK").unwrap_or_default();
+    let have_static = Path::new(&libdir).join("librte_eal.a").exists();
+    let use_static = match choice.as_str() {
+        "shared" => false,
+        "static" if !have_static => fail(&format!(
+            "SLUICE_DPDK_LINK=static, but DPDK {version}'s static libraries are not in {libdir}"
+        )),
+        "static" => true,
+        "" => have_static,
+        other => fail(&format!("SLUICE_DPDK_LINK={other}: use `static` or `shared`")),
+    };
+    println!("cargo:rustc-link-search=native={libdir}");
+    if !use_static {
+        for tok in pkg_config(&["--libs"]).split_whitespace() {
+            if let Some(l) = tok.strip_prefix("-l") {
+                println!("cargo:rustc-link-lib=dylib={l}");
+            } else if let Some(p) = tok.strip_prefix("-L") {
+                println!("cargo:rustc-link-search=native={p}");
+            }
+        }
+        // rte_vdev_init lives in the vdev bus library, which libdpdk.pc does not list.
+        println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
+        return;
+    }
+    println!("cargo:rustc-cfg=dpdk_static");
+    let mut whole = false;
+    let mut system = Vec::new();
+    let libs = pkg_config(&["--static", "--libs"]);
+    for tok in libs.split_whitespace() {
+        match tok {
+            "-Wl,--whole-archive" => whole = true,
+            "-Wl,--no-whole-archive" => whole = false,
+            _ => {}
+        }
+        if let Some(archive) = tok.strip_prefix("-l:") {
+            if UNUSED_DRIVERS.iter().any(|d| archive.starts_with(d)) {
+                continue;
+            }
+            let name = archive
+                .strip_prefix("lib")
+                .and_then(|a| a.strip_suffix(".a"))
+                .unwrap_or(archive);
+            let modifiers = if whole { "+whole-archive,-bundle" } else { "-bundle" };
+            println!("cargo:rustc-link-lib=static:{modifiers}={name}");
+        } else if let Some(p) = tok.strip_prefix("-L") {
+            println!("cargo:rustc-link-search=native={p}");
+        } else if let Some(l) = tok.strip_prefix("-l") {
+            // pkg-config also gives `-lrte_*`, the same libraries by their shared names.
+            if !l.starts_with("rte_") && !system.contains(&l) {
+                system.push(l);
+            }
+        }
+    }
+    // The libraries the archives call into, linked shared. pkg-config also lists what
+    // those libraries need for a fully static link (rdma-core's providers, systemd): not
+    // needed when they are shared, and often not installed, so only the ones present go.
+    let search = [
+        PathBuf::from(&libdir),
+        PathBuf::from("/usr/lib"),
+        PathBuf::from("/lib/x86_64-linux-gnu"),
+    ];
+    for l in system {
+        let libc_part = matches!(l, "dl" | "pthread" | "rt" | "m");
+        let found = search.iter().any(|d| d.join(format!("lib{l}.so")).exists());
+        if libc_part || found || l == "atomic" {
+            println!("cargo:rustc-link-lib=dylib={l}");
+        }
+    }
 }

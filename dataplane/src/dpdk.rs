@@ -14,7 +14,7 @@ use dpdk_sys as sys;
 use std::ffi::{c_void, CStr, CString};
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// Offload and RSS flags (RTE_BIT64 macros in rte_ethdev.h that bindgen cannot evaluate).
 pub mod flags {
@@ -123,6 +123,9 @@ static EAL_STATE: AtomicU8 = AtomicU8::new(EAL_NEVER);
 pub struct Eal {
     cleaned: bool,
     capture: bool,
+    /// Why secondary processes (`dpdk-dumpcap`) cannot share this process's mempools, if
+    /// they cannot (see `align_mempool_ops`).
+    secondaries: Result<(), String>,
 }
 
 impl Eal {
@@ -141,6 +144,13 @@ impl Eal {
                     .map_err(|_| DpdkError::Invalid(format!("EAL argument {a:?} contains a NUL byte")))
             })
             .collect::<Result<_, _>>()?;
+        let secondaries = if !sys::LINKED_STATIC {
+            Ok(())
+        } else if OPS_PROBE_READY.load(Ordering::Relaxed) {
+            align_mempool_ops()
+        } else {
+            Err("this program does not ask a shared DPDK for its mempool handlers".into())
+        };
         // EAL may permute argv; give it its own array of pointers (the strings outlive the call).
         let mut argv: Vec<*mut std::ffi::c_char> = cargs.iter().map(|c| c.as_ptr() as *mut _).collect();
         // SAFETY: argv holds argc valid NUL-terminated strings that live until the call returns;
@@ -153,6 +163,7 @@ impl Eal {
         Ok(Eal {
             cleaned: false,
             capture: false,
+            secondaries,
         })
     }
 
@@ -214,6 +225,12 @@ impl Eal {
     /// nothing per packet until a capture is running). Needs hugepages: a `--no-huge`
     /// process cannot share memory with a secondary.
     pub fn enable_capture(&mut self) -> Result<(), DpdkError> {
+        if let Err(why) = &self.secondaries {
+            return Err(DpdkError::Invalid(format!(
+                "DPDK is linked statically and {why}, so a dpdk-dumpcap attaching would corrupt \
+                 this process's packet buffers"
+            )));
+        }
         // SAFETY: EAL is initialised (this value exists); called from the main lcore.
         check(|| "rte_pdump_init".into(), unsafe { sys::rte_pdump_init() })?;
         self.capture = true;
@@ -294,6 +311,172 @@ pub fn rdtsc() -> u64 {
 fn prefetch(p: *const u8) {
     // SAFETY: a prefetch never faults, whatever the address.
     unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8) }
+}
+
+// ---- Secondary processes of a statically linked DPDK -----------------------------------
+//
+// A secondary process (dpdk-dumpcap, dpdk-proc-info) shares the primary's mempools, which
+// name their handler by its index in each process's own table of handlers. Each handler
+// library adds its handlers to that table as it is loaded. A shared-linked DPDK loads them
+// from its plugin directory, in the order the directory lists them. A static link has them
+// in link order. So a statically linked primary reorders its table, before any pool
+// exists, to the order a shared process on this machine gets. It learns that order from a
+// copy of itself that loads the plugins as EAL would (`mempool_ops_probe_hook`).
+
+/// Set in the environment of the copy that reports the handler order.
+const OPS_PROBE_ENV: &str = "SLUICE_MEMPOOL_OPS_PROBE";
+/// The program called `mempool_ops_probe_hook` (its copies can answer).
+static OPS_PROBE_READY: AtomicBool = AtomicBool::new(false);
+/// How long the copy may take (it loads a few hundred libraries: about 0.1 s here).
+const OPS_PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// To be called first in `main` of a program that starts EAL as a primary process, before
+/// it reads its arguments. With DPDK linked statically, a copy of the program started by
+/// `Eal::init` (with `OPS_PROBE_ENV` set) prints here the names of the mempool handlers a
+/// shared-linked DPDK process registers, in their order, and exits. Otherwise it returns
+/// at once.
+pub fn mempool_ops_probe_hook() {
+    if !sys::LINKED_STATIC {
+        return;
+    }
+    if std::env::var_os(OPS_PROBE_ENV).is_none() {
+        OPS_PROBE_READY.store(true, Ordering::Relaxed);
+        return;
+    }
+    let code = match shared_mempool_ops() {
+        Ok(names) => {
+            println!("{}", names.join("\n"));
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The mempool handlers a shared-linked DPDK process has once EAL loaded its plugins:
+/// every file of the plugin directory named `*.so` or `*.so.ABI` that is a regular file
+/// (symbolic links followed), in directory order, opened with `RTLD_NOW`, as
+/// `eal_plugindir_init` and `eal_dlopen` do.
+fn shared_mempool_ops() -> Result<Vec<String>, String> {
+    let dir = CStr::from_bytes_with_nul(sys::RTE_EAL_PMD_PATH)
+        .map_err(|e| e.to_string())?
+        .to_string_lossy()
+        .into_owned();
+    // ".../pmds-23.0": the ABI version the plugins' names end in.
+    let abi = dir
+        .rsplit_once("pmds-")
+        .map(|(_, v)| v.to_string())
+        .ok_or("no ABI version")?;
+    let major = abi.split('.').next().unwrap_or_default();
+    let open = |path: &str| -> Option<NonNull<c_void>> {
+        let c = CString::new(path).ok()?;
+        // SAFETY: c is a valid string. This copy of the program runs nothing else: the
+        // libraries' constructors only register their drivers in the shared DPDK's own
+        // tables (this executable exports none of DPDK's symbols).
+        NonNull::new(unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW) })
+    };
+    let mempool = open(&format!("librte_mempool.so.{major}"))
+        .ok_or_else(|| format!("the shared librte_mempool.so.{major} cannot be loaded"))?;
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.ends_with(".so") || name.ends_with(&format!(".so.{abi}"))) {
+            continue;
+        }
+        let path = e.path();
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        // A plugin that cannot be loaded stops a shared process's EAL: what follows would
+        // not matter. Here it is passed over.
+        if let Ok(real) = std::fs::canonicalize(&path) {
+            open(&real.to_string_lossy());
+        }
+    }
+    // SAFETY: mempool is a live handle; the name is a valid string.
+    let table = unsafe { libc::dlsym(mempool.as_ptr(), c"rte_mempool_ops_table".as_ptr()) };
+    if table.is_null() {
+        return Err("librte_mempool has no rte_mempool_ops_table".into());
+    }
+    // SAFETY: the symbol is librte_mempool's table, of the layout these bindings were
+    // generated for (the same DPDK); nothing else runs in this process to change it.
+    let table = unsafe { &*(table as *const sys::rte_mempool_ops_table) };
+    Ok(ops_names(table))
+}
+
+/// The names of a handler table's handlers, in order.
+fn ops_names(table: &sys::rte_mempool_ops_table) -> Vec<String> {
+    let n = (table.num_ops as usize).min(table.ops.len());
+    table.ops[..n]
+        .iter()
+        .map(|o| {
+            let bytes: Vec<u8> = o.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+        .collect()
+}
+
+/// Reorders this process's mempool handlers to the order a shared-linked DPDK process on
+/// this machine has them in (see the note above). Called before EAL starts, while no pool
+/// exists and no other thread uses DPDK.
+fn align_mempool_ops() -> Result<(), String> {
+    let mut child = std::process::Command::new("/proc/self/exe")
+        .env(OPS_PROBE_ENV, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("the mempool handler probe could not start ({e})"))?;
+    let deadline = std::time::Instant::now() + OPS_PROBE_LIMIT;
+    while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the mempool handler probe did not finish".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "a shared DPDK's mempool handlers are unknown ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // SAFETY: before rte_eal_init nothing else reads or writes the table (no pool, no other
+    // DPDK thread); the reference does not outlive this function.
+    let table = unsafe { &mut *std::ptr::addr_of_mut!(sys::rte_mempool_ops_table) };
+    let ours = ops_names(table);
+    let order = handler_order(&ours, &theirs)?;
+    let old = table.ops;
+    for (slot, &from) in table.ops.iter_mut().zip(&order) {
+        *slot = old[from];
+    }
+    Ok(())
+}
+
+/// For each slot of our handler table, the index of the handler to put there: `theirs`
+/// first, in their order, then the rest of `ours` in its order. Every one of theirs must
+/// be ours.
+fn handler_order(ours: &[String], theirs: &[String]) -> Result<Vec<usize>, String> {
+    let mut order = Vec::with_capacity(ours.len());
+    for name in theirs {
+        let i = ours
+            .iter()
+            .position(|o| o == name)
+            .ok_or_else(|| format!("the shared DPDK's mempool handler {name} is not linked in"))?;
+        order.push(i);
+    }
+    let rest: Vec<usize> = (0..ours.len()).filter(|i| !order.contains(i)).collect();
+    order.extend(rest);
+    Ok(order)
 }
 
 // ---- Driver teardown under running pollers ---------------------------------------------
@@ -1248,5 +1431,24 @@ impl Drop for AclV4 {
     fn drop(&mut self) {
         // SAFETY: created by rte_acl_create and freed once.
         unsafe { sys::rte_acl_free(self.ctx.as_ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::handler_order;
+
+    fn names(s: &[&str]) -> Vec<String> {
+        s.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn handlers_take_the_shared_order_and_the_rest_follow() {
+        let ours = names(&["bucket", "dpaa", "ring_mp_mc", "ring_sp_sc", "stack"]);
+        let theirs = names(&["dpaa", "ring_mp_mc", "ring_sp_sc", "bucket"]);
+        assert_eq!(handler_order(&ours, &theirs).unwrap(), vec![1, 2, 3, 0, 4]);
+        assert_eq!(handler_order(&ours, &[]).unwrap(), vec![0, 1, 2, 3, 4]);
+        let err = handler_order(&ours, &names(&["octeontx_fpavf"])).unwrap_err();
+        assert!(err.contains("octeontx_fpavf"), "{err}");
     }
 }

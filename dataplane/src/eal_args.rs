@@ -92,6 +92,15 @@ pub fn plan(cfg: &Config, sys: &System, mbufs: u32, level: log::LevelFilter) -> 
         // Do not probe NICs that other software may be using.
         args.push("--no-pci".into());
     }
+    if dpdk_sys::LINKED_STATIC {
+        // `-d FILE` loads a shared plugin, which brings its own copy of DPDK with it.
+        if let Some(a) = cfg.eal.extra_args.iter().find(|a| a.starts_with("-d")) {
+            return Err(format!(
+                "eal.extra_args: {a:?} loads a DPDK plugin, which this build cannot use: it has DPDK and \
+                 every driver linked in; build with SLUICE_DPDK_LINK=shared to load plugins"
+            ));
+        }
+    }
     args.extend(cfg.eal.extra_args.iter().cloned());
     Ok(EalPlan {
         args,
@@ -157,6 +166,25 @@ mod tests {
         assert!(p.args.windows(2).any(|w| w == ["-a", "03:00.1"]));
         assert!(!p.args.contains(&"--no-pci".to_string()));
         assert!(!p.args.contains(&"-m".to_string()));
+    }
+
+    #[test]
+    fn plugins_only_in_a_shared_build() {
+        let sys = fake("plugins", 1024, true);
+        let c = cfg(&sys, "extra_args = [\"-d\", \"/opt/pmds/librte_net_x.so\"]");
+        let r = plan(&c, &sys, 32767, log::LevelFilter::Info);
+        if dpdk_sys::LINKED_STATIC {
+            let err = r.unwrap_err();
+            assert!(
+                err.contains("\"-d\"") && err.contains("SLUICE_DPDK_LINK=shared"),
+                "{err}"
+            );
+        } else {
+            assert!(r
+                .unwrap()
+                .args
+                .ends_with(&["-d".into(), "/opt/pmds/librte_net_x.so".into()]));
+        }
     }
 
     #[test]

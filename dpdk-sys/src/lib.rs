@@ -8,3 +8,7 @@
 #![allow(rustdoc::all)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+/// Whether DPDK is linked into the executable (`SLUICE_DPDK_LINK`, see `build.rs`) rather
+/// than loaded from its shared libraries.
+pub const LINKED_STATIC: bool = cfg!(dpdk_static);

@@ -57,6 +57,7 @@ enum Command {
 }
 
 fn main() {
+    dataplane::dpdk::mempool_ops_probe_hook();
     let cli = Cli::parse();
     control::logging::init(cli.log_level);
     if let Some(Command::Doctor { config, json }) = &cli.command {

@@ -503,6 +503,7 @@ fn print_report<T: serde::Serialize>(json: bool, r: &T, human: impl FnOnce(&T) -
 }
 
 fn main() -> ExitCode {
+    dataplane::dpdk::mempool_ops_probe_hook();
     let cli = Cli::parse();
     let verbose = match &cli.cmd {
         Cmd::Run(a) => a.common.verbose,
