@@ -19,6 +19,7 @@ the raw rates are reported too. Rates are read from each process's DPDK telemetr
 
 Prints one JSON line per result and peer, then a human table; writes the lines to
 bench-results/latest.jsonl.   QUICK=1: fewer rounds, shorter windows (under 2 minutes).
+L3FWD_LINK=static: l3fwd built with `make static` (DPDK linked in, as `sluiced` is by default).
 """
 
 import json
@@ -43,6 +44,10 @@ ONLY = os.environ.get("ONLY", "")  # run only the inputs whose name contains thi
 ROUNDS = 2 if QUICK else 5
 WINDOW_S = 1.0 if QUICK else 2.0
 WARMUP_S = 0.5
+# "static": l3fwd linked statically, as Sluice is by default (BENCHMARKS.md's peer is shared).
+L3FWD_LINK = os.environ.get("L3FWD_LINK", "shared")
+if L3FWD_LINK not in ("shared", "static"):
+    sys.exit(f"bench: L3FWD_LINK={L3FWD_LINK}: use shared (the default) or static")
 CORE = 1  # the worker / forwarding core for every process
 CONTROL_CORE = 0
 
@@ -104,26 +109,41 @@ def make_pcaps():
 
 
 def build_l3fwd():
-    """DPDK's l3fwd from dpdk-doc's sources; RX checksum offload off (net_pcap has none)."""
-    exe = os.path.join(PEERS, "l3fwd", "build", "l3fwd")
+    """DPDK's l3fwd from dpdk-doc's sources; RX checksum offload off (net_pcap has none).
+    Built with `make` (shared DPDK), as BENCHMARKS.md has it; with L3FWD_LINK=static, with
+    `make static`, linked as Sluice is by default (see static_libs)."""
+    exe = os.path.join(PEERS, "l3fwd", "build", f"l3fwd-{L3FWD_LINK}")
     if os.path.exists(exe):
         return exe
     src = "/usr/share/dpdk/examples"
-    if not os.path.isdir(os.path.join(src, "l3fwd")):
-        sys.exit("bench: /usr/share/dpdk/examples/l3fwd is missing; install dpdk-doc (scripts/install-deps.sh)")
-    shutil.rmtree(PEERS, ignore_errors=True)
-    os.makedirs(PEERS)
-    for d in ("l3fwd", "common"):
-        shutil.copytree(os.path.join(src, d), os.path.join(PEERS, d))
     main_c = os.path.join(PEERS, "l3fwd", "main.c")
-    text = open(main_c).read()
-    patched = text.replace(".offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,", ".offloads = 0,")
-    if patched == text:
-        sys.exit("bench: could not turn off RX checksum offload in l3fwd's main.c")
-    open(main_c, "w").write(patched)
-    log("building DPDK's l3fwd example")
-    run(["make", "-C", os.path.join(PEERS, "l3fwd"), "-j2"], stdout=subprocess.DEVNULL)
+    if not os.path.exists(main_c):
+        if not os.path.isdir(os.path.join(src, "l3fwd")):
+            sys.exit("bench: /usr/share/dpdk/examples/l3fwd is missing; install dpdk-doc (scripts/install-deps.sh)")
+        shutil.rmtree(PEERS, ignore_errors=True)
+        os.makedirs(PEERS)
+        for d in ("l3fwd", "common"):
+            shutil.copytree(os.path.join(src, d), os.path.join(PEERS, d))
+        text = open(main_c).read()
+        patched = text.replace(".offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,", ".offloads = 0,")
+        if patched == text:
+            sys.exit("bench: could not turn off RX checksum offload in l3fwd's main.c")
+        open(main_c, "w").write(patched)
+    log(f"building DPDK's l3fwd example ({L3FWD_LINK})")
+    make = ["make", "-C", os.path.join(PEERS, "l3fwd"), "-j2"]
+    if L3FWD_LINK == "static":
+        make += ["static", f"LDFLAGS_STATIC={static_libs()}"]
+    run(make, stdout=subprocess.DEVNULL)
     return exe
+
+
+def static_libs():
+    """`pkg-config --static --libs libdpdk` less what only a fully static link needs
+    (rdma-core's providers, systemd), which Debian does not install: the system libraries
+    stay shared, as in dpdk-sys/build.rs."""
+    libs = subprocess.run(["pkg-config", "--static", "--libs", "libdpdk"], check=True,
+                          capture_output=True, text=True).stdout.split()
+    return " ".join(l for l in libs if "rdmav" not in l and l != "-lsystemd" and not l.startswith("-lrte_"))
 
 
 def hugepages_free_mib():
@@ -367,6 +387,7 @@ def main():
                 line = {
                     "bench": "throughput", "dut": "sluice", "stages": v, "frame": frame, "family": family,
                     "flows": flows, "mpps": round(med[me], 2), "peer": peer, "peer_mpps": round(med[peer], 2),
+                    **({"peer_link": L3FWD_LINK} if peer == "l3fwd" else {}),
                     "ratio": round(paired, 3), "ratio_of_medians": round(med[me] / med[peer], 3),
                     "rounds": ROUNDS, "window_s": WINDOW_S, "core": CORE,
                     "runs": {k: [round(x, 2) for x in runs[k]] for k in (me, peer)},

@@ -177,6 +177,7 @@ fn link(version: &str) {
         other => fail(&format!("SLUICE_DPDK_LINK={other}: use `static` or `shared`")),
     };
     println!("cargo:rustc-link-search=native={libdir}");
+    let mut linked: Vec<String> = Vec::new();
     if !use_static {
         for tok in pkg_config(&["--libs"]).split_whitespace() {
             if let Some(l) = tok.strip_prefix("-l") {
@@ -187,6 +188,7 @@ fn link(version: &str) {
         }
         // rte_vdev_init lives in the vdev bus library, which libdpdk.pc does not list.
         println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
+        write_linked(&linked);
         return;
     }
     println!("cargo:rustc-cfg=dpdk_static");
@@ -209,6 +211,9 @@ fn link(version: &str) {
                 .unwrap_or(archive);
             let modifiers = if whole { "+whole-archive,-bundle" } else { "-bundle" };
             println!("cargo:rustc-link-lib=static:{modifiers}={name}");
+            if let Some(driver) = name.strip_prefix("rte_").filter(|d| d.starts_with("net_")) {
+                linked.push(driver.to_string());
+            }
         } else if let Some(p) = tok.strip_prefix("-L") {
             println!("cargo:rustc-link-search=native={p}");
         } else if let Some(l) = tok.strip_prefix("-l") {
@@ -233,4 +238,13 @@ fn link(version: &str) {
             println!("cargo:rustc-link-lib=dylib={l}");
         }
     }
+    write_linked(&linked);
+}
+
+/// `LINKED_NET_DRIVERS` for `lib.rs`: the network drivers linked in (`net_memif`, …).
+fn write_linked(drivers: &[String]) {
+    let list: Vec<String> = drivers.iter().map(|d| format!("{d:?}")).collect();
+    let text = format!("pub const LINKED_NET_DRIVERS: &[&str] = &[{}];\n", list.join(", "));
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    std::fs::write(out.join("linked.rs"), text).expect("write linked.rs");
 }

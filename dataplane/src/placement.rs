@@ -154,6 +154,8 @@ pub fn doctor(cfg: Option<&Config>, sys: &numa::System) -> Vec<numa::doctor::Fin
         dpdk_version: crate::dpdk::Eal::version(),
         run_dir: dpdk_run_dir("sluice"),
         socket: control::config::default_socket("sluice"),
+        linked_drivers: dpdk_sys::LINKED_STATIC
+            .then(|| dpdk_sys::LINKED_NET_DRIVERS.iter().map(|d| d.to_string()).collect()),
         ..Default::default()
     };
     let (mut plan, mut refused) = (None, None);

@@ -59,6 +59,9 @@ pub struct DoctorInput {
     pub dpdk_version: String,
     /// Poll-mode drivers the configured virtual devices need (`net_memif`, …).
     pub pmds: Vec<String>,
+    /// The network drivers linked into `sluiced` when DPDK is linked statically; `None`
+    /// when EAL loads them from DPDK's plugin directory.
+    pub linked_drivers: Option<Vec<String>>,
     /// Configured PCI ports: (port name, full PCI address).
     pub pci_ports: Vec<(String, String)>,
     /// Whether the configuration insists on hugepages (`eal.hugepages = "on"`).
@@ -119,6 +122,19 @@ pub fn doctor(sys: &System, topo: &Topology, plan: Option<&Plan>, input: &Doctor
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pmds-")))
         .collect();
     for pmd in &input.pmds {
+        if let Some(linked) = &input.linked_drivers {
+            out.push(if linked.contains(pmd) {
+                ok("pmd", format!("{pmd}: linked into sluiced"))
+            } else {
+                bad(
+                    Level::Fail,
+                    "pmd",
+                    format!("{pmd}: not linked into this sluiced (DPDK is linked statically)"),
+                    "build with SLUICE_DPDK_LINK=shared to load drivers from DPDK's plugin directory".into(),
+                )
+            });
+            continue;
+        }
         // net_memif -> librte_net_memif.so
         let file = format!("librte_{pmd}.so");
         match pmd_dirs.iter().find(|d| d.join(&file).exists()) {
@@ -343,6 +359,7 @@ mod tests {
         DoctorInput {
             dpdk_version: "DPDK 22.11.11".into(),
             pmds: vec!["net_memif".into()],
+            linked_drivers: None,
             pci_ports: vec![("wan".into(), "0000:03:00.0".into())],
             hugepages_required: false,
             run_dir: root.join("run/dpdk"),
@@ -413,6 +430,17 @@ mod tests {
         };
         assert!(find("dpdk", Level::Warn, "23.11").fix.contains("apt-get install dpdk"));
         assert_eq!(find("pmd", Level::Ok, "net_memif").fix, "");
+        let mut linked = input(t.root());
+        linked.pmds.push("net_vhost".into());
+        linked.linked_drivers = Some(vec!["net_memif".into()]);
+        let lf = doctor(&sys, &topo, Some(&plan_for(&topo, &[1, 2])), &linked);
+        assert!(lf
+            .iter()
+            .any(|x| x.check == "pmd" && x.level == Level::Ok && x.what == "net_memif: linked into sluiced"));
+        assert!(lf.iter().any(|x| x.check == "pmd"
+            && x.level == Level::Fail
+            && x.what.starts_with("net_vhost: not linked")
+            && x.fix.contains("SLUICE_DPDK_LINK=shared")));
         assert!(find("pmd", Level::Fail, "librte_net_af_xdp.so")
             .fix
             .contains("libdpdk-dev"));
