@@ -76,7 +76,6 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
     println!("cargo:rerun-if-env-changed=SLUICE_DPDK_LINK");
-    println!("cargo::rustc-check-cfg=cfg(dpdk_static)");
 
     let version = pkg_config(&["--modversion"]);
     let major: u32 = version.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -105,7 +104,7 @@ fn main() {
     }
     cc.compile("sluice_dpdk_shim");
 
-    link(&version);
+    write_linked(link(&version));
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let mut b = bindgen::Builder::default()
@@ -163,7 +162,9 @@ const UNUSED_DRIVERS: &[&str] = &[
 /// them need no PLT. The drivers are linked whole (their constructors register them;
 /// without `--whole-archive` the linker drops them and EAL cannot find the device).
 /// Shared: Debian's EAL loads every PMD from its plugin directory by itself.
-fn link(version: &str) {
+///
+/// Returns the network drivers linked in when static, `None` when shared.
+fn link(version: &str) -> Option<Vec<String>> {
     let libdir = pkg_config(&["--variable=libdir"]);
     let choice = env::var("SLUICE_DPDK_LINK").unwrap_or_default();
     let have_static = Path::new(&libdir).join("librte_eal.a").exists();
@@ -177,7 +178,6 @@ fn link(version: &str) {
         other => fail(&format!("SLUICE_DPDK_LINK={other}: use `static` or `shared`")),
     };
     println!("cargo:rustc-link-search=native={libdir}");
-    let mut linked: Vec<String> = Vec::new();
     if !use_static {
         for tok in pkg_config(&["--libs"]).split_whitespace() {
             if let Some(l) = tok.strip_prefix("-l") {
@@ -188,10 +188,9 @@ fn link(version: &str) {
         }
         // rte_vdev_init lives in the vdev bus library, which libdpdk.pc does not list.
         println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
-        write_linked(&linked);
-        return;
+        return None;
     }
-    println!("cargo:rustc-cfg=dpdk_static");
+    let mut linked = Vec::new();
     let mut whole = false;
     let mut system = Vec::new();
     let libs = pkg_config(&["--static", "--libs"]);
@@ -232,19 +231,24 @@ fn link(version: &str) {
         PathBuf::from("/lib/x86_64-linux-gnu"),
     ];
     for l in system {
-        let libc_part = matches!(l, "dl" | "pthread" | "rt" | "m");
-        let found = search.iter().any(|d| d.join(format!("lib{l}.so")).exists());
-        if libc_part || found || l == "atomic" {
+        // glibc's parts and libatomic are found by the compiler driver, not in these paths.
+        let toolchain = matches!(l, "dl" | "pthread" | "rt" | "m" | "atomic");
+        if toolchain || search.iter().any(|d| d.join(format!("lib{l}.so")).exists()) {
             println!("cargo:rustc-link-lib=dylib={l}");
         }
     }
-    write_linked(&linked);
+    Some(linked)
 }
 
-/// `LINKED_NET_DRIVERS` for `lib.rs`: the network drivers linked in (`net_memif`, …).
-fn write_linked(drivers: &[String]) {
+/// `linked.rs` for `lib.rs`: how DPDK was linked (`link`'s answer).
+fn write_linked(linked: Option<Vec<String>>) {
+    let drivers = linked.as_deref().unwrap_or_default();
     let list: Vec<String> = drivers.iter().map(|d| format!("{d:?}")).collect();
-    let text = format!("pub const LINKED_NET_DRIVERS: &[&str] = &[{}];\n", list.join(", "));
+    let text = format!(
+        "pub const LINKED_STATIC: bool = {};\npub const LINKED_NET_DRIVERS: &[&str] = &[{}];\n",
+        linked.is_some(),
+        list.join(", ")
+    );
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     std::fs::write(out.join("linked.rs"), text).expect("write linked.rs");
 }

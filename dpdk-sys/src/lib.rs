@@ -9,9 +9,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
-/// Whether DPDK is linked into the executable (`SLUICE_DPDK_LINK`, see `build.rs`) rather
-/// than loaded from its shared libraries.
-pub const LINKED_STATIC: bool = cfg!(dpdk_static);
-
-// The network drivers linked in, when `LINKED_STATIC` (names as EAL gives them).
+// `LINKED_STATIC`: whether DPDK is linked into the executable (`SLUICE_DPDK_LINK`, see
+// `build.rs`) rather than loaded from its shared libraries; `LINKED_NET_DRIVERS`: the
+// network drivers linked in then (names as EAL gives them), empty otherwise.
 include!(concat!(env!("OUT_DIR"), "/linked.rs"));
