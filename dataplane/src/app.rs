@@ -86,7 +86,8 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 /// `RECONNECT_EVERY` (later `RECONNECT_SLOW`) until its server answers, and stopped and
 /// started again when its link has been down for `RECONNECT_AFTER`. While it is stopped it
 /// is paused (`SlowPath::paused`): no thread calls its driver, and what the workers would
-/// send there is dropped as `tx_full`. Before a stop, the workers are waited for
+/// send there is dropped as `port_down` (little: its link is down, so routing withdraws
+/// the routes through it first). Before a stop, the workers are waited for
 /// (`quiesce::grace`) so none is inside a burst on it.
 struct Reconnect {
     port: usize,

@@ -73,10 +73,13 @@ pub enum DropReason {
     ControlRingFull,
     /// The egress queue was full (tx_burst did not take the packet).
     TxFull,
+    /// The egress port was being restarted (a memif client reconnecting): no thread may
+    /// call its driver then.
+    PortDown,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
         DropReason::BadIpHeader,
@@ -96,6 +99,7 @@ impl DropReason {
         DropReason::QueueFull,
         DropReason::ControlRingFull,
         DropReason::TxFull,
+        DropReason::PortDown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +122,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::ControlRingFull => "control_ring_full",
             DropReason::TxFull => "tx_full",
+            DropReason::PortDown => "port_down",
         }
     }
 
@@ -129,7 +134,7 @@ impl DropReason {
             | TooManyVlanTags | UnsupportedEthertype => Stage::Classify,
             MeterExceed | MeterViolate | QueueFull => Stage::Shape,
             TtlExpired | NoRoute | NoPath | MtuExceeded | NotUnicast => Stage::Route,
-            ControlRingFull | TxFull => Stage::Tx,
+            ControlRingFull | TxFull | PortDown => Stage::Tx,
         }
     }
 }

@@ -85,12 +85,11 @@ impl Frame for Mbuf {
 }
 
 /// Sends a burst holding `bytes` bytes and counts what the driver took and refused. A
-/// port being restarted (`paused`) is not called: its packets are dropped as `tx_full`,
-/// as a disconnected memif port's driver drops them.
+/// port being restarted (`paused`) is not called: its packets are dropped as `port_down`.
 #[inline(always)]
 fn flush(q: &mut TxQueue, b: &mut Burst<BURST>, bytes: u64, port: usize, c: &WorkerCounters, paused: &AtomicBool) {
     if paused.load(Ordering::Relaxed) {
-        bump(&c.drops[DropReason::TxFull as usize], b.len() as u64);
+        bump(&c.drops[DropReason::PortDown as usize], b.len() as u64);
         b.drain().for_each(drop);
         return;
     }

@@ -239,3 +239,73 @@ fn a_memif_client_connects_when_its_server_comes_and_again_after_it_left() {
     assert_eq!(port["memif_client"], true, "{port}");
     assert_eq!(port["connects"], 3, "{port}");
 }
+
+#[test]
+fn nothing_is_sent_by_a_memif_client_waiting_for_its_server() {
+    let _g = serial();
+    let dir = TestDir::new("portdown");
+    // "lan" takes the generator's traffic and routes it out of "wan", a memif client
+    // whose server never comes: that port stays stopped, and no thread may call its
+    // driver. Its link is down, so its routes are withdrawn and the packets are dropped
+    // as `no_path`; one routed in the moment before that would be `port_down`. None
+    // reaches the driver, so none is `tx_full`.
+    let cfg = dir.write(
+        "sluice.toml",
+        &format!(
+            r#"
+[eal]
+workers = [1]
+control_core = 0
+hugepages = "auto"
+file_prefix = "{prefix}"
+[[ports]]
+name = "lan"
+device = "{lan}"
+mac = "02:00:00:00:00:01"
+[[ports]]
+name = "wan"
+device = "net_memif1,role=client,id=0,socket={wan},socket-abstract=no"
+mac = "02:00:00:00:00:03"
+[[routes]]
+prefix = "198.18.0.0/16"
+port = "wan"
+next_hop_mac = "02:00:00:00:00:04"
+"#,
+            prefix = dir.prefix("sluiced"),
+            lan = memif(&dir, "server"),
+            wan = dir.file("wan.sock").display(),
+        ),
+    );
+    let stats = dir.file("sluiced.json");
+    let mut sluiced = Proc::start_sluiced(
+        &dir,
+        "sluiced",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--stats-file",
+            stats.to_str().unwrap(),
+            "--link-wait",
+            "0",
+        ],
+    );
+    wait_said(&dir, &mut sluiced, "no memif server answers yet", 1);
+    let gen = start_generator(&dir, "gen", "client", "200kpps", "1s", &[]);
+    let sent = gen.wait(LIMIT).json()["streams"][0]["tx_packets"].as_u64().unwrap();
+    let report = stop_sluiced(&dir, sluiced);
+    let w = &report["workers"][0];
+    let drops = &report["drops"];
+    let rx = w["rx_packets"].as_u64().unwrap();
+    assert!(
+        sent >= 100_000 && rx * 100 >= sent * 99,
+        "sent {sent}, sluiced received {rx}: {w}"
+    );
+    assert_eq!(drops["tx_full"], 0, "{drops}");
+    assert_eq!(w["tx_packets"], 0, "{w}");
+    let counted: u64 = ["port_down", "no_path"]
+        .iter()
+        .map(|r| drops[r].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, rx, "{drops}");
+    assert!(drops["no_path"].as_u64().unwrap() > 0, "{drops}");
+}
