@@ -112,6 +112,61 @@ fn errno_error(what: String) -> DpdkError {
     }
 }
 
+// ---- DPDK's log ---------------------------------------------------------------------------
+
+static DPDK_LOG: std::sync::Mutex<Option<crate::dpdklog::DpdkLog>> = std::sync::Mutex::new(None);
+
+/// Sends DPDK's own log messages to the process logger (`log`, component `dpdk`), one
+/// record per line at the level DPDK gave it, repeats thinned out (`dpdklog`). Call it
+/// before `Eal::init`, once the logger is installed, so that EAL's start-up messages go
+/// there too. Without it DPDK 22.11 writes to standard error until EAL has started and
+/// to standard output and syslog after.
+pub fn log_to_logger() -> Result<(), DpdkError> {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    /// The stream's write: DPDK's `rte_vlog` formats a message into the stream's buffer
+    /// and flushes it, on the thread that logs, so the level of this thread's current
+    /// message is the one these bytes were written at.
+    unsafe extern "C" fn write(_cookie: *mut c_void, buf: *const std::ffi::c_char, size: usize) -> isize {
+        // SAFETY: glibc hands the stream's buffer: `size` readable bytes at `buf`.
+        let bytes = unsafe { std::slice::from_raw_parts(buf as *const u8, size) };
+        // SAFETY: reads a per-thread value that rte_vlog set for the message being written.
+        let level = unsafe { sys::rte_log_cur_msg_loglevel() };
+        let records = DPDK_LOG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Default::default)
+            .take(bytes, level.max(0) as u32);
+        for (level, message) in records {
+            log::log!(target: "dpdk", level, "{message}");
+        }
+        size as isize
+    }
+    let functions = sys::cookie_io_functions_t {
+        read: None,
+        write: Some(write),
+        seek: None,
+        close: None,
+    };
+    // SAFETY: the mode is a NUL-terminated string; the functions are plain `extern "C"`
+    // functions that live as long as the process; the cookie is not used.
+    let stream = unsafe { sys::fopencookie(std::ptr::null_mut(), c"w".as_ptr(), functions) };
+    if stream.is_null() {
+        return Err(DpdkError::Invalid(format!(
+            "cannot open a log stream for DPDK: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: `stream` is a valid stream that is never closed; DPDK only writes to it.
+    if unsafe { sys::rte_openlog_stream(stream) } != 0 {
+        return Err(DpdkError::Invalid("DPDK refused the log stream".into()));
+    }
+    DONE.store(true, Ordering::Release);
+    Ok(())
+}
+
 // ---- EAL -------------------------------------------------------------------------------
 
 const EAL_NEVER: u8 = 0;

@@ -9,6 +9,7 @@ pub mod app;
 pub mod builder;
 pub mod ctlsock;
 pub mod dpdk;
+pub mod dpdklog;
 pub mod eal_args;
 pub mod flow;
 pub mod flowexport;

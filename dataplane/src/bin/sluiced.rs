@@ -60,6 +60,9 @@ fn main() {
     dataplane::dpdk::mempool_ops_probe_hook();
     let cli = Cli::parse();
     control::logging::init(cli.log_level);
+    if let Err(e) = dataplane::dpdk::log_to_logger() {
+        log::warn!("DPDK's messages keep DPDK's own format and streams: {e}");
+    }
     if let Some(Command::Doctor { config, json }) = &cli.command {
         std::process::exit(doctor(config.as_deref(), *json));
     }

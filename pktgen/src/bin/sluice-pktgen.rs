@@ -515,6 +515,9 @@ fn main() -> ExitCode {
     } else {
         log::LevelFilter::Info
     });
+    if let Err(e) = dataplane::dpdk::log_to_logger() {
+        log::warn!("DPDK's messages keep DPDK's own format and streams: {e}");
+    }
     let r = match cli.cmd {
         Cmd::Run(a) => cmd_run(*a),
         Cmd::Replay(a) => cmd_replay(a),
