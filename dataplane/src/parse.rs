@@ -294,18 +294,25 @@ pub fn plain_v4(frame: &[u8], pkt_len: u32, csum: RxChecksum) -> Option<PlainV4>
 }
 
 /// Whether the one's-complement sum of a 20-byte IPv4 header, given as five 32-bit words
-/// read in the machine's byte order, is 0xffff (the header checksum is right). The byte
-/// order does not matter: byte-swapping every word swaps the sum's bytes, and 0xffff
-/// reads the same either way.
+/// read in the machine's byte order, is 0xffff (the header checksum is right).
+///
+/// As 2^16 leaves 1 modulo 0xffff, a 32-bit word is congruent to the sum of its two
+/// 16-bit halves, and the plain sum of the five words to the sum of the header's ten
+/// 16-bit words. A one's-complement sum is that sum modulo 0xffff, written 0xffff rather
+/// than 0 unless every word is 0. So the header is right when the plain sum is a
+/// non-zero multiple of 0xffff. The byte order does not matter: read little-endian, each
+/// half is a header word with its bytes swapped, that is the word times 2^8 modulo
+/// 0xffff, and 2^8 has an inverse modulo 0xffff, so the sum of the swapped words is a
+/// multiple of 0xffff exactly when the sum of the words is. That test is a
+/// multiplication: 0xffff is odd, so it has an inverse modulo 2^64, and multiplying by
+/// that takes k times 0xffff to k, at most `u64::MAX / 0xffff`, and every other number
+/// above that. One less, 0 goes above too.
 #[inline(always)]
 pub(crate) fn sums_to_ones(words: [u32; 5]) -> bool {
+    const INVERSE: u64 = 0xfffe_fffe_fffe_ffff;
+    const { assert!(INVERSE.wrapping_mul(0xffff) == 1) };
     let sum: u64 = words.iter().map(|&w| w as u64).sum();
-    // Folded to 32 bits without the end-around carry: the high part is at most 4, so when
-    // the fold carries, what is left is at most 3 and the true sum at most 4, and neither
-    // is 0xffff. Then to 16 bits: the word plus itself rotated by 16 holds the
-    // one's-complement sum of its halves, end-around carry included, in its top half.
-    let s32 = (sum as u32).wrapping_add((sum >> 32) as u32);
-    s32.wrapping_add(s32.rotate_left(16)) >> 16 == 0xffff
+    sum.wrapping_mul(INVERSE).wrapping_sub(1) < u64::MAX / 0xffff
 }
 
 #[inline(always)]

@@ -274,9 +274,12 @@ fn sums_to_ones_slowly(words: [u32; 5]) -> bool {
     sum == 0xffff
 }
 
-/// The fast path's checksum fold against the reference: on random words; on words whose
-/// 64-bit sum folds to 32 bits with a carry (which the fast fold drops); and on words made
-/// to sum right, some with one bit flipped, so that both answers are tested often.
+/// The fast path's checksum test against the reference: on random words; on words whose
+/// 64-bit sum is just short of 2^32 (a 32-bit fold of it would carry); and on words made
+/// to sum right, some with one bit flipped, so that both answers are tested often. Then
+/// the ends: every word 0 (wrong: a one's-complement sum is never 0 but for that), every
+/// bit set (right), one 16-bit half off by 0xffff (the same sum, right), and a header
+/// from the wire.
 #[test]
 fn checksum_fold_agrees_with_recomputation() {
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -315,4 +318,23 @@ fn checksum_fold_agrees_with_recomputation() {
     // Half the cases were made right and a quarter of those had a bit flipped, so about
     // three in eight are right: both answers ran.
     assert!(yes > 100_000, "only {yes} right sums");
+    for w in [
+        [0; 5],
+        [u32::MAX; 5],
+        [0, 0, 0, 0, 0xffff],
+        [0xffff_0000, 0, 0, 0, 0],
+        [1, 0, 0, 0, 0],
+    ] {
+        assert_eq!(sums_to_ones(w), sums_to_ones_slowly(w), "words {w:08x?}");
+    }
+    assert!(!sums_to_ones([0; 5]) && sums_to_ones([u32::MAX; 5]) && sums_to_ones([0, 0, 0xffff, 0, 0]));
+    // 45 00 00 73 00 00 40 00 40 11 b8 61 c0 a8 00 01 c0 a8 00 c7 (checksum b861).
+    let h = [
+        0x45u8, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0, 1, 0xc0, 0xa8, 0, 0xc7,
+    ];
+    let words = |h: &[u8]| std::array::from_fn(|i| u32::from_ne_bytes(h[4 * i..4 * i + 4].try_into().unwrap()));
+    assert!(sums_to_ones(words(&h)));
+    let mut bad = h;
+    bad[11] ^= 1;
+    assert!(!sums_to_ones(words(&bad)));
 }
