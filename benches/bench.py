@@ -20,6 +20,10 @@ the raw rates are reported too. Rates are read from each process's DPDK telemetr
 Prints one JSON line per result and peer, then a human table; writes the lines to
 bench-results/latest.jsonl.   QUICK=1: fewer rounds, shorter windows (under 2 minutes).
 L3FWD_LINK=static: l3fwd built with `make static` (DPDK linked in, as `sluiced` is by default).
+CONTROL=1: flow-scale inputs also run Sluice "forward-packet" (no flow table) on the large
+and the 4 K-flow file: what replaying that many distinct packets costs by itself (net_pcap
+copies each from a stored mbuf, which for a large file is not in cache), apart from the
+flow table's share.
 """
 
 import json
@@ -46,6 +50,7 @@ WINDOW_S = 1.0 if QUICK else 2.0
 WARMUP_S = 0.5
 # "static": l3fwd linked statically, as Sluice is by default (BENCHMARKS.md's peer is shared).
 L3FWD_LINK = os.environ.get("L3FWD_LINK", "shared")
+CONTROL = os.environ.get("CONTROL", "") not in ("", "0")
 if L3FWD_LINK not in ("shared", "static"):
     sys.exit(f"bench: L3FWD_LINK={L3FWD_LINK}: use shared (the default) or static")
 CORE = 1  # the worker / forwarding core for every process
@@ -353,6 +358,12 @@ def main():
             small = pcaps["v4-64B-4k"]
             duts["sluice-full-4k"] = lambda r: measure(
                 "sluiced", sluice_cmd(small, f"bs{pid}4k{r}", mem_args, "full", scale_config(flows)), f"bs{pid}4k{r}")
+            if CONTROL:
+                # Packet mode keeps no flows: no flow-table capacity to give.
+                duts["sluice-forward-packet"] = lambda r: measure(
+                    "sluiced", sluice_cmd(pcap, f"bs{pid}c{r}", mem_args, "forward-packet"), f"bs{pid}c{r}")
+                duts["sluice-forward-packet-4k"] = lambda r: measure(
+                    "sluiced", sluice_cmd(small, f"bs{pid}c4k{r}", mem_args, "forward-packet"), f"bs{pid}c4k{r}")
             runs = {k: [] for k in duts}
             for r in range(ROUNDS):
                 for dut in (list(duts) if r % 2 == 0 else list(duts)[::-1]):
@@ -366,6 +377,13 @@ def main():
                 "rounds": ROUNDS, "window_s": WINDOW_S, "core": CORE,
                 "runs": {k: [round(x, 2) for x in v] for k, v in runs.items()}, "hugepages": not mem_args,
             }
+            if CONTROL:
+                a, b = runs["sluice-forward-packet"], runs["sluice-forward-packet-4k"]
+                line["control"] = {
+                    "stages": "forward-packet", "mpps": round(statistics.median(a), 2),
+                    "mpps_4k_flows": round(statistics.median(b), 2),
+                    "ratio_to_4k": round(statistics.median(x / y for x, y in zip(a, b)), 3),
+                }
             scale.append(line)
             print(json.dumps(line), flush=True)
             continue
@@ -406,6 +424,10 @@ def main():
     for line in scale:
         print(f"flow scale: {line['flows']} flows {line['mpps']:.2f} Mpps, 4k flows {line['mpps_4k_flows']:.2f} Mpps: "
               f"{line['ratio_to_4k']:.3f} of the 4k-flow rate")
+        if "control" in line:
+            c = line["control"]
+            print(f"  control, forward-packet (no flow table): {c['mpps']:.2f} Mpps against {c['mpps_4k_flows']:.2f}: "
+                  f"{c['ratio_to_4k']:.3f}")
     print(f"(Mpps: medians of {ROUNDS} interleaved rounds of {WINDOW_S:.0f} s on core {CORE}; "
           "ratios: medians of the per-round ratios)")
     results += scale
