@@ -54,15 +54,8 @@ fn wait_said(dir: &TestDir, sluiced: &mut Proc, what: &str, n: usize) {
 /// `dir`/lan.sock, routing 198.18.0.0/16 straight back out of it; with `--link-wait
 /// link_wait` and its report to `dir`/sluiced.json.
 fn start_sluiced(dir: &TestDir, role: &str, link_wait: &str) -> Proc {
-    let cfg = dir.write(
-        "sluice.toml",
-        &format!(
-            r#"
-[eal]
-workers = [1]
-control_core = 0
-hugepages = "auto"
-file_prefix = "{prefix}"
+    let lan = format!(
+        r#"
 [[ports]]
 name = "lan"
 device = "{device}"
@@ -72,8 +65,25 @@ prefix = "198.18.0.0/16"
 port = "lan"
 next_hop_mac = "02:00:00:00:00:02"
 "#,
+        device = memif(dir, role),
+    );
+    start_sluiced_with(dir, &lan, link_wait)
+}
+
+/// `sluiced` with these ports and routes (TOML), one worker on lcore 1, `--link-wait
+/// link_wait` and its report to `dir`/sluiced.json.
+fn start_sluiced_with(dir: &TestDir, ports_and_routes: &str, link_wait: &str) -> Proc {
+    let cfg = dir.write(
+        "sluice.toml",
+        &format!(
+            r#"
+[eal]
+workers = [1]
+control_core = 0
+hugepages = "auto"
+file_prefix = "{prefix}"
+{ports_and_routes}"#,
             prefix = dir.prefix("sluiced"),
-            device = memif(dir, role),
         ),
     );
     let stats = dir.file("sluiced.json");
@@ -249,15 +259,8 @@ fn nothing_is_sent_by_a_memif_client_waiting_for_its_server() {
     // driver. Its link is down, so its routes are withdrawn and the packets are dropped
     // as `no_path`; one routed in the moment before that would be `port_down`. None
     // reaches the driver, so none is `tx_full`.
-    let cfg = dir.write(
-        "sluice.toml",
-        &format!(
-            r#"
-[eal]
-workers = [1]
-control_core = 0
-hugepages = "auto"
-file_prefix = "{prefix}"
+    let ports = format!(
+        r#"
 [[ports]]
 name = "lan"
 device = "{lan}"
@@ -271,24 +274,10 @@ prefix = "198.18.0.0/16"
 port = "wan"
 next_hop_mac = "02:00:00:00:00:04"
 "#,
-            prefix = dir.prefix("sluiced"),
-            lan = memif(&dir, "server"),
-            wan = dir.file("wan.sock").display(),
-        ),
+        lan = memif(&dir, "server"),
+        wan = dir.file("wan.sock").display(),
     );
-    let stats = dir.file("sluiced.json");
-    let mut sluiced = Proc::start_sluiced(
-        &dir,
-        "sluiced",
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--stats-file",
-            stats.to_str().unwrap(),
-            "--link-wait",
-            "0",
-        ],
-    );
+    let mut sluiced = start_sluiced_with(&dir, &ports, "0");
     wait_said(&dir, &mut sluiced, "no memif server answers yet", 1);
     let gen = start_generator(&dir, "gen", "client", "200kpps", "1s", &[]);
     let sent = gen.wait(LIMIT).json()["streams"][0]["tx_packets"].as_u64().unwrap();
